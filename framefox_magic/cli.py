@@ -1,0 +1,50 @@
+"""`framefox-migrate`: the %migrate sub-commands from a shell."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import commands
+from .errors import MigrationError
+from .manager import AlembicManager, StepCallback
+from .results import RevisionInfo
+
+PROG = "framefox-migrate"
+
+
+class _Terminal:
+    """What sub-commands ask of a front end, answered for a terminal."""
+
+    def progress(self, verb: str) -> StepCallback:
+        def step(done: int, total: int, info: RevisionInfo) -> None:
+            print(f"  {verb} {done}/{total}: {info.revision} {info.message}", file=sys.stderr)
+
+        return step
+
+    def panel(self, manager: AlembicManager) -> Any:
+        raise MigrationError("The panel needs a notebook: run `%migrate panel` in Jupyter.")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one sub-command; print its result as text; exit 1 with a short message on failure."""
+    import shlex
+
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = commands.parse(shlex.join(words), prog=PROG)
+        result = commands.execute(AlembicManager(), args, _Terminal())
+    except commands.HelpShown as shown:
+        print(shown.text)
+        return 0
+    except MigrationError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return 1
+    if result is not None:
+        print(repr(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

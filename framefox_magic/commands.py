@@ -1,0 +1,312 @@
+"""The %migrate grammar: one table of sub-commands, from which the parser, help, completion and
+the `framefox-migrate` command line are all derived."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .errors import ConfirmationRequired, MigrationError
+from .manager import AlembicManager, StepCallback
+from .results import Outcome
+
+REVISION = "revision"  # a positional or option that takes a revision id: completed from the history
+SYMBOLS = ("head", "heads", "base")
+
+
+class CommandLineError(MigrationError):
+    """The %migrate line could not be parsed."""
+
+
+class HelpShown(Exception):
+    """--help was asked for; the text has been produced."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class Frontend(Protocol):
+    """What a sub-command may ask of the front end that runs it."""
+
+    def progress(self, verb: str) -> StepCallback | None: ...
+
+    def panel(self, manager: AlembicManager) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One positional argument or option, in argparse's own terms."""
+
+    flags: tuple[str, ...]
+    help: str
+    kind: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def positional(self) -> bool:
+        """Whether this is a positional argument."""
+        return not self.flags[0].startswith("-")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One sub-command: its name, arguments, what it runs, and whether it destroys anything."""
+
+    name: str
+    run: Callable[[AlembicManager, argparse.Namespace, Frontend], Any]
+    args: tuple[Arg, ...] = ()
+    help: str = ""
+    destructive: Callable[[argparse.Namespace], bool] = lambda args: False
+
+    @property
+    def summary(self) -> str:
+        """The first line of the help."""
+        return self.help.splitlines()[0] if self.help else ""
+
+
+def _doc(method: Callable[..., Any]) -> str:
+    return (method.__doc__ or "").strip().splitlines()[0]
+
+
+def _arg(*flags: str, help: str, kind: str | None = None, **options: Any) -> Arg:
+    return Arg(tuple(flags), help, kind, options)
+
+
+YES = _arg("--yes", "-y", help="confirm a command that changes or removes data", action="store_true")
+SQL = _arg("--sql", help="print the SQL instead of running it", action="store_true")
+PLAN = _arg("--plan", help="list the revisions that would run, and change nothing", action="store_true")
+MESSAGE = _arg("-m", "--message", help="the revision's message", required=True)
+REVISION_OPTIONS = (
+    _arg("--autogenerate", help="compare the models with the database and write the difference",
+         action="store_true"),
+    _arg("--head", help="the revision to build on (default: head)", kind=REVISION, default="head"),
+    _arg("--splice", help="allow --head to be a revision that is not a head", action="store_true"),
+    _arg("--branch-label", help="a label for a new branch", dest="branch_label"),
+    _arg("--depends-on", help="revisions this one depends on", kind=REVISION, dest="depends_on",
+         action="append"),
+    _arg("--rev-id", help="the id to give the revision instead of a generated one", dest="rev_id"),
+    _arg("--apply", help="upgrade to the new revision right after writing it", action="store_true"),
+)
+TARGET_OPTIONS = (
+    _arg("--url", help="database URL (kept for this session; never written to disk)"),
+    _arg("--dir", help="migrations folder", dest="migrations_dir"),
+    _arg("--metadata", help="module:attribute of the MetaData (default: SQLModel.metadata)"),
+)
+
+
+def _migrate(direction: str) -> Callable[[AlembicManager, argparse.Namespace, Frontend], Any]:
+    def run(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -> Any:
+        downgrade = direction == "downgrade"
+        if args.plan:
+            return manager.plan(args.target, downgrade=downgrade)
+        if args.sql:
+            return manager.sql(args.target, downgrade=downgrade)
+        method = manager.downgrade if downgrade else manager.upgrade
+        return method(args.target, on_step=ui.progress(direction))
+
+    return run
+
+
+def _revision(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -> Any:
+    written = manager.revision(
+        args.message, autogenerate=args.autogenerate, head=args.head, splice=args.splice,
+        branch_label=args.branch_label, depends_on=args.depends_on, rev_id=args.rev_id,
+    )
+    if written is not None and args.apply:
+        manager.upgrade(written.revision, on_step=ui.progress("upgrade"))
+        return manager.show(written.revision)
+    if written is None:
+        return Outcome("revision", "No changes detected: no revision was written.")
+    return written
+
+
+def _diff(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -> Any:
+    return manager.diff(args.rev, args.to)
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("status", lambda m, a, ui: m.status(), help=_doc(AlembicManager.status)),
+    Command("init", lambda m, a, ui: m.init(), help=_doc(AlembicManager.init)),
+    Command("config", lambda m, a, ui: m.config(), help=_doc(AlembicManager.config)),
+    Command(
+        "history", lambda m, a, ui: m.history(a.rev_range), help=_doc(AlembicManager.history),
+        args=(_arg("-r", "--rev-range", help="only the range A:B", dest="rev_range"),),
+    ),
+    Command("current", lambda m, a, ui: m.current(), help=_doc(AlembicManager.current)),
+    Command("heads", lambda m, a, ui: m.heads(), help=_doc(AlembicManager.heads)),
+    Command("branches", lambda m, a, ui: m.branches(), help=_doc(AlembicManager.branches)),
+    Command(
+        "show", lambda m, a, ui: m.show(a.rev), help=_doc(AlembicManager.show),
+        args=(_arg("rev", help="the revision (id, unique prefix, head, branch@head)", kind=REVISION),),
+    ),
+    Command(
+        "diff", _diff, help=_doc(AlembicManager.diff),
+        args=(
+            _arg("rev", help="a revision, or the start of a path", kind=REVISION, nargs="?"),
+            _arg("to", help="the end of the path", kind=REVISION, nargs="?"),
+        ),
+    ),
+    Command("check", lambda m, a, ui: m.check(), help=_doc(AlembicManager.check)),
+    Command(
+        "sql", lambda m, a, ui: m.sql(a.rev_range), help=_doc(AlembicManager.sql),
+        args=(_arg("rev_range", help="A:B (default base:heads)", kind=REVISION, nargs="?"),),
+    ),
+    Command(
+        "upgrade", _migrate("upgrade"), help=_doc(AlembicManager.upgrade),
+        args=(_arg("target", help="head (default), a revision, +N", kind=REVISION, nargs="?",
+                   default="head"), SQL, PLAN),
+    ),
+    Command(
+        "downgrade", _migrate("downgrade"), help=_doc(AlembicManager.downgrade),
+        args=(_arg("target", help="-N, a revision, or base", kind=REVISION), SQL, PLAN, YES),
+        destructive=lambda a: not (a.sql or a.plan),
+    ),
+    Command(
+        "revision", _revision, help=_doc(AlembicManager.revision),
+        args=(MESSAGE, *REVISION_OPTIONS),
+    ),
+    Command(
+        "stamp", lambda m, a, ui: m.stamp(a.rev, purge=a.purge), help=_doc(AlembicManager.stamp),
+        args=(_arg("rev", help="the revision to record", kind=REVISION),
+              _arg("--purge", help="empty the version table first", action="store_true"), YES),
+        destructive=lambda a: a.purge,
+    ),
+    Command(
+        "merge", lambda m, a, ui: m.merge(a.revisions, a.message, a.branch_label, a.rev_id),
+        help=_doc(AlembicManager.merge),
+        args=(_arg("revisions", help="the heads to join (or 'heads')", kind=REVISION, nargs="+"),
+              MESSAGE, _arg("--branch-label", help="a label for the merged branch", dest="branch_label"),
+              _arg("--rev-id", help="the id to give the merge revision", dest="rev_id")),
+    ),
+    Command(
+        "delete", lambda m, a, ui: m.delete(a.rev, force=a.force), help=_doc(AlembicManager.delete),
+        args=(_arg("rev", help="the revision whose file to remove", kind=REVISION),
+              _arg("--force", help="even if it is applied or others build on it", action="store_true"),
+              YES),
+        destructive=lambda a: True,
+    ),
+    Command("init-version-table", lambda m, a, ui: m.create_version_table(),
+            help=_doc(AlembicManager.create_version_table)),
+    Command("clear-history", lambda m, a, ui: m.clear_history(), help=_doc(AlembicManager.clear_history),
+            args=(YES,), destructive=lambda a: True),
+    Command("clean", lambda m, a, ui: m.clean(), help=_doc(AlembicManager.clean),
+            args=(YES,), destructive=lambda a: True),
+    Command("reset", lambda m, a, ui: m.reset(), help=_doc(AlembicManager.reset),
+            args=(YES,), destructive=lambda a: True),
+    Command("graph", lambda m, a, ui: m.graph(), help=_doc(AlembicManager.graph)),
+    Command("panel", lambda m, a, ui: ui.panel(m), help="Show the point-and-click panel."),
+)
+BY_NAME = {command.name: command for command in COMMANDS}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports instead of exiting: errors raise, --help returns its text."""
+
+    def error(self, message: str) -> Any:
+        raise CommandLineError(f"{message} (see `{self.prog} --help`)")
+
+    def exit(self, status: int = 0, message: str | None = None) -> Any:
+        if status:
+            raise CommandLineError((message or "").strip())
+        raise HelpShown(self.format_help())
+
+    def print_help(self, file: Any = None) -> None:
+        raise HelpShown(self.format_help())
+
+
+def build_parser(prog: str = "%migrate", extra: Iterable[Arg] = ()) -> argparse.ArgumentParser:
+    """The parser for every sub-command, each with the shared target options and `extra`."""
+    parser = _Parser(prog=prog, description=overview(prog), usage=f"{prog} SUB-COMMAND [options]",
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    subparsers = parser.add_subparsers(dest="command", metavar="SUB-COMMAND", parser_class=_Parser,
+                                       help=argparse.SUPPRESS)
+    for command in COMMANDS:
+        sub = subparsers.add_parser(command.name, description=command.help, prog=f"{prog} {command.name}")
+        for arg in (*command.args, *TARGET_OPTIONS, *extra):
+            sub.add_argument(*arg.flags, help=arg.help, **arg.options)
+    return parser
+
+
+def overview(prog: str = "%migrate") -> str:
+    """The list of sub-commands, one line each."""
+    width = max(len(c.name) for c in COMMANDS)
+    lines = [f"  {c.name.ljust(width)}  {c.summary}" for c in COMMANDS]
+    return (
+        f"Alembic migrations: {prog} SUB-COMMAND [options]; {prog} SUB-COMMAND --help for details.\n\n"
+        + "\n".join(lines)
+    )
+
+
+def parse(line: str, prog: str = "%migrate", extra: Iterable[Arg] = ()) -> argparse.Namespace:
+    """Split a line like a shell would and parse it; no sub-command means `status`."""
+    try:
+        words = shlex.split(line)
+    except ValueError as error:
+        raise CommandLineError(f"Cannot split the line: {error}.") from None
+    if words[:1] == ["help"]:
+        words = [*words[1:2], "--help"]
+    if not words or (words[0].startswith("-") and words[0] not in ("-h", "--help")):
+        words = ["status", *words]
+    if words[0] not in BY_NAME and words[0] not in ("-h", "--help"):
+        raise CommandLineError(f"Unknown sub-command '{words[0]}'. {_suggest(words[0])}")
+    return build_parser(prog, extra).parse_args(words)
+
+
+def _suggest(word: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, BY_NAME, n=1)
+    return f"Did you mean '{close[0]}'?" if close else f"Try one of: {', '.join(BY_NAME)}."
+
+
+def apply_target(manager: AlembicManager, args: argparse.Namespace) -> None:
+    """Make --url / --dir / --metadata the active target from now on."""
+    for name in ("url", "migrations_dir", "metadata"):
+        if getattr(args, name, None):
+            setattr(manager, name, getattr(args, name))
+
+
+def execute(manager: AlembicManager, args: argparse.Namespace, ui: Frontend, confirm: bool = True) -> Any:
+    """Run a parsed sub-command against the manager."""
+    command = BY_NAME[args.command]
+    apply_target(manager, args)
+    if confirm and command.destructive(args) and not getattr(args, "yes", False):
+        raise ConfirmationRequired(
+            f"`{command.name}` changes or removes data: add --yes to go ahead. Nothing was changed."
+        )
+    return command.run(manager, args, ui)
+
+
+# ---------------------------------------------------------------- completion
+
+
+def completions(line: str, revisions: Callable[[], Iterable[str]]) -> list[str]:
+    """What may come next on a %migrate line (sub-commands, options, revision ids)."""
+    words = line.split()
+    if line.endswith(" ") or not words:
+        words.append("")
+    if words and words[0].startswith("%"):
+        words = words[1:] or [""]
+    current = words[-1]
+    if len(words) == 1:
+        return [name for name in BY_NAME if name.startswith(current)]
+    command = BY_NAME.get(words[0])
+    if command is None:
+        return []
+    args = (*command.args, *TARGET_OPTIONS)
+    if current.startswith("-"):
+        return [flag for arg in args for flag in arg.flags if flag.startswith(current) and flag.startswith("--")]
+    previous = words[-2]
+    option = next((a for a in args if previous in a.flags), None)
+    expects_revision = (
+        option.kind == REVISION if option is not None and option.options.get("action") is None
+        else any(a.positional and a.kind == REVISION for a in command.args)
+    )
+    if not expects_revision:
+        return []
+    candidates = [*SYMBOLS, *revisions()]
+    return [c for c in candidates if c.startswith(current)]

@@ -1,0 +1,175 @@
+"""One exception family, and the one place that turns alembic / SQLAlchemy errors into it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .settings import redact
+
+
+class MigrationError(Exception):
+    """A failure the user can act on; its message is short and says what to do."""
+
+
+class ConfigurationError(MigrationError):
+    """The target (URL, migrations folder, metadata) is missing or malformed."""
+
+
+class NotInitialized(ConfigurationError):
+    """The migrations folder does not exist yet."""
+
+
+class RevisionNotFound(MigrationError):
+    """No revision matches the given identifier."""
+
+
+class AmbiguousRevision(MigrationError):
+    """A revision prefix matches more than one revision."""
+
+
+class MultipleHeads(MigrationError):
+    """The history has several heads where one is needed."""
+
+
+class NotUpToDate(MigrationError):
+    """The database is behind the migration scripts."""
+
+
+class DatabaseUnreachable(MigrationError):
+    """The database cannot be connected to."""
+
+
+class RevisionProtected(MigrationError):
+    """The revision is applied or needed by others; it takes force to remove it."""
+
+
+class ChangesDetected(MigrationError):
+    """The models and the database differ (the `check` command failed)."""
+
+    def __init__(self, message: str, diff: object = None) -> None:
+        super().__init__(message)
+        self.diff = diff
+
+
+class MigrationFailed(MigrationError):
+    """A revision's upgrade or downgrade failed while running."""
+
+    def __init__(self, message: str, revision: str | None = None) -> None:
+        super().__init__(message)
+        self.revision = revision
+
+
+class ConfirmationRequired(MigrationError):
+    """A destructive command was asked for without confirmation."""
+
+
+_NOT_FOUND = re.compile(r"Can't locate revision identified by '([^']*)'|No such revision or branch '([^']*)'")
+_AMBIGUOUS = re.compile(r"Multiple revisions start with '([^']*)'")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def database_message(error: BaseException) -> str:
+    """The database's (or the script's) own words for a failure, in one line."""
+    return _first_line(error)
+
+
+def _translate_alembic(error: Exception) -> MigrationError:
+    from alembic.script import revision as rev
+
+    message = str(error)
+    if isinstance(error, rev.MultipleHeads) or "Multiple head" in message:
+        return MultipleHeads(
+            "The history has more than one head; name one (REV, branch@head), use 'heads', "
+            "or join them with `merge heads -m MESSAGE`."
+        )
+    if match := _NOT_FOUND.search(message):
+        wanted = match.group(1) or match.group(2)
+        return RevisionNotFound(
+            f"No revision '{wanted}' in the migrations folder (see `history`); if the "
+            "database names it, the file was removed: `stamp` the database to a known revision."
+        )
+    if match := _AMBIGUOUS.search(message):
+        return AmbiguousRevision(f"'{match.group(1)}' matches several revisions; type more of its id.")
+    if "Target database is not up to date" in message:
+        return NotUpToDate(
+            "The database is behind the migration scripts: run `upgrade` before autogenerating."
+        )
+    if "is not an ancestor" in message or "not a valid downgrade target" in message:
+        return MigrationError(f"{message.rstrip('.')}: pick a target on the current branch.")
+    if "Relative revision" in message and "didn't produce" in message:
+        return MigrationError(f"{message.rstrip('.')}: there are not that many revisions to move.")
+    if "Path doesn't exist" in message or "No 'script_location'" in message:
+        return NotInitialized("No migrations folder here yet: run `init` first.")
+    return MigrationError(message.splitlines()[0] if message else type(error).__name__)
+
+
+def _translate_sqlalchemy(error: Exception) -> MigrationError:
+    from sqlalchemy import exc
+
+    if isinstance(error, exc.ArgumentError) and "URL" in str(error):
+        return ConfigurationError("That is not a database URL (expected e.g. sqlite:///app.db).")
+    if isinstance(error, exc.NoSuchModuleError):
+        name = str(error).rsplit(":", 1)[-1]
+        return ConfigurationError(f"Unknown database dialect or driver '{name}'.")
+    if isinstance(error, exc.OperationalError | exc.InterfaceError) and error.statement is None:
+        return DatabaseUnreachable(f"Cannot connect to the database: {_first_line(error)}")
+    if isinstance(error, exc.DBAPIError):
+        return MigrationError(f"The database refused a statement: {_first_line(error)}")
+    return MigrationError(_first_line(error))
+
+
+def translate(error: Exception) -> MigrationError:
+    """The short, actionable form of an error raised by alembic, SQLAlchemy or a driver."""
+    from alembic.script.revision import RevisionError
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(error, MigrationError):
+        return error
+    if isinstance(error, CommandError | RevisionError):
+        return _translate_alembic(error)
+    if isinstance(error, SQLAlchemyError):
+        return _translate_sqlalchemy(error)
+    if isinstance(error, ModuleNotFoundError) and error.name in _DRIVER_PACKAGES:
+        package = _DRIVER_PACKAGES[error.name]
+        return ConfigurationError(f"The database driver is not installed: pip install {package}")
+    return MigrationError(f"{type(error).__name__}: {_first_line(error)}")
+
+
+_DRIVER_PACKAGES = {
+    "psycopg2": "psycopg2-binary",
+    "psycopg": "'psycopg[binary]'",
+    "pymysql": "pymysql",
+    "MySQLdb": "mysqlclient",
+}
+
+
+@contextmanager
+def translated(*secrets: str | None) -> Iterator[None]:
+    """Re-raise any failure inside as a MigrationError, with the given URLs' passwords removed."""
+    try:
+        yield
+    except MigrationError as error:
+        error.args = (redact(str(error), *secrets),)
+        raise
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as error:
+        short = translate(error)
+        short.args = (redact(str(short), *secrets),)
+        raise short from _scrubbed(error, secrets)
+
+
+def _scrubbed(error: Exception, secrets: tuple[str | None, ...]) -> Exception:
+    """The original error, kept for the full traceback, with passwords removed from its text."""
+    try:
+        error.args = tuple(redact(a, *secrets) if isinstance(a, str) else a for a in error.args)
+    except (AttributeError, TypeError):
+        pass
+    return error

@@ -1,0 +1,286 @@
+"""%migrate and %%revision: parse the line, call the manager, return the result."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from traitlets import Bool, Unicode, observe
+
+from . import commands
+from .errors import MigrationError
+from .manager import AlembicManager, StepCallback
+from .metadata import forget_redefined
+from .results import Outcome, RevisionInfo
+
+OUTPUT = commands.Arg(("-o", "--output"), "also store the result in this variable", options={"dest": "output"})
+MANUAL = commands.Arg(
+    ("--manual",), "the cell is the body of upgrade(); a line `# downgrade` starts downgrade()",
+    options={"action": "store_true"},
+)
+DOWNGRADE_MARKER = "# downgrade"
+
+
+@magics_class
+class MigrateMagics(Magics):
+    """Alembic migrations from the notebook; settings via %config MigrateMagics.<name>."""
+
+    url = Unicode(None, allow_none=True, help="Database URL (default: DATABASE_URL, project "
+                  "settings, alembic.ini, then SQLite in the project folder).").tag(config=True)
+    migrations_dir = Unicode(None, allow_none=True, help="Migrations folder (default: migrations, "
+                             "or the script_location of alembic.ini).").tag(config=True)
+    metadata = Unicode(None, allow_none=True,
+                       help="module:attribute of the MetaData to autogenerate from "
+                       "(default: SQLModel.metadata).").tag(config=True)
+    short_errors = Bool(True, help="Show errors as one short line; False shows the traceback."
+                        ).tag(config=True)
+    confirm_destructive = Bool(True, help="Destructive commands need --yes.").tag(config=True)
+    show_progress = Bool(True, help="Show progress per revision during upgrade/downgrade."
+                         ).tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.manager = AlembicManager(self.url, self.migrations_dir, self.metadata)
+        self._cell_revisions: dict[str, str] = {}
+
+    @observe("url", "migrations_dir", "metadata")
+    def _target_changed(self, change: Any) -> None:
+        setattr(self.manager, change["name"], change["new"])
+
+    # ---------------------------------------------------------------- the magics
+
+    @line_magic
+    def migrate(self, line: str) -> Any:
+        with self._errors_shown():
+            try:
+                args = commands.parse(line, extra=(OUTPUT,))
+            except commands.HelpShown as shown:
+                print(shown.text)
+                return None
+            result = commands.execute(self.manager, args, self, confirm=self.confirm_destructive)
+            self._store(args, result)
+            return result
+
+    @cell_magic
+    def revision(self, line: str, cell: str) -> Any:
+        """Write a revision from this cell: model code (autogenerate) or, with --manual, upgrade code.
+
+        %%revision -m MESSAGE [--manual] [--apply] [--head REV] [--splice] [--branch-label LABEL]
+                              [--depends-on REV] [--rev-id ID] [-o NAME]
+
+        Without --manual the cell runs first (define or edit SQLModel / SQLAlchemy models in it),
+        then the models are compared with the database. Re-running the cell while its revision is
+        still an unapplied head writes that revision again instead of adding another.
+        """
+        with self._errors_shown():
+            try:
+                args = commands.parse(f"revision {line}", prog="%%revision", extra=(OUTPUT, MANUAL))
+            except commands.HelpShown as shown:
+                print(shown.text)
+                return None
+            commands.apply_target(self.manager, args)
+            key = self._cell_key(args.message)
+            replace = self._replaceable(key)
+            if args.manual:
+                upgrade, downgrade = split_manual_cell(cell)
+                written = self.manager.revision(
+                    args.message, autogenerate=False, upgrade_body=upgrade, downgrade_body=downgrade,
+                    **self._revision_options(args), replace=replace,
+                )
+            else:
+                self._run_model_cell(cell)
+                written = self.manager.revision(
+                    args.message, autogenerate=True, **self._revision_options(args), replace=replace,
+                )
+            result = self._revision_result(key, written, replace, args)
+            self._store(args, result)
+            return result
+
+    # ---------------------------------------------------------------- %%revision helpers
+
+    def _run_model_cell(self, cell: str) -> None:
+        source = self.shell.transform_cell(cell)
+        forget_redefined(source, self.shell.user_ns)
+        self.shell.ex(source)
+
+    @staticmethod
+    def _revision_options(args: argparse.Namespace) -> dict[str, Any]:
+        return {
+            "head": args.head, "splice": args.splice, "branch_label": args.branch_label,
+            "depends_on": args.depends_on, "rev_id": args.rev_id,
+        }
+
+    def _cell_key(self, message: str) -> str:
+        """Which cell this is: the notebook's cell id when the front end sends one, else the message."""
+        kernel = getattr(self.shell, "kernel", None)
+        try:
+            cell_id = kernel.get_parent()["metadata"].get("cellId") if kernel else None
+        except (AttributeError, KeyError, TypeError):
+            cell_id = None
+        return f"cell:{cell_id}" if cell_id else f"message:{message}"
+
+    def _replaceable(self, key: str) -> str | None:
+        """The revision this cell wrote earlier, if it still exists (the manager checks the rest)."""
+        earlier = self._cell_revisions.get(key)
+        if earlier is None:
+            return None
+        versions = self.manager.target().versions_dir
+        if not any(versions.glob(f"{earlier}_*.py")) and not (versions / f"{earlier}.py").exists():
+            self._cell_revisions.pop(key)
+            return None
+        status = self.manager.status()
+        if earlier not in status.pending or earlier not in status.heads:
+            self._cell_revisions.pop(key)
+            return None
+        return earlier
+
+    def _revision_result(self, key: str, written: RevisionInfo | None, replaced: str | None,
+                         args: argparse.Namespace) -> Any:
+        if written is None:
+            self._cell_revisions.pop(key, None)
+            removed = f" The earlier revision {replaced} of this cell was removed." if replaced else ""
+            return Outcome("revision", f"No changes detected: no revision was written.{removed}")
+        self._cell_revisions[key] = written.revision
+        if args.apply:
+            self.manager.upgrade(written.revision, on_step=self.progress("upgrade"))
+            written = self.manager.show(written.revision)
+            written.note = f"applied{'; ' + 'replaced ' + replaced if replaced else ''}"
+        return written
+
+    # ---------------------------------------------------------------- what commands ask for
+
+    def progress(self, verb: str) -> StepCallback | None:
+        """A per-revision progress display, updated in place."""
+        if not self.show_progress:
+            return None
+        from IPython.display import HTML, display
+
+        from .render import progress_html
+
+        handle: list[Any] = []
+
+        def step(done: int, total: int, info: RevisionInfo) -> None:
+            if total < 2:
+                return
+            view = HTML(progress_html(verb, done, total, info.revision, info.message))
+            if handle:
+                handle[0].update(view)
+            else:
+                handle.append(display(view, display_id=True))
+
+        return step
+
+    def panel(self, manager: AlembicManager) -> Any:
+        """The widget panel over the same manager."""
+        from .widgets import MigrationPanel
+
+        return MigrationPanel(manager)
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _store(self, args: argparse.Namespace, result: Any) -> None:
+        if getattr(args, "output", None):
+            self.shell.user_ns[args.output] = result
+
+    @contextmanager
+    def _errors_shown(self) -> Iterator[None]:
+        """Errors a user can act on become one UsageError line (unless short_errors is off)."""
+        try:
+            yield
+        except MigrationError as error:
+            if self.short_errors:
+                raise UsageError(str(error)) from None
+            raise
+
+    def revision_ids(self) -> list[str]:
+        """Revision ids for completion (empty when there is no migrations folder yet)."""
+        try:
+            return [r.revision for r in self.manager.history()]
+        except Exception:
+            return []
+
+
+MigrateMagics.migrate.__doc__ = commands.overview()
+
+
+def split_manual_cell(cell: str) -> tuple[str, str]:
+    """The upgrade() body, and the downgrade() body after a `# downgrade` line."""
+    upgrade, downgrade, seen_marker = [], [], False
+    for line in cell.splitlines():
+        if line.strip().lower() == DOWNGRADE_MARKER:
+            seen_marker = True
+            continue
+        (downgrade if seen_marker else upgrade).append(line)
+    return "\n".join(upgrade), "\n".join(downgrade)
+
+
+# ---------------------------------------------------------------- loading and unloading
+
+_LOADED: dict[int, dict[str, Any]] = {}
+
+
+def load(ipython: Any) -> None:
+    """Register the magics, the model-cell hook and completion on this shell."""
+    if id(ipython) in _LOADED:
+        return
+    magics = MigrateMagics(shell=ipython, config=ipython.config)
+    ipython.register_magics(magics)
+    ipython.configurables.append(magics)
+    hook = _model_cell_hook(ipython)
+    ipython.events.register("pre_run_cell", hook)
+    matcher = _completer(magics)
+    ipython.Completer.custom_matchers.append(matcher)
+    _LOADED[id(ipython)] = {"magics": magics, "hook": hook, "matcher": matcher}
+
+
+def unload(ipython: Any) -> None:
+    """Remove the magics, the hook and the completer."""
+    state = _LOADED.pop(id(ipython), None)
+    if state is None:
+        return
+    ipython.events.unregister("pre_run_cell", state["hook"])
+    if state["matcher"] in ipython.Completer.custom_matchers:
+        ipython.Completer.custom_matchers.remove(state["matcher"])
+    manager = ipython.magics_manager
+    for kind, name in (("line", "migrate"), ("cell", "revision")):
+        manager.magics[kind].pop(name, None)
+    manager.registry.pop(MigrateMagics.__name__, None)
+    if state["magics"] in ipython.configurables:
+        ipython.configurables.remove(state["magics"])
+
+
+def _model_cell_hook(ipython: Any) -> Callable[[Any], None]:
+    def forget_models_redefined_by(info: Any) -> None:
+        source = getattr(info, "raw_cell", "") or ""
+        if "class " not in source:
+            return
+        try:
+            forget_redefined(ipython.transform_cell(source), ipython.user_ns)
+        except SyntaxError:
+            pass
+
+    return forget_models_redefined_by
+
+
+def _completer(magics: MigrateMagics) -> Callable[[Any], Any]:
+    from IPython.core.completer import SimpleCompletion, SimpleMatcherResult, context_matcher
+
+    @context_matcher()
+    def migrate_matcher(context: Any) -> SimpleMatcherResult:
+        line = context.line_with_cursor
+        stripped = line.lstrip()
+        if not (stripped.startswith("%migrate") or stripped.startswith("%%revision")):
+            return {"completions": [], "suppress": False}
+        if stripped.startswith("%%revision"):
+            stripped = "revision" + stripped[len("%%revision"):]
+        found = commands.completions(stripped, magics.revision_ids)
+        return {
+            "completions": [SimpleCompletion(text=word, type="migrate") for word in found],
+            "suppress": bool(found),
+        }
+
+    return migrate_matcher

@@ -1,0 +1,930 @@
+"""AlembicManager: the one wrapper over alembic's Python API that every front end calls."""
+
+from __future__ import annotations
+
+import io
+import logging
+import logging.config
+import os
+import re
+import shutil
+import string
+import textwrap
+import threading
+import time
+import zlib
+from argparse import Namespace
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import settings
+from .diff import record_script, rows_from_ops, unrecorded_row
+from .errors import (
+    ConfigurationError,
+    MigrationError,
+    MigrationFailed,
+    NotInitialized,
+    RevisionNotFound,
+    RevisionProtected,
+    translated,
+)
+from .metadata import resolve_metadata
+from .results import (
+    Diff,
+    Graph,
+    History,
+    Outcome,
+    Plan,
+    RevisionInfo,
+    RevisionList,
+    SqlBlock,
+    SqlScript,
+    Status,
+    TargetInfo,
+)
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import Script, ScriptDirectory
+    from sqlalchemy.engine import Connection
+
+# alembic's `op` and `context` proxies are module globals: one command at a time per process
+_ALEMBIC_LOCK = threading.RLock()
+_REV_ID = re.compile(r"^[A-Za-z0-9_]{1,32}$")
+_CREATE_DATE = re.compile(r"^Create Date:\s*(.+?)\s*$", re.MULTILINE)
+_OWN_ENV_MARKER = "written by framefox_magic"
+_LOCK_NAME = "framefox_magic_migrations"
+TEMPLATE_FILES = ("env.py", "script.py.mako")
+
+StepCallback = Callable[[int, int, RevisionInfo], None]
+
+
+class AlembicManager:
+    """Alembic migrations for one project: a database URL, a migrations folder and a MetaData."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        migrations_dir: str | os.PathLike[str] | None = None,
+        metadata: Any = None,
+        project_root: str | os.PathLike[str] = ".",
+        lock_timeout: float = 60.0,
+    ) -> None:
+        self.url = url
+        self.migrations_dir = migrations_dir
+        self.metadata = metadata
+        self.project_root = project_root
+        self.lock_timeout = lock_timeout
+
+    def __repr__(self) -> str:
+        target = self.target()
+        return f"AlembicManager(url={target.masked_url!r}, migrations_dir={str(target.migrations_dir)!r})"
+
+    # ---------------------------------------------------------------- the target
+
+    def target(self) -> settings.Target:
+        """The database URL and migrations folder in force now (resolved on every call)."""
+        return settings.resolve(self.url, self.migrations_dir, self.project_root)
+
+    def config(self) -> TargetInfo:
+        """Show or set the active target (URL masked) and where each part came from."""
+        target = self.target()
+        return TargetInfo(
+            url=target.masked_url,
+            url_source=target.url_source,
+            migrations_dir=str(target.migrations_dir),
+            dir_source=target.dir_source,
+            metadata=_describe(self.metadata_spec()),
+            initialized=(target.migrations_dir / "env.py").is_file(),
+        )
+
+    def metadata_spec(self) -> Any:
+        """The metadata as configured: this manager's, else pyproject's [tool.framefox_magic]."""
+        return self.metadata or settings.tool_defaults(self.project_root).get("metadata")
+
+    def target_metadata(self) -> Any:
+        """The MetaData autogenerate compares the database with."""
+        return resolve_metadata(self.metadata_spec(), Path(self.project_root).resolve())
+
+    # ---------------------------------------------------------------- set-up
+
+    def init(self) -> Outcome:
+        """Create the migrations folder, versions/, env.py and script.py.mako (idempotent)."""
+        with self._call(initialized=False) as target:
+            created = []
+            target.versions_dir.mkdir(parents=True, exist_ok=True)
+            for name in TEMPLATE_FILES:
+                destination = target.migrations_dir / name
+                if not destination.exists():
+                    destination.write_text(_template(name), encoding="utf-8")
+                    created.append(str(destination))
+            if ini := self._write_alembic_ini(target):
+                created.append(str(ini))
+            summary = (
+                f"Initialized {target.migrations_dir}" if created
+                else f"{target.migrations_dir} was already initialized; nothing changed"
+            )
+            return Outcome("init", summary, files=created)
+
+    def _write_alembic_ini(self, target: settings.Target) -> Path | None:
+        if target.alembic_ini or target.pyproject:
+            return None
+        ini = target.project_root / settings.ALEMBIC_INI
+        try:
+            location = target.migrations_dir.relative_to(target.project_root).as_posix()
+        except ValueError:
+            return None
+        spec = self.metadata_spec()
+        metadata_line = f"target_metadata = {spec}" if isinstance(spec, str) else ""
+        text = string.Template(_template("alembic.ini")).substitute(
+            script_location=location, metadata_line=metadata_line
+        )
+        ini.write_text(text.rstrip() + "\n", encoding="utf-8")
+        return ini
+
+    def create_version_table(self) -> Outcome:
+        """Create the alembic_version table if it does not exist."""
+        from alembic import command
+
+        with self._call() as target, self._connect(target) as connection:
+            command.ensure_version(self._config(target, connection))
+            connection.commit()
+            return Outcome("init-version-table", "The alembic_version table exists.")
+
+    # ---------------------------------------------------------------- reading
+
+    def status(self) -> Status:
+        """Current revision(s), heads, pending revisions and whether the database is up to date."""
+        with self._call() as target, self._connect(target) as connection:
+            script = self._script_directory(target)
+            current = self._current_heads(target, connection)
+            revisions = self._walk(script)
+            applied = self._applied(script, current)
+            heads = tuple(script.get_heads())
+            pending = [r for r in reversed(revisions) if r.revision not in applied]
+            return Status(
+                current=current,
+                heads=heads,
+                pending=tuple(r.revision for r in pending),
+                up_to_date=not pending and set(current) == set(heads),
+                url=target.masked_url,
+                pending_revisions=[self._info(r, applied, current) for r in pending],
+            )
+
+    def history(self, rev_range: str | None = None) -> History:
+        """Every revision, newest first, with applied / current / head flags."""
+        with self._call() as target, self._connect(target) as connection:
+            script = self._script_directory(target)
+            current = self._current_heads(target, connection)
+            applied = self._applied(script, current)
+            base, _, head = (rev_range or "base:heads").partition(":")
+            revisions = self._walk(script, base or "base", head or "heads")
+            return History([self._info(r, applied, current) for r in revisions], target.masked_url)
+
+    def current(self) -> RevisionList:
+        """The revision(s) the database is at."""
+        with self._call() as target, self._connect(target) as connection:
+            script = self._script_directory(target)
+            current = self._current_heads(target, connection)
+            applied = self._applied(script, current)
+            found = [self._info(r, applied, current) for r in script.get_revisions(current)]
+            return RevisionList("Current revision", found, target.masked_url)
+
+    def heads(self) -> RevisionList:
+        """The newest revision of each branch."""
+        return self._listing("Heads", lambda script: script.get_revisions("heads"))
+
+    def branches(self) -> RevisionList:
+        """The revisions where the history splits into branches."""
+        return self._listing(
+            "Branch points", lambda script: [r for r in self._walk(script) if r.is_branch_point]
+        )
+
+    def _listing(self, title: str, pick: Callable[[ScriptDirectory], Sequence[Script]]) -> RevisionList:
+        with self._call() as target, self._connect(target) as connection:
+            script = self._script_directory(target)
+            current = self._current_heads(target, connection)
+            applied = self._applied(script, current)
+            found = [self._info(r, applied, current) for r in pick(script)]
+            return RevisionList(title, found, target.masked_url)
+
+    def graph(self) -> Graph:
+        """The revision graph, drawn: branches, merges, heads, applied and pending revisions."""
+        history = self.history()
+        return Graph(history.revisions, history.url)
+
+    def show(self, rev: str) -> RevisionInfo:
+        """One revision: its header, source, operations and SQL."""
+        with self._call() as target:
+            script = self._script_directory(target)
+            found = self._one(script, rev)
+            info = self._info(found, set(), ())
+            info.source = Path(found.path).read_text(encoding="utf-8")
+            info.diff = self._recorded_diff(found, target, "upgrade")
+        if len(info.parents) <= 1:
+            info.sql = self.sql(f"{info.parents[0] if info.parents else 'base'}:{found.revision}")
+        return info
+
+    # ---------------------------------------------------------------- comparing
+
+    def diff(self, rev: str | None = None, to: str | None = None) -> Diff:
+        """Schema operations: of revision REV, along the path REV to TO, or (no argument) models vs database."""
+        if rev is None:
+            return self._model_diff()
+        with self._call() as target:
+            script = self._script_directory(target)
+            if to is None:
+                found = self._one(script, rev)
+                return self._recorded_diff(found, target, "upgrade")
+            return self._path_diff(script, target, rev, to)
+
+    def check(self) -> Diff:
+        """Fail when the models and the database differ (alembic check); else an empty Diff."""
+        from .errors import ChangesDetected
+
+        diff = self._model_diff()
+        if diff.rows:
+            raise ChangesDetected(
+                f"The models and the database differ ({len(diff.rows)} operation(s)); "
+                "create a revision for them.",
+                diff,
+            )
+        diff.title = "No changes: the models match the database"
+        return diff
+
+    def has_changes(self) -> bool:
+        """Whether the models differ from the database."""
+        return bool(self._model_diff().rows)
+
+    def _model_diff(self) -> Diff:
+        from alembic.autogenerate.api import RevisionContext
+        from alembic.runtime.environment import EnvironmentContext
+
+        with self._call() as target, self._connect(target) as connection:
+            config = self._config(target, connection, autogenerate=True)
+            script = self._script_directory(target, config)
+            revision_context = RevisionContext(config, script, _revision_args())
+
+            def compare(rev: Any, context: Any) -> list:
+                revision_context.run_autogenerate(rev, context)
+                return []
+
+            with EnvironmentContext(
+                config, script, fn=compare, as_sql=False,
+                template_args=revision_context.template_args, revision_context=revision_context,
+            ):
+                script.run_env()
+            operations = [
+                op
+                for generated in revision_context.generated_revisions
+                for upgrade_ops in generated.upgrade_ops_list
+                for op in upgrade_ops.ops
+            ]
+            return Diff(rows_from_ops(operations), "Models vs database")
+
+    def _recorded_diff(self, found: Script, target: settings.Target, direction: str) -> Diff:
+        dialect = _dialect_name(target.url)
+        try:
+            rows = rows_from_ops(record_script(found.module, dialect, direction), found.revision)
+        except Exception as error:
+            rows = [unrecorded_row(found.revision, error)]
+        verb = "upgrade" if direction == "upgrade" else "downgrade"
+        return Diff(rows, f"{verb} of {found.revision} ({found.doc})")
+
+    def _path_diff(self, script: ScriptDirectory, target: settings.Target, start: str, end: str) -> Diff:
+        lower, upper = _resolve(script, start), _resolve(script, end)
+        if self._is_ancestor(script, lower, upper):
+            steps = list(reversed(list(script.iterate_revisions(upper, lower))))
+            direction = "upgrade"
+        elif self._is_ancestor(script, upper, lower):
+            steps = list(script.iterate_revisions(lower, upper))
+            direction = "downgrade"
+        else:
+            raise MigrationError(f"{start} and {end} are on different branches: no path between them.")
+        rows = [row for step in steps for row in self._recorded_diff(step, target, direction).rows]
+        return Diff(rows, f"{direction} from {start} to {end}")
+
+    @staticmethod
+    def _is_ancestor(script: ScriptDirectory, lower: str | None, upper: str | None) -> bool:
+        if lower is None:
+            return True
+        if upper is None:
+            return False
+        return lower in {r.revision for r in script.iterate_revisions(upper, "base")}
+
+    # ---------------------------------------------------------------- SQL and plans
+
+    def sql(self, rev_range: str | None = None, downgrade: bool | None = None) -> SqlScript:
+        """Offline SQL for a range A:B (default base:heads), grouped per revision."""
+        from alembic import command
+
+        rev_range = rev_range or "base:heads"
+        start, _, end = rev_range.rpartition(":")
+        start = start or "base"
+        with self._call() as target:
+            script = self._script_directory(target)
+            if downgrade is None:
+                downgrade = self._goes_down(script, start, end)
+            buffer = io.StringIO()
+            config = self._config(target, output_buffer=buffer)
+            (command.downgrade if downgrade else command.upgrade)(config, f"{start}:{end}", sql=True)
+            return SqlScript(_sql_blocks(buffer.getvalue()), _dialect_name(target.url), f"SQL for {start}:{end}")
+
+    def _goes_down(self, script: ScriptDirectory, start: str, end: str) -> bool:
+        if end in ("head", "heads") or start == end:
+            return False
+        if end == "base":
+            return start != "base"
+        lower, upper = _resolve(script, end), _resolve(script, start)
+        return lower != upper and self._is_ancestor(script, lower, upper)
+
+    def plan(self, target_rev: str = "head", downgrade: bool = False) -> Plan:
+        """The revisions an upgrade (or downgrade) to TARGET would run, in order; changes nothing."""
+        with self._call() as target, self._connect(target) as connection:
+            script = self._script_directory(target)
+            current = self._current_heads(target, connection)
+            steps = _steps(script, target_rev, current, downgrade)
+            infos = [self._info(step.revision, set(), current) for step in steps]
+            direction = "downgrade" if downgrade else "upgrade"
+            diffs = {s.revision.revision: self._recorded_diff(s.revision, target, direction) for s in steps}
+            return Plan(direction, target_rev, infos, diffs)
+
+    # ---------------------------------------------------------------- changing the database
+
+    def upgrade(self, target: str = "head", on_step: StepCallback | None = None) -> Outcome:
+        """Apply revisions up to TARGET (default head; a revision, +N, branch@head)."""
+        return self._migrate(target, downgrade=False, on_step=on_step)
+
+    def downgrade(self, target: str, on_step: StepCallback | None = None) -> Outcome:
+        """Revert revisions down to TARGET (-N, a revision, base)."""
+        return self._migrate(target, downgrade=True, on_step=on_step)
+
+    def _migrate(self, target_rev: str, downgrade: bool, on_step: StepCallback | None) -> Outcome:
+        from alembic import command
+        from sqlalchemy import event
+
+        verb = "downgrade" if downgrade else "upgrade"
+        if ":" in (target_rev or ""):
+            raise MigrationError(f"A range is for SQL previews: use `{verb} --sql {target_rev}`.")
+        with self._call() as target, self._connect(target) as connection, self._database_lock(connection):
+            script = self._script_directory(target)
+            current = self._current_heads(target, connection)
+            planned = _steps(script, target_rev, current, downgrade)
+            done: list[RevisionInfo] = []
+            statements: list[str] = []
+
+            def log_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+                statements.append(statement)
+
+            def applied(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+                info = self._info(planned[len(done)].revision, set(), tuple(heads))
+                done.append(info)
+                statements.clear()
+                if on_step:
+                    on_step(len(done), len(planned), info)
+
+            config = self._config(target, connection, on_version_apply=applied)
+            event.listen(connection, "before_cursor_execute", log_statement)
+            try:
+                (command.downgrade if downgrade else command.upgrade)(config, target_rev)
+            except Exception as error:
+                if len(done) < len(planned):
+                    raise self._failure(planned[len(done)].revision, error, connection, statements) from error
+                raise
+            finally:
+                event.remove(connection, "before_cursor_execute", log_statement)
+            now = self._current_heads(target, connection)
+        summary = (
+            f"{verb.capitalize()}d {len(done)} revision(s); the database is now at {_heads_text(now)}."
+            if done else f"Nothing to {verb}: the database is at {_heads_text(now)}."
+        )
+        return Outcome(verb, summary, steps=done)
+
+    def _failure(self, failed: Script, error: Exception, connection: Connection,
+                 statements: list[str]) -> MigrationFailed:
+        from .errors import database_message
+
+        reason = database_message(error)
+        message = f"Revision {failed.revision} ({failed.doc}) failed: {reason}"
+        if connection.dialect.name in ("mysql", "mariadb"):
+            ran = [s.strip() for s in statements if "alembic_version" not in s]
+            listed = "; ".join(" ".join(s.split())[:120] for s in ran[-5:]) or "none"
+            message += (
+                f"\nMySQL/MariaDB cannot roll back DDL: revision {failed.revision} may have left "
+                f"partial changes. Statements that ran: {listed}"
+            )
+        else:
+            message += f"\nNothing of {failed.revision} was kept; the revisions before it stay applied."
+        return MigrationFailed(message, failed.revision)
+
+    def stamp(self, rev: str, purge: bool = False) -> Outcome:
+        """Record REV as the database's revision without running any migration."""
+        from alembic import command
+
+        with self._call() as target, self._connect(target) as connection, self._database_lock(connection):
+            command.stamp(self._config(target, connection), rev, purge=purge)
+            now = self._current_heads(target, connection)
+            return Outcome("stamp", f"Stamped the database at {_heads_text(now)}.")
+
+    def clear_history(self) -> Outcome:
+        """Empty the alembic_version table (the schema itself is left as it is)."""
+        from alembic import command
+
+        with self._call() as target, self._connect(target) as connection, self._database_lock(connection):
+            before = self._current_heads(target, connection)
+            command.stamp(self._config(target, connection), "base", purge=True)
+            return Outcome(
+                "clear-history",
+                f"Cleared the version history ({len(before)} row(s) removed: {_heads_text(before)}).",
+            )
+
+    # ---------------------------------------------------------------- changing the scripts
+
+    def revision(
+        self,
+        message: str,
+        autogenerate: bool = True,
+        *,
+        head: str = "head",
+        splice: bool = False,
+        branch_label: str | None = None,
+        depends_on: str | Sequence[str] | None = None,
+        rev_id: str | None = None,
+        upgrade_body: str | None = None,
+        downgrade_body: str | None = None,
+        replace: str | None = None,
+    ) -> RevisionInfo | None:
+        """Write a new revision: autogenerated, empty, or with the given upgrade/downgrade code.
+
+        Returns None when autogenerate finds no change (no file is written). With `replace`, that
+        unapplied head is written again under the same id; it is removed even when nothing new is.
+        """
+        from alembic import command
+
+        manual = upgrade_body is not None or downgrade_body is not None
+        if rev_id is not None and not _REV_ID.match(rev_id):
+            raise ConfigurationError("A revision id is 1-32 letters, digits or underscores.")
+        bodies = _indented_bodies(upgrade_body, downgrade_body) if manual else None
+        with self._call() as target, self._replacing(target, replace) as replaced:
+            if replaced:
+                rev_id = rev_id or replaced.revision
+                head = replaced.head_arg
+                branch_label = branch_label or replaced.branch_label
+            if manual:
+                config = self._config(target)
+                script = self._script_directory(target, config)
+                from alembic import util
+
+                written = script.generate_revision(
+                    rev_id or util.rev_id(), message, head=head, splice=splice,
+                    branch_labels=branch_label, depends_on=depends_on, refresh=True,
+                    upgrades=bodies[0], downgrades=bodies[1], config=config,
+                )
+            elif autogenerate:
+                written = self._autogenerate(target, message, head, splice, branch_label, depends_on, rev_id)
+            else:
+                written = command.revision(
+                    self._config(target), message, head=head, splice=splice,
+                    branch_label=branch_label, depends_on=depends_on, rev_id=rev_id,
+                )
+            if written is None:
+                return None
+            script = self._script_directory(target)
+            found = script.get_revision(written.revision)
+            info = self._info(found, set(), ())
+            info.diff = self._recorded_diff(found, target, "upgrade")
+            if replaced:
+                info.note = f"replaced the earlier {replaced.revision}"
+            return info
+
+    def _autogenerate(self, target: settings.Target, message: str, head: str, splice: bool,
+                      branch_label: str | None, depends_on: Any, rev_id: str | None) -> Script | None:
+        from alembic import command
+
+        found_changes: list[bool] = []
+
+        def note_changes(context: Any, revision: Any, directives: list) -> None:
+            found_changes.append(any(not ops.is_empty() for d in directives for ops in d.upgrade_ops_list))
+
+        with self._connect(target) as connection:
+            config = self._config(target, connection, autogenerate=True)
+            config.cmd_opts.autogenerate = True  # as `alembic revision --autogenerate` sets it
+            written = command.revision(
+                config, message, autogenerate=True, head=head, splice=splice,
+                branch_label=branch_label, depends_on=depends_on, rev_id=rev_id,
+                process_revision_directives=note_changes,
+            )
+        scripts = written if isinstance(written, list) else [written]
+        if found_changes and not any(found_changes):
+            for leftover in filter(None, scripts):  # an env.py that does not skip empty runs
+                Path(leftover.path).unlink(missing_ok=True)
+            return None
+        return scripts[0] if scripts else None
+
+    @contextmanager
+    def _replacing(self, target: settings.Target, rev: str | None) -> Iterator[_Replacement | None]:
+        """Set aside an unapplied head so that it can be written again; put it back on failure."""
+        if rev is None:
+            yield None
+            return
+        script = self._script_directory(target)
+        found = self._one(script, rev)
+        with self._connect(target) as connection:
+            current = self._current_heads(target, connection)
+        if found.revision in self._applied(script, current) or found._all_nextrev:
+            raise RevisionProtected(
+                f"{found.revision} is applied or has children; it can no longer be replaced."
+            )
+        replacement = _Replacement(found)
+        replacement.set_aside()
+        try:
+            yield replacement
+        except BaseException:
+            replacement.restore()
+            raise
+
+    def merge(self, revisions: str | Sequence[str], message: str, branch_label: str | None = None,
+              rev_id: str | None = None) -> RevisionInfo:
+        """Write a revision that joins several heads (default: all of them)."""
+        from alembic import command
+
+        if rev_id is not None and not _REV_ID.match(rev_id):
+            raise ConfigurationError("A revision id is 1-32 letters, digits or underscores.")
+        with self._call() as target:
+            written = command.merge(
+                self._config(target), revisions, message, branch_label=branch_label, rev_id=rev_id
+            )
+            found = self._script_directory(target).get_revision(written.revision)
+            return self._info(found, set(), ())
+
+    def delete(self, rev: str, force: bool = False) -> Outcome:
+        """Remove one revision file; an applied revision, or one others build on, needs force."""
+        with self._call() as target:
+            script = self._script_directory(target)
+            found = self._one(script, rev)
+            with self._connect(target) as connection:
+                current = self._current_heads(target, connection)
+            reasons = []
+            if found.revision in self._applied(script, current):
+                reasons.append("it is applied to the database")
+            if dependents := sorted(found._all_nextrev):
+                reasons.append(f"{', '.join(dependents)} build(s) on it")
+            if reasons and not force:
+                raise RevisionProtected(
+                    f"Refusing to delete {found.revision}: {' and '.join(reasons)}. "
+                    "Downgrade first, or force it."
+                )
+            path = _inside(Path(found.path), target.versions_dir)
+            path.unlink()
+            _drop_bytecode(path)
+            warnings = [f"Deleted although {reason}." for reason in reasons]
+            if found.revision in current:
+                warnings.append(f"The database still records {found.revision}: `stamp` it to a known revision.")
+            return Outcome("delete", f"Deleted revision {found.revision} ({found.doc}).",
+                           files=[str(path)], warnings=warnings)
+
+    def clean(self) -> Outcome:
+        """Remove every revision file; env.py and script.py.mako stay."""
+        with self._call() as target:
+            removed = _remove_revision_files(target.versions_dir)
+            return Outcome("clean", f"Removed {len(removed)} revision file(s).", files=removed)
+
+    def reset(self) -> Outcome:
+        """Empty the version table and remove every revision file."""
+        cleared = self.clear_history()
+        cleaned = self.clean()
+        return Outcome("reset", f"{cleared.summary} {cleaned.summary}", files=cleaned.files)
+
+    # ---------------------------------------------------------------- plumbing
+
+    @contextmanager
+    def _call(self, initialized: bool = True) -> Iterator[settings.Target]:
+        """One command: resolve the target, serialize, keep logging quiet, translate errors."""
+        with translated(self.url):
+            target = self.target()
+        with _ALEMBIC_LOCK, _quiet_alembic_logging(), translated(target.url, self.url):
+            if initialized and not (target.migrations_dir / "env.py").is_file():
+                raise NotInitialized(f"No migrations folder at {target.migrations_dir}: run `init` first.")
+            yield target
+
+    def _config(
+        self,
+        target: settings.Target,
+        connection: Any = None,
+        autogenerate: bool = False,
+        output_buffer: io.StringIO | None = None,
+        **configure_options: Any,
+    ) -> Config:
+        """The one alembic Config factory: in memory, never a file holding the URL."""
+        from alembic.config import Config
+        from sqlalchemy import MetaData
+
+        config = Config(
+            file_=target.alembic_ini, toml_file=target.pyproject, stdout=io.StringIO(),
+            output_buffer=output_buffer,
+        )
+        config.set_main_option("script_location", str(target.migrations_dir))
+        config.set_main_option("sqlalchemy.url", target.url.replace("%", "%%"))
+        config.attributes["connection"] = connection
+        config.attributes["target_metadata"] = self.target_metadata() if autogenerate else MetaData()
+        config.attributes["configure_options"] = configure_options
+        config.cmd_opts = Namespace(quiet=True)  # no "Generating ..." lines on stdout
+        return config
+
+    def _script_directory(self, target: settings.Target, config: Config | None = None) -> ScriptDirectory:
+        from alembic.script import ScriptDirectory
+
+        return ScriptDirectory.from_config(config or self._config(target))
+
+    @contextmanager
+    def _connect(self, target: settings.Target) -> Iterator[Connection]:
+        """A connection for one call; its engine is disposed afterwards."""
+        engine = _engine(target.url)
+        try:
+            with engine.connect() as connection:
+                yield connection
+        finally:
+            engine.dispose()
+
+    @contextmanager
+    def _database_lock(self, connection: Connection) -> Iterator[None]:
+        """Serialize migrations across processes: pg_advisory_lock / GET_LOCK, released always."""
+        from sqlalchemy import text
+
+        dialect = connection.dialect.name
+        if dialect == "postgresql":
+            key = zlib.crc32(_LOCK_NAME.encode())
+            take = text("SELECT pg_try_advisory_lock(:key)").bindparams(key=key)
+            give = text("SELECT pg_advisory_unlock(:key)").bindparams(key=key)
+        elif dialect in ("mysql", "mariadb"):
+            name = f"{_LOCK_NAME}:{connection.engine.url.database}"[:64]
+            take = text("SELECT GET_LOCK(:name, 0)").bindparams(name=name)
+            give = text("SELECT RELEASE_LOCK(:name)").bindparams(name=name)
+        else:
+            yield
+            return
+        deadline = time.monotonic() + self.lock_timeout
+        while not connection.execute(take).scalar():
+            connection.commit()
+            if time.monotonic() > deadline:
+                raise MigrationError(
+                    f"Another process is migrating this database (waited {self.lock_timeout:g} s "
+                    "for its lock); try again when it has finished."
+                )
+            time.sleep(0.05)
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.rollback()
+            connection.execute(give)
+            connection.commit()
+
+    def _current_heads(self, target: settings.Target, connection: Connection) -> tuple[str, ...]:
+        """The revisions recorded in the database's version table."""
+        if _is_own_env(target):
+            from alembic.runtime.migration import MigrationContext
+
+            heads = MigrationContext.configure(connection).get_current_heads()
+            connection.rollback()
+            return tuple(heads)
+        return self._current_heads_via_env(target, connection)
+
+    def _current_heads_via_env(self, target: settings.Target, connection: Connection) -> tuple[str, ...]:
+        from alembic.runtime.environment import EnvironmentContext
+
+        config = self._config(target, connection)
+        script = self._script_directory(target, config)
+        found: list[str] = []
+
+        def read(rev: Any, context: Any) -> list:
+            found.extend(context.get_current_heads())
+            return []
+
+        with EnvironmentContext(config, script, fn=read, dont_mutate=True):
+            script.run_env()
+        return tuple(found)
+
+    @staticmethod
+    def _walk(script: ScriptDirectory, base: str = "base", head: str = "heads") -> list[Script]:
+        return list(script.walk_revisions(base, head))
+
+    @staticmethod
+    def _applied(script: ScriptDirectory, current: Sequence[str]) -> set[str]:
+        if not current:
+            return set()
+        return {r.revision for r in script.iterate_revisions(tuple(current), "base")}
+
+    @staticmethod
+    def _one(script: ScriptDirectory, rev: str) -> Script:
+        found = script.get_revision(rev)
+        if found is None:
+            raise RevisionNotFound(f"No revision '{rev}' (that name means the base).")
+        return found
+
+    @staticmethod
+    def _info(found: Script, applied: set[str], current: Sequence[str]) -> RevisionInfo:
+        from alembic import util
+
+        return RevisionInfo(
+            revision=found.revision,
+            parents=tuple(found._all_down_revisions),
+            message=found.doc or "",
+            created=_created(found),
+            path=str(found.path),
+            branch_labels=tuple(sorted(found.branch_labels)),
+            depends_on=tuple(util.to_tuple(found.dependencies, default=())),
+            applied=found.revision in applied,
+            current=found.revision in current,
+            head=found.is_head,
+            children=tuple(sorted(found.nextrev)),
+        )
+
+
+class _Replacement:
+    """An unapplied head set aside while its cell is written again."""
+
+    def __init__(self, found: Script) -> None:
+        self.revision = found.revision
+        self.path = Path(found.path)
+        self.content = self.path.read_bytes()
+        parents = tuple(found._versioned_down_revisions)
+        self.head_arg = parents[0] if len(parents) == 1 else ("base" if not parents else "heads")
+        self.branch_label = ",".join(sorted(found.branch_labels)) or None
+
+    def set_aside(self) -> None:
+        self.path.unlink()
+        _drop_bytecode(self.path)
+
+    def restore(self) -> None:
+        self.path.write_bytes(self.content)
+
+
+def _revision_args() -> dict[str, Any]:
+    return {
+        "message": None, "autogenerate": True, "sql": False, "head": "head", "splice": False,
+        "branch_label": None, "version_path": None, "rev_id": None, "depends_on": None,
+    }
+
+
+def _steps(script: ScriptDirectory, target_rev: str, current: Sequence[str], downgrade: bool) -> list:
+    if downgrade:
+        return list(script._downgrade_revs(target_rev, tuple(current)))
+    return list(script._upgrade_revs(target_rev, tuple(current)))
+
+
+def _resolve(script: ScriptDirectory, rev: str) -> str | None:
+    if rev in ("base", ""):
+        return None
+    found = script.get_revision(rev if rev not in ("head", "heads") else "head")
+    return found.revision if found else None
+
+
+def _created(found: Script) -> datetime | None:
+    match = _CREATE_DATE.search(found.longdoc or "")
+    if match:
+        try:
+            return datetime.fromisoformat(match.group(1))
+        except ValueError:
+            pass
+    try:
+        return datetime.fromtimestamp(Path(found.path).stat().st_mtime)
+    except OSError:
+        return None
+
+
+def _heads_text(heads: Sequence[str]) -> str:
+    return ", ".join(heads) if heads else "base (no revision)"
+
+
+def _describe(metadata: Any) -> str:
+    if metadata is None:
+        return "SQLModel.metadata"
+    return metadata if isinstance(metadata, str) else type(metadata).__name__
+
+
+def _dialect_name(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).get_backend_name()
+
+
+def _engine(url: str) -> Any:
+    """An engine for one call; on SQLite, DDL runs inside real transactions."""
+    from sqlalchemy import create_engine, event, pool
+
+    engine = create_engine(url, poolclass=pool.NullPool)
+    if engine.dialect.name == "sqlite":
+        # pysqlite commits DDL on its own; take over BEGIN so a failed revision rolls back whole
+        @event.listens_for(engine, "connect")
+        def _autocommit_driver(dbapi_connection: Any, record: Any) -> None:
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def _is_own_env(target: settings.Target) -> bool:
+    try:
+        return _OWN_ENV_MARKER in (target.migrations_dir / "env.py").read_text(encoding="utf-8")[:400]
+    except OSError:
+        return False
+
+
+def _template(name: str) -> str:
+    return resources.files("framefox_magic").joinpath("templates", name).read_text(encoding="utf-8")
+
+
+def _indented_bodies(upgrade: str | None, downgrade: str | None) -> tuple[str, str]:
+    """Function bodies as alembic's template expects them (first line unindented); checked."""
+    bodies = []
+    for name, body in (("upgrade", upgrade), ("downgrade", downgrade)):
+        code = textwrap.dedent(body or "").strip("\n") or "pass"
+        try:
+            compile(f"def {name}():\n{textwrap.indent(code, '    ')}\n", f"<{name}>", "exec")
+        except SyntaxError as error:
+            raise ConfigurationError(
+                f"The {name} code does not compile: {error.msg} (line {error.lineno})."
+            ) from None
+        first, *rest = code.splitlines()
+        bodies.append("\n".join([first, *(("    " + line) if line.strip() else "" for line in rest)]))
+    return bodies[0], bodies[1]
+
+
+def _inside(path: Path, folder: Path) -> Path:
+    resolved = path.resolve()
+    if not resolved.is_relative_to(folder.resolve()):
+        raise ConfigurationError(f"{path} is outside the versions folder; not touching it.")
+    return resolved
+
+
+def _drop_bytecode(path: Path) -> None:
+    for cached in (path.parent / "__pycache__").glob(f"{path.stem}.*.pyc"):
+        cached.unlink(missing_ok=True)
+
+
+_STEP_MARKER = re.compile(r"^-- Running (?P<direction>upgrade|downgrade) (?P<down>[\w, ]*?) ?-> ?(?P<up>[\w, ]*?)(?:, |$)")
+
+
+def _sql_blocks(text: str) -> list[SqlBlock]:
+    """Split alembic's offline output at its `-- Running ...` markers, one block per revision."""
+    blocks: list[SqlBlock] = []
+    label, revision, lines = "Set-up", None, []
+    for line in text.splitlines():
+        marker = _STEP_MARKER.match(line)
+        if marker:
+            moved = _trailing_begin(lines)
+            if "".join(lines).strip():
+                blocks.append(SqlBlock(label, "\n".join(lines).strip() + "\n", revision))
+            lines = moved
+            upgrade = marker["direction"] == "upgrade"
+            revision = (marker["up"] if upgrade else marker["down"]).strip() or None
+            label = line.removeprefix("-- Running ").strip()
+        lines.append(line)
+    if "".join(lines).strip():
+        blocks.append(SqlBlock(label, "\n".join(lines).strip() + "\n", revision))
+    return blocks
+
+
+def _trailing_begin(lines: list[str]) -> list[str]:
+    """Take a step's opening BEGIN off the end of the previous block."""
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if lines and lines[-1].strip().upper() in ("BEGIN;", "BEGIN TRANSACTION;", "START TRANSACTION;"):
+        return [lines.pop()]
+    return []
+
+
+def _remove_revision_files(versions: Path) -> list[str]:
+    removed = []
+    for path in sorted(versions.glob("*.py")):
+        path.unlink()
+        removed.append(str(path))
+    shutil.rmtree(versions / "__pycache__", ignore_errors=True)
+    return removed
+
+
+@contextmanager
+def _quiet_alembic_logging() -> Iterator[None]:
+    """Keep alembic's INFO lines out of the notebook, and keep env.py from re-configuring logging."""
+    alembic_logger = logging.getLogger("alembic")
+    level = alembic_logger.level
+    file_config = logging.config.fileConfig
+    alembic_logger.setLevel(logging.WARNING)
+    logging.config.fileConfig = _ignore_file_config
+    try:
+        yield
+    finally:
+        logging.config.fileConfig = file_config
+        alembic_logger.setLevel(level)
+
+
+def _ignore_file_config(*args: Any, **kwargs: Any) -> None:
+    """Stands in for logging.config.fileConfig, which would disable the notebook's loggers."""

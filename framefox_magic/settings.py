@@ -1,0 +1,245 @@
+"""Where the database URL and the migrations folder come from, and how a URL is shown."""
+
+from __future__ import annotations
+
+import configparser
+import importlib.util
+import os
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MIGRATIONS_DIR = "migrations"
+DEFAULT_SQLITE_FILE = "database.db"
+ALEMBIC_INI = "alembic.ini"
+PYPROJECT = "pyproject.toml"
+FRAMEFOX_ORM = Path("config", "orm.yaml")
+
+# alembic's `alembic init` placeholder: present in many alembic.ini files, never a real target
+_PLACEHOLDER_URLS = {"driver://user:pass@localhost/dbname"}
+_DRIVERS = {
+    "postgresql": (("psycopg2", ""), ("psycopg", "psycopg"), ("pg8000", "pg8000")),
+    "mysql": (("MySQLdb", ""), ("pymysql", "pymysql"), ("mysql.connector", "mysqlconnector")),
+    "mariadb": (("MySQLdb", ""), ("pymysql", "pymysql"), ("mysql.connector", "mysqlconnector")),
+}
+_CREDENTIALS = re.compile(r"(?P<scheme>[\w+.-]+://)(?P<user>[^:/@\s]*):(?P<password>[^@\s]*)@")
+_ENV_REFERENCE = re.compile(r"\$\{(?P<name>\w+)(?::-(?P<default>[^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The resolved database URL and migrations folder, with where each came from."""
+
+    url: str
+    url_source: str
+    migrations_dir: Path
+    dir_source: str
+    project_root: Path
+    alembic_ini: Path | None = None
+    pyproject: Path | None = None
+
+    @property
+    def masked_url(self) -> str:
+        """The URL with its password hidden."""
+        return mask_url(self.url)
+
+    @property
+    def versions_dir(self) -> Path:
+        """The folder holding the revision files."""
+        return self.migrations_dir / "versions"
+
+
+def resolve(
+    url: str | None = None,
+    migrations_dir: str | os.PathLike[str] | None = None,
+    project_root: str | os.PathLike[str] = ".",
+) -> Target:
+    """Resolve the target in the documented order; paths are read now, never cached."""
+    root = Path(project_root).expanduser().resolve()
+    ini = _existing(root / ALEMBIC_INI)
+    pyproject = _existing(root / PYPROJECT)
+    alembic_table = _pyproject_table(pyproject, "alembic") if pyproject else {}
+    found_url, url_source = next(_url_candidates(url, root, ini, pyproject))
+    folder, dir_source = _migrations_dir(migrations_dir, root, ini, alembic_table, pyproject)
+    return Target(
+        url=normalize_url(found_url, root),
+        url_source=url_source,
+        migrations_dir=folder,
+        dir_source=dir_source,
+        project_root=root,
+        alembic_ini=ini,
+        pyproject=pyproject if alembic_table else None,
+    )
+
+
+def tool_defaults(project_root: str | os.PathLike[str] = ".") -> dict[str, Any]:
+    """The `[tool.framefox_magic]` table of the project's pyproject.toml, if any."""
+    pyproject = _existing(Path(project_root).expanduser().resolve() / PYPROJECT)
+    return _pyproject_table(pyproject, "framefox_magic") if pyproject else {}
+
+
+def _url_candidates(
+    url: str | None, root: Path, ini: Path | None, pyproject: Path | None
+) -> Iterator[tuple[str, str]]:
+    if url:
+        yield url, "argument"
+    if os.environ.get("DATABASE_URL"):
+        yield os.environ["DATABASE_URL"], "DATABASE_URL"
+    if pyproject and (tool_url := _pyproject_table(pyproject, "framefox_magic").get("url")):
+        yield tool_url, "pyproject.toml [tool.framefox_magic]"
+    if framefox_url := framefox_database_url(root):
+        yield framefox_url, str(FRAMEFOX_ORM)
+    if ini and (ini_url := _ini_options(ini).get("sqlalchemy.url")) not in (None, "", *_PLACEHOLDER_URLS):
+        yield ini_url, ALEMBIC_INI
+    yield f"sqlite:///{root / DEFAULT_SQLITE_FILE}", "default (SQLite in the project root)"
+
+
+def _migrations_dir(
+    given: str | os.PathLike[str] | None,
+    root: Path,
+    ini: Path | None,
+    alembic_table: Mapping[str, Any],
+    pyproject: Path | None,
+) -> tuple[Path, str]:
+    if given:
+        return root / Path(given).expanduser(), "argument"
+    if ini and (location := _ini_options(ini).get("script_location")):
+        return root / location, ALEMBIC_INI
+    if alembic_table.get("script_location") and pyproject:
+        location = str(alembic_table["script_location"]).replace("%(here)s", str(pyproject.parent))
+        return root / location, "pyproject.toml [tool.alembic]"
+    tool_dir = tool_defaults(root).get("migrations_dir")
+    if tool_dir:
+        return root / tool_dir, "pyproject.toml [tool.framefox_magic]"
+    return root / DEFAULT_MIGRATIONS_DIR, "default"
+
+
+def framefox_database_url(project_root: Path) -> str | None:
+    """The URL a Framefox project configures in config/orm.yaml (with its .env), if any."""
+    orm_file = project_root / FRAMEFOX_ORM
+    if not orm_file.is_file():
+        return None
+    import yaml
+    from dotenv import dotenv_values
+
+    variables = {**dotenv_values(project_root / ".env"), **os.environ}
+    document = yaml.safe_load(orm_file.read_text(encoding="utf-8")) or {}
+    database = document.get("database") or {}
+    connections = database.get("connections") or {}
+    for section in (database, connections.get("default") or {}):
+        url = _substitute(str(section.get("url") or ""), variables)
+        if url:
+            return url
+        if section.get("driver"):
+            return _url_from_parts(section, variables, project_root)
+    return None
+
+
+def _url_from_parts(section: Mapping[str, Any], variables: Mapping[str, Any], root: Path) -> str:
+    from sqlalchemy.engine import URL
+
+    def part(name: str) -> str | None:
+        value = _substitute(str(section.get(name) or ""), variables)
+        return value or None
+
+    driver = part("driver") or "sqlite"
+    if driver == "sqlite":
+        return f"sqlite:///{root / (part('database') or DEFAULT_SQLITE_FILE)}"
+    port = part("port")
+    url = URL.create(
+        driver,
+        username=part("username"),
+        password=part("password"),
+        host=part("host"),
+        port=int(port) if port else None,
+        database=part("database"),
+    )
+    return url.render_as_string(hide_password=False)
+
+
+def _substitute(text: str, variables: Mapping[str, Any]) -> str:
+    def value(match: re.Match[str]) -> str:
+        return str(variables.get(match["name"]) or match["default"] or "")
+
+    return _ENV_REFERENCE.sub(value, text).strip()
+
+
+def normalize_url(url: str, project_root: Path) -> str:
+    """Pick an installed driver for bare URLs and anchor relative SQLite files at the project."""
+    from sqlalchemy.engine import make_url
+
+    url = url.strip()
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    parsed = make_url(url)
+    backend, _, driver = parsed.drivername.partition("+")
+    if not driver and backend in _DRIVERS:
+        parsed = parsed.set(drivername=_installed_driver(backend))
+    if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
+        path = Path(parsed.database).expanduser()
+        if not path.is_absolute() and not parsed.database.startswith("file:"):
+            parsed = parsed.set(database=str(project_root / path))
+    return parsed.render_as_string(hide_password=False)
+
+
+def _installed_driver(backend: str) -> str:
+    for module, name in _DRIVERS[backend]:
+        if importlib.util.find_spec(module.split(".")[0]) is not None:
+            return f"{backend}+{name}" if name else backend
+    return backend
+
+
+def mask_url(url: str) -> str:
+    """Show a URL with its password replaced by ***."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return _CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", url)
+
+
+def redact(text: str, *urls: str | None) -> str:
+    """Remove the passwords of the given URLs (and of any URL-shaped text) from a message."""
+    from urllib.parse import quote, unquote
+
+    for url in urls:
+        password = _password(url) if url else None
+        if password:
+            for form in {password, quote(password, safe=""), unquote(password)}:
+                if form:
+                    text = text.replace(form, "***")
+    return _CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", text)
+
+
+def _password(url: str) -> str | None:
+    match = _CREDENTIALS.search(url)
+    if match and match["password"]:
+        return match["password"]
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).password
+    except Exception:
+        return None
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.is_file() else None
+
+
+def _ini_options(ini: Path) -> dict[str, str]:
+    parser = configparser.ConfigParser(defaults={"here": str(ini.parent)})
+    parser.read(ini, encoding="utf-8")
+    return dict(parser["alembic"]) if parser.has_section("alembic") else {}
+
+
+def _pyproject_table(pyproject: Path, name: str) -> dict[str, Any]:
+    try:
+        document = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+    return dict(document.get("tool", {}).get(name, {}))

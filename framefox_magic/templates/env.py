@@ -1,0 +1,107 @@
+"""Alembic environment written by framefox_magic; a standard env.py that plain alembic runs too.
+
+Where the database comes from, first found wins:
+  1. config.attributes["connection"]: a Connection (alembic's cookbook) or an Engine
+     (as pytest-alembic passes it);
+  2. the URL: the sqlalchemy.url option, ``alembic -x url=...``, or the DATABASE_URL variable.
+
+What autogenerate compares with: config.attributes["target_metadata"], else the
+``target_metadata = module:attr`` option of alembic.ini, else nothing (autogenerate refuses).
+"""
+
+import importlib
+import os
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+from sqlalchemy.engine import Connection, make_url
+
+config = context.config
+
+
+def target_metadata():
+    """The MetaData that autogenerate compares the database with."""
+    metadata = config.attributes.get("target_metadata")
+    if metadata is not None:
+        return metadata
+    spec = config.get_main_option("target_metadata")
+    if not spec:
+        return None
+    module_name, _, attribute = spec.partition(":")
+    value = importlib.import_module(module_name)
+    for name in (attribute or "metadata").split("."):
+        value = getattr(value, name)
+    return getattr(value, "metadata", value)
+
+
+def database_url():
+    """The URL to connect to when no connection is handed in."""
+    url = (
+        config.get_main_option("sqlalchemy.url")
+        or context.get_x_argument(as_dictionary=True).get("url")
+        or os.environ.get("DATABASE_URL")
+    )
+    if not url:
+        raise RuntimeError("No database URL: set sqlalchemy.url, pass -x url=..., or set DATABASE_URL.")
+    return url
+
+
+def skip_empty_autogenerate(migration_context, revision, directives):
+    """An autogenerate that finds no change writes no file."""
+    if not getattr(config.cmd_opts, "autogenerate", False) or not directives:
+        return
+    if all(ops.is_empty() for ops in directives[0].upgrade_ops_list):
+        directives[:] = []
+
+
+def configure_options(dialect_name):
+    """The options every run shares; a caller may add hooks through config.attributes."""
+    options = {
+        "target_metadata": target_metadata(),
+        "compare_type": True,
+        "transaction_per_migration": True,
+        "render_as_batch": dialect_name == "sqlite",
+        "process_revision_directives": skip_empty_autogenerate,
+    }
+    options.update(config.attributes.get("configure_options") or {})
+    return options
+
+
+def run_migrations_offline():
+    """Write SQL to the output instead of running it."""
+    url = database_url()
+    context.configure(
+        url=url,
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+        **configure_options(make_url(url).get_backend_name()),
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_with(connection):
+    context.configure(connection=connection, **configure_options(connection.dialect.name))
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online():
+    """Run against the connection handed in, or one made from the URL."""
+    connectable = config.attributes.get("connection")
+    if isinstance(connectable, Connection):
+        run_with(connectable)
+        return
+    engine = connectable or create_engine(database_url(), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            run_with(connection)
+    finally:
+        if connectable is None:
+            engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,131 @@
+"""Shared fixtures: a fresh database per test on SQLite, PostgreSQL and MariaDB/MySQL."""
+
+from __future__ import annotations
+
+import functools
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+SERVER_URLS = {
+    "postgresql": os.environ.get(
+        "FRAMEFOX_TEST_POSTGRESQL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    ),
+    "mysql": os.environ.get("FRAMEFOX_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test"),
+}
+BACKENDS = ("sqlite", "postgresql", "mysql")
+REQUIRE_SERVERS = os.environ.get("FRAMEFOX_REQUIRE_SERVERS") == "1"
+
+
+@functools.cache
+def server_problem(backend: str) -> str | None:
+    """Why the server for this backend cannot be used, or None when it can."""
+    url = sa.make_url(SERVER_URLS[backend])
+    try:
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        engine.dispose()
+    except Exception as error:
+        first_line = str(error).strip().splitlines()[0]
+        return f"{backend} server at {url.render_as_string()} is not reachable: {first_line}"
+    return None
+
+
+def need_server(backend: str) -> None:
+    """Skip (or, with FRAMEFOX_REQUIRE_SERVERS=1, fail) when the backend's server is down."""
+    if backend == "sqlite":
+        return
+    problem = server_problem(backend)
+    if problem is None:
+        return
+    if REQUIRE_SERVERS:
+        pytest.fail(f"FRAMEFOX_REQUIRE_SERVERS=1 but the {problem}")
+    pytest.skip(problem)
+
+
+@contextmanager
+def fresh_database(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A new, empty database on the backend; dropped afterwards. Yields its URL."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    need_server(backend)
+    admin_url = sa.make_url(SERVER_URLS[backend])
+    name = f"ffm_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        drop = f"DROP DATABASE {name}" + (" WITH (FORCE)" if backend == "postgresql" else "")
+        with admin.connect() as connection:
+            connection.execute(sa.text(drop))
+        admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each of the three databases in turn."""
+    return request.param
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh database on the current backend."""
+    with fresh_database(backend, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """An empty project folder."""
+    root = tmp_path / "project"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No DATABASE_URL leaks in from the machine; SQLModel's shared registry is emptied after."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    yield
+    from framefox_magic.metadata import forget_models
+
+    forget_models(lambda cls: True)
+
+
+def table_names(url: str) -> set[str]:
+    """The tables that exist in the database now."""
+    engine = sa.create_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def column_names(url: str, table: str) -> set[str]:
+    """The columns of a table as the database has them now."""
+    engine = sa.create_engine(url)
+    try:
+        return {c["name"] for c in sa.inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+def version_rows(url: str) -> list[str]:
+    """The revisions recorded in alembic_version."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            if not sa.inspect(connection).has_table("alembic_version"):
+                return []
+            return sorted(connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
+    finally:
+        engine.dispose()
