@@ -220,7 +220,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(prog: str = "%migrate", extra: Iterable[Arg] = ()) -> argparse.ArgumentParser:
     """The parser for every sub-command, each with the shared target options and `extra`."""
-    parser = _Parser(prog=prog, description=overview(prog), usage=f"{prog} SUB-COMMAND [options]",
+    parser = _Parser(prog=prog, description=overview(prog), usage="%(prog)s SUB-COMMAND [options]",
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="command", metavar="SUB-COMMAND", parser_class=_Parser,
                                        help=argparse.SUPPRESS)

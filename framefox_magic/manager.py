@@ -8,13 +8,14 @@ import logging.config
 import os
 import re
 import shutil
+import sqlite3
 import string
 import textwrap
 import threading
 import time
 import zlib
 from argparse import Namespace
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Set
 from contextlib import contextmanager
 from datetime import datetime
 from importlib import resources
@@ -33,6 +34,7 @@ from .errors import (
     translated,
 )
 from .metadata import resolve_metadata
+from .scripts import ScriptCache
 from .results import (
     Diff,
     Graph,
@@ -59,6 +61,7 @@ _CREATE_DATE = re.compile(r"^Create Date:\s*(.+?)\s*$", re.MULTILINE)
 _OWN_ENV_MARKER = "written by framefox_magic"
 _LOCK_NAME = "framefox_magic_migrations"
 TEMPLATE_FILES = ("env.py", "script.py.mako")
+BACKUPS_KEPT = 20
 
 StepCallback = Callable[[int, int, RevisionInfo], None]
 
@@ -79,6 +82,7 @@ class AlembicManager:
         self.metadata = metadata
         self.project_root = project_root
         self.lock_timeout = lock_timeout
+        self._scripts = ScriptCache()
 
     def __repr__(self) -> str:
         target = self.target()
@@ -148,10 +152,13 @@ class AlembicManager:
 
     def create_version_table(self) -> Outcome:
         """Create the alembic_version table if it does not exist."""
-        from alembic import command
+        def ensure(rev: Any, context: Any) -> list:
+            context._ensure_version_table()
+            return []
 
         with self._call() as target, self._connect(target) as connection:
-            command.ensure_version(self._config(target, connection))
+            config = self._config(target, connection)
+            self._run_env(config, self._script_directory(target, config), ensure)
             connection.commit()
             return Outcome("init-version-table", "The alembic_version table exists.")
 
@@ -320,8 +327,6 @@ class AlembicManager:
 
     def sql(self, rev_range: str | None = None, downgrade: bool | None = None) -> SqlScript:
         """Offline SQL for a range A:B (default base:heads), grouped per revision."""
-        from alembic import command
-
         rev_range = rev_range or "base:heads"
         start, _, end = rev_range.rpartition(":")
         start = start or "base"
@@ -331,7 +336,11 @@ class AlembicManager:
                 downgrade = self._goes_down(script, start, end)
             buffer = io.StringIO()
             config = self._config(target, output_buffer=buffer)
-            (command.downgrade if downgrade else command.upgrade)(config, f"{start}:{end}", sql=True)
+
+            def steps(rev: Any, context: Any) -> Any:
+                return script._downgrade_revs(end, rev) if downgrade else script._upgrade_revs(end, rev)
+
+            self._run_env(config, script, steps, as_sql=True, starting_rev=start, destination_rev=end)
             return SqlScript(_sql_blocks(buffer.getvalue()), _dialect_name(target.url), f"SQL for {start}:{end}")
 
     def _goes_down(self, script: ScriptDirectory, start: str, end: str) -> bool:
@@ -364,7 +373,6 @@ class AlembicManager:
         return self._migrate(target, downgrade=True, on_step=on_step)
 
     def _migrate(self, target_rev: str, downgrade: bool, on_step: StepCallback | None) -> Outcome:
-        from alembic import command
         from sqlalchemy import event
 
         verb = "downgrade" if downgrade else "upgrade"
@@ -374,6 +382,7 @@ class AlembicManager:
             script = self._script_directory(target)
             current = self._current_heads(target, connection)
             planned = _steps(script, target_rev, current, downgrade)
+            backup = _backup_sqlite(connection) if downgrade and planned else None
             done: list[RevisionInfo] = []
             statements: list[str] = []
 
@@ -387,10 +396,15 @@ class AlembicManager:
                 if on_step:
                     on_step(len(done), len(planned), info)
 
+            def steps(rev: Any, context: Any) -> Any:
+                if downgrade:
+                    return script._downgrade_revs(target_rev, rev)
+                return script._upgrade_revs(target_rev, rev)
+
             config = self._config(target, connection, on_version_apply=applied)
             event.listen(connection, "before_cursor_execute", log_statement)
             try:
-                (command.downgrade if downgrade else command.upgrade)(config, target_rev)
+                self._run_env(config, script, steps, destination_rev=target_rev)
             except Exception as error:
                 if len(done) < len(planned):
                     raise self._failure(planned[len(done)].revision, error, connection, statements) from error
@@ -402,7 +416,7 @@ class AlembicManager:
             f"{verb.capitalize()}d {len(done)} revision(s); the database is now at {_heads_text(now)}."
             if done else f"Nothing to {verb}: the database is at {_heads_text(now)}."
         )
-        return Outcome(verb, summary, steps=done)
+        return Outcome(verb, summary, steps=done, backup=backup)
 
     def _failure(self, failed: Script, error: Exception, connection: Connection,
                  statements: list[str]) -> MigrationFailed:
@@ -423,24 +437,35 @@ class AlembicManager:
 
     def stamp(self, rev: str, purge: bool = False) -> Outcome:
         """Record REV as the database's revision without running any migration."""
-        from alembic import command
-
         with self._call() as target, self._connect(target) as connection, self._database_lock(connection):
-            command.stamp(self._config(target, connection), rev, purge=purge)
+            backup = _backup_sqlite(connection) if purge else None
+            self._stamp(target, connection, rev, purge)
             now = self._current_heads(target, connection)
-            return Outcome("stamp", f"Stamped the database at {_heads_text(now)}.")
+            return Outcome("stamp", f"Stamped the database at {_heads_text(now)}.", backup=backup)
 
     def clear_history(self) -> Outcome:
         """Empty the alembic_version table (the schema itself is left as it is)."""
-        from alembic import command
-
         with self._call() as target, self._connect(target) as connection, self._database_lock(connection):
             before = self._current_heads(target, connection)
-            command.stamp(self._config(target, connection), "base", purge=True)
+            backup = _backup_sqlite(connection) if before else None
+            self._stamp(target, connection, "base", purge=True)
             return Outcome(
                 "clear-history",
                 f"Cleared the version history ({len(before)} row(s) removed: {_heads_text(before)}).",
+                backup=backup,
             )
+
+    def _stamp(self, target: settings.Target, connection: Connection, rev: str, purge: bool) -> None:
+        from alembic import util
+
+        config = self._config(target, connection)
+        script = self._script_directory(target, config)
+        destination = util.to_tuple(rev, default=())
+
+        def stamp(heads: Any, context: Any) -> Any:
+            return script._stamp_revs(destination, heads)
+
+        self._run_env(config, script, stamp, destination_rev=destination, purge=purge)
 
     # ---------------------------------------------------------------- changing the scripts
 
@@ -463,47 +488,42 @@ class AlembicManager:
         Returns None when autogenerate finds no change (no file is written). With `replace`, that
         unapplied head is written again under the same id; it is removed even when nothing new is.
         """
-        from alembic import command
+        from alembic import util
 
-        manual = upgrade_body is not None or downgrade_body is not None
         if rev_id is not None and not _REV_ID.match(rev_id):
             raise ConfigurationError("A revision id is 1-32 letters, digits or underscores.")
-        bodies = _indented_bodies(upgrade_body, downgrade_body) if manual else None
+        manual = upgrade_body is not None or downgrade_body is not None
+        bodies = _indented_bodies(upgrade_body, downgrade_body) if manual else ("", "")
         with self._call() as target, self._replacing(target, replace) as replaced:
             if replaced:
                 rev_id = rev_id or replaced.revision
                 head = replaced.head_arg
                 branch_label = branch_label or replaced.branch_label
+            options = {"head": head, "splice": splice, "branch_label": branch_label,
+                       "depends_on": depends_on, "rev_id": rev_id or util.rev_id()}
             if manual:
                 config = self._config(target)
-                script = self._script_directory(target, config)
-                from alembic import util
-
-                written = script.generate_revision(
-                    rev_id or util.rev_id(), message, head=head, splice=splice,
-                    branch_labels=branch_label, depends_on=depends_on, refresh=True,
-                    upgrades=bodies[0], downgrades=bodies[1], config=config,
+                written = self._script_directory(target, config).generate_revision(
+                    options.pop("rev_id"), message, refresh=True, upgrades=bodies[0],
+                    downgrades=bodies[1], config=config, branch_labels=options.pop("branch_label"),
+                    **options,
                 )
-            elif autogenerate:
-                written = self._autogenerate(target, message, head, splice, branch_label, depends_on, rev_id)
             else:
-                written = command.revision(
-                    self._config(target), message, head=head, splice=splice,
-                    branch_label=branch_label, depends_on=depends_on, rev_id=rev_id,
-                )
+                written = self._generate(target, message, autogenerate and not manual, options)
             if written is None:
                 return None
-            script = self._script_directory(target)
-            found = script.get_revision(written.revision)
+            found = self._script_directory(target).get_revision(written.revision)
             info = self._info(found, set(), ())
             info.diff = self._recorded_diff(found, target, "upgrade")
             if replaced:
                 info.note = f"replaced the earlier {replaced.revision}"
             return info
 
-    def _autogenerate(self, target: settings.Target, message: str, head: str, splice: bool,
-                      branch_label: str | None, depends_on: Any, rev_id: str | None) -> Script | None:
-        from alembic import command
+    def _generate(self, target: settings.Target, message: str, autogenerate: bool,
+                  options: dict[str, Any]) -> Script | None:
+        """alembic's revision command on the cached script directory; None when nothing changed."""
+        from alembic import util
+        from alembic.autogenerate.api import RevisionContext
 
         found_changes: list[bool] = []
 
@@ -511,19 +531,28 @@ class AlembicManager:
             found_changes.append(any(not ops.is_empty() for d in directives for ops in d.upgrade_ops_list))
 
         with self._connect(target) as connection:
-            config = self._config(target, connection, autogenerate=True)
-            config.cmd_opts.autogenerate = True  # as `alembic revision --autogenerate` sets it
-            written = command.revision(
-                config, message, autogenerate=True, head=head, splice=splice,
-                branch_label=branch_label, depends_on=depends_on, rev_id=rev_id,
-                process_revision_directives=note_changes,
-            )
-        scripts = written if isinstance(written, list) else [written]
-        if found_changes and not any(found_changes):
-            for leftover in filter(None, scripts):  # an env.py that does not skip empty runs
+            config = self._config(target, connection, autogenerate=autogenerate)
+            config.cmd_opts.autogenerate = autogenerate  # as `alembic revision --autogenerate` sets it
+            script = self._script_directory(target, config)
+            arguments = {**_revision_args(), **options, "message": message, "autogenerate": autogenerate}
+            revision_context = RevisionContext(config, script, arguments, process_revision_directives=note_changes)
+            run_environment = autogenerate or util.asbool(config.get_alembic_option("revision_environment"))
+            if run_environment:
+                def fill(rev: Any, context: Any) -> list:
+                    if autogenerate:
+                        revision_context.run_autogenerate(rev, context)
+                    else:
+                        revision_context.run_no_autogenerate(rev, context)
+                    return []
+
+                self._run_env(config, script, fill, as_sql=False, revision_context=revision_context,
+                              template_args=revision_context.template_args)
+            written = list(revision_context.generate_scripts())
+        if autogenerate and found_changes and not any(found_changes):
+            for leftover in filter(None, written):  # an env.py that does not skip empty runs
                 Path(leftover.path).unlink(missing_ok=True)
             return None
-        return scripts[0] if scripts else None
+        return written[0] if written else None
 
     @contextmanager
     def _replacing(self, target: settings.Target, rev: str | None) -> Iterator[_Replacement | None]:
@@ -550,13 +579,16 @@ class AlembicManager:
     def merge(self, revisions: str | Sequence[str], message: str, branch_label: str | None = None,
               rev_id: str | None = None) -> RevisionInfo:
         """Write a revision that joins several heads (default: all of them)."""
-        from alembic import command
+        from alembic import util
 
         if rev_id is not None and not _REV_ID.match(rev_id):
             raise ConfigurationError("A revision id is 1-32 letters, digits or underscores.")
         with self._call() as target:
-            written = command.merge(
-                self._config(target), revisions, message, branch_label=branch_label, rev_id=rev_id
+            config = self._config(target)
+            script = self._script_directory(target, config)
+            written = script.generate_revision(
+                rev_id or util.rev_id(), message, refresh=True, head=revisions,
+                branch_labels=branch_label, config=config,
             )
             found = self._script_directory(target).get_revision(written.revision)
             return self._info(found, set(), ())
@@ -579,25 +611,29 @@ class AlembicManager:
                     "Downgrade first, or force it."
                 )
             path = _inside(Path(found.path), target.versions_dir)
-            path.unlink()
-            _drop_bytecode(path)
+            trash = _to_trash(target, [path])
             warnings = [f"Deleted although {reason}." for reason in reasons]
             if found.revision in current:
                 warnings.append(f"The database still records {found.revision}: `stamp` it to a known revision.")
-            return Outcome("delete", f"Deleted revision {found.revision} ({found.doc}).",
-                           files=[str(path)], warnings=warnings)
+            return Outcome("delete", f"Deleted revision {found.revision} ({found.doc}); its file is kept "
+                           f"in {trash}.", files=[str(path)], warnings=warnings)
 
     def clean(self) -> Outcome:
         """Remove every revision file; env.py and script.py.mako stay."""
         with self._call() as target:
-            removed = _remove_revision_files(target.versions_dir)
-            return Outcome("clean", f"Removed {len(removed)} revision file(s).", files=removed)
+            files = sorted(target.versions_dir.glob("*.py"))
+            if not files:
+                return Outcome("clean", "No revision files to remove.")
+            trash = _to_trash(target, files)
+            return Outcome("clean", f"Removed {len(files)} revision file(s); they are kept in {trash}.",
+                           files=[str(f) for f in files])
 
     def reset(self) -> Outcome:
         """Empty the version table and remove every revision file."""
         cleared = self.clear_history()
         cleaned = self.clean()
-        return Outcome("reset", f"{cleared.summary} {cleaned.summary}", files=cleaned.files)
+        return Outcome("reset", f"{cleared.summary} {cleaned.summary}", files=cleaned.files,
+                       backup=cleared.backup)
 
     # ---------------------------------------------------------------- plumbing
 
@@ -636,9 +672,19 @@ class AlembicManager:
         return config
 
     def _script_directory(self, target: settings.Target, config: Config | None = None) -> ScriptDirectory:
-        from alembic.script import ScriptDirectory
+        """The revision scripts, listed from their headers and kept while the files are unchanged."""
+        key = (target.migrations_dir, target.alembic_ini, target.pyproject)
+        return self._scripts.get(config or self._config(target), key)
 
-        return ScriptDirectory.from_config(config or self._config(target))
+    @staticmethod
+    def _run_env(config: Config, script: ScriptDirectory, work: Callable[[Any, Any], Any],
+                 **options: Any) -> None:
+        """Run env.py with `work` as its migration function, as alembic.command does, but on the
+        cached script directory (alembic.command would import every revision file again)."""
+        from alembic.runtime.environment import EnvironmentContext
+
+        with EnvironmentContext(config, script, fn=work, **options):
+            script.run_env()
 
     @contextmanager
     def _connect(self, target: settings.Target) -> Iterator[Connection]:
@@ -686,13 +732,18 @@ class AlembicManager:
 
     def _current_heads(self, target: settings.Target, connection: Connection) -> tuple[str, ...]:
         """The revisions recorded in the database's version table."""
-        if _is_own_env(target):
-            from alembic.runtime.migration import MigrationContext
+        if not _is_own_env(target):
+            return self._current_heads_via_env(target, connection)
+        from sqlalchemy import exc, text
 
-            heads = MigrationContext.configure(connection).get_current_heads()
-            connection.rollback()
-            return tuple(heads)
-        return self._current_heads_via_env(target, connection)
+        try:  # one query; a missing table means no revision yet
+            heads = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        except exc.DBAPIError:
+            if connection.closed or connection.invalidated:
+                raise
+            heads = []
+        connection.rollback()
+        return tuple(heads)
 
     def _current_heads_via_env(self, target: settings.Target, connection: Connection) -> tuple[str, ...]:
         from alembic.runtime.environment import EnvironmentContext
@@ -711,13 +762,13 @@ class AlembicManager:
 
     @staticmethod
     def _walk(script: ScriptDirectory, base: str = "base", head: str = "heads") -> list[Script]:
+        if (base, head) == ("base", "heads"):
+            return script.ordered()
         return list(script.walk_revisions(base, head))
 
     @staticmethod
-    def _applied(script: ScriptDirectory, current: Sequence[str]) -> set[str]:
-        if not current:
-            return set()
-        return {r.revision for r in script.iterate_revisions(tuple(current), "base")}
+    def _applied(script: ScriptDirectory, current: Sequence[str]) -> frozenset[str]:
+        return script.ancestors(tuple(sorted(current)))
 
     @staticmethod
     def _one(script: ScriptDirectory, rev: str) -> Script:
@@ -727,7 +778,7 @@ class AlembicManager:
         return found
 
     @staticmethod
-    def _info(found: Script, applied: set[str], current: Sequence[str]) -> RevisionInfo:
+    def _info(found: Script, applied: Set[str], current: Sequence[str]) -> RevisionInfo:
         from alembic import util
 
         return RevisionInfo(
@@ -902,13 +953,38 @@ def _trailing_begin(lines: list[str]) -> list[str]:
     return []
 
 
-def _remove_revision_files(versions: Path) -> list[str]:
-    removed = []
-    for path in sorted(versions.glob("*.py")):
-        path.unlink()
-        removed.append(str(path))
-    shutil.rmtree(versions / "__pycache__", ignore_errors=True)
-    return removed
+def _stamp_now() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+
+
+def _to_trash(target: settings.Target, files: Sequence[Path]) -> Path:
+    """Move revision files out of the versions folder into migrations/.trash/<time>/."""
+    trash = target.migrations_dir / ".trash" / _stamp_now()
+    trash.mkdir(parents=True)
+    for path in files:
+        shutil.move(path, trash / path.name)
+        _drop_bytecode(path)
+    return trash
+
+
+def _backup_sqlite(connection: Connection, keep: int = BACKUPS_KEPT) -> str | None:
+    """Copy a SQLite database file before a destructive change; keep the newest few copies."""
+    database = connection.engine.url.database
+    if connection.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    source = Path(database)
+    if not source.is_file() or source.stat().st_size == 0:
+        return None
+    folder = source.parent / ".backups"
+    folder.mkdir(exist_ok=True)
+    destination = folder / f"{source.stem}-{_stamp_now()}{source.suffix or '.db'}"
+    connection.rollback()
+    with sqlite3.connect(destination) as copy:
+        connection.connection.driver_connection.backup(copy)
+    copy.close()
+    for old in sorted(folder.glob(f"{source.stem}-*"))[:-keep]:
+        old.unlink()
+    return str(destination)
 
 
 @contextmanager
@@ -916,14 +992,17 @@ def _quiet_alembic_logging() -> Iterator[None]:
     """Keep alembic's INFO lines out of the notebook, and keep env.py from re-configuring logging."""
     alembic_logger = logging.getLogger("alembic")
     level = alembic_logger.level
+    chatty = alembic_logger.isEnabledFor(logging.INFO)
     file_config = logging.config.fileConfig
-    alembic_logger.setLevel(logging.WARNING)
+    if chatty:
+        alembic_logger.setLevel(logging.WARNING)
     logging.config.fileConfig = _ignore_file_config
     try:
         yield
     finally:
         logging.config.fileConfig = file_config
-        alembic_logger.setLevel(level)
+        if chatty:
+            alembic_logger.setLevel(level)
 
 
 def _ignore_file_config(*args: Any, **kwargs: Any) -> None:

@@ -169,16 +169,20 @@ def _text_revisions(revisions: Iterable[Any]) -> str:
 # ---------------------------------------------------------------- one renderer per result
 
 
+def _status_badge(status: Any) -> str:
+    """The one badge: several heads, no revisions yet, up to date, or N pending."""
+    if len(status.heads) > 1:
+        return _badge(f"{len(status.heads)} heads", "warn")
+    if not status.heads:
+        return _badge("no revisions yet", "info")
+    if status.up_to_date:
+        return _badge("up to date", "ok")
+    return _badge(f"{len(status.pending)} pending", "warn")
+
+
 def status_html(status: Any) -> str:
     """A badge (up to date / N pending / several heads), where the database is, the pending list."""
-    if len(status.heads) > 1:
-        badge = _badge(f"{len(status.heads)} heads", "warn")
-    elif not status.heads:
-        badge = _badge("no revisions yet", "info")
-    elif status.up_to_date:
-        badge = _badge("up to date", "ok")
-    else:
-        badge = _badge(f"{len(status.pending)} pending", "warn")
+    badge = _status_badge(status)
     facts = (
         f"<dl><dt>database</dt><dd><code>{_e(status.url)}</code></dd>"
         f"<dt>current</dt><dd><code>{_e(', '.join(status.current) or '<base>')}</code></dd>"
@@ -443,6 +447,28 @@ def progress_html(verb: str, done: int, total: int, revision: str, message: str)
 def error_html(message: str) -> str:
     """A short error, for the panel's output area."""
     return _wrap(f"<div>{_badge('error', 'bad')}{_e(message)}</div>")
+
+
+# ---------------------------------------------------------------- the panel's small pieces
+
+
+def status_badge_html(status: Any) -> str:
+    """The panel's header line: the status badge, the database's revision and its masked URL."""
+    current = ", ".join(status.current) or "<base>"
+    return _wrap(f"<div>{_status_badge(status)}<span class='muted'>database at</span> "
+                 f"<code>{_e(current)}</code> <span class='muted'>&middot; {_e(status.url)}</span></div>")
+
+
+def note_html(message: str, title: str | None = None) -> str:
+    """A short muted note under an optional heading, for the panel's empty or waiting views."""
+    heading = f"<h4>{_e(title)}</h4>" if title else ""
+    return _wrap(f"{heading}<p class='muted'>{_e(message)}</p>")
+
+
+def revision_label(info: Any) -> str:
+    """One revision as a line of plain text (for pickers): id, message, flags."""
+    message = info.message if len(info.message) <= 60 else info.message[:59] + "\u2026"
+    return f"{info.revision}  {message}  ({_text_flags(info)})"
 
 
 # ---------------------------------------------------------------- the revision graph

@@ -231,15 +231,38 @@ def _existing(path: Path) -> Path | None:
     return path if path.is_file() else None
 
 
+_parsed: dict[tuple[str, str], tuple[int, Any]] = {}
+
+
+def _read_once(path: Path, kind: str, parse: Any) -> Any:
+    """Parse a settings file, again only when its modification time changed."""
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        return {}
+    cached = _parsed.get((str(path), kind))
+    if cached is None or cached[0] != mtime:
+        cached = _parsed[(str(path), kind)] = (mtime, parse(path))
+    return cached[1]
+
+
 def _ini_options(ini: Path) -> dict[str, str]:
+    return _read_once(ini, "ini", _parse_ini)
+
+
+def _parse_ini(ini: Path) -> dict[str, str]:
     parser = configparser.ConfigParser(defaults={"here": str(ini.parent)})
     parser.read(ini, encoding="utf-8")
     return dict(parser["alembic"]) if parser.has_section("alembic") else {}
 
 
 def _pyproject_table(pyproject: Path, name: str) -> dict[str, Any]:
-    try:
-        document = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return {}
+    document = _read_once(pyproject, "toml", _parse_toml)
     return dict(document.get("tool", {}).get(name, {}))
+
+
+def _parse_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return {}

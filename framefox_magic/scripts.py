@@ -1,0 +1,181 @@
+"""Revision scripts read from their source: identifiers and docstring without running the file,
+and a revision map kept between calls and re-read only where files changed."""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import util
+from alembic.config import Config
+from alembic.script import Script, ScriptDirectory
+from alembic.script.base import _only_source_rev_file
+
+_HEADER_NAMES = frozenset({"revision", "down_revision", "branch_labels", "depends_on"})
+FileKey = tuple[str, int, int, int]  # name, inode, mtime (ns), size: changes whenever the file does
+
+
+@dataclass(frozen=True)
+class Header:
+    """What listing a revision needs, read from its source."""
+
+    revision: str
+    down_revision: Any
+    branch_labels: Any
+    depends_on: Any
+    doc: str | None
+
+
+_headers: dict[tuple[str, FileKey], Header | None] = {}
+
+
+def read_header(source: str) -> Header | None:
+    """The module docstring and the four identifiers, when they are literals; else None."""
+    cut = source.find("\ndef ")
+    try:
+        tree = ast.parse(source[:cut] if cut > 0 else source)
+    except SyntaxError:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            return None
+    values: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id in _HEADER_NAMES:
+            try:
+                values[target.id] = ast.literal_eval(value)
+            except ValueError:
+                return None
+    if not isinstance(values.get("revision"), str) or "down_revision" not in values:
+        return None
+    return Header(
+        values["revision"], values["down_revision"], values.get("branch_labels"),
+        values.get("depends_on"), ast.get_docstring(tree, clean=False),
+    )
+
+
+class _HeaderModule:
+    """Stands in for a revision's module: the header is known; the rest is imported on first use."""
+
+    def __init__(self, path: Path, header: Header) -> None:
+        self.__doc__ = header.doc
+        self.revision = header.revision
+        self.down_revision = header.down_revision
+        self.branch_labels = header.branch_labels
+        self.depends_on = header.depends_on
+        self._path = path
+        self._module: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_path", "_module"):
+            raise AttributeError(name)
+        if self._module is None:
+            self._module = util.load_python_file(self._path.parent, self._path.name)
+        return getattr(self._module, name)
+
+
+class CachedScriptDirectory(ScriptDirectory):
+    """A ScriptDirectory that lists revisions from their headers instead of running every file."""
+
+    _ordered: list[Script] | None = None
+    _ancestors: dict[tuple[str, ...], frozenset[str]] | None = None
+
+    def ordered(self) -> list[Script]:
+        """Every revision in alembic's walk order (newest first), computed once per map."""
+        if self._ordered is None:
+            self._ordered = list(self.walk_revisions())
+        return self._ordered
+
+    def ancestors(self, heads: tuple[str, ...]) -> frozenset[str]:
+        """The revisions applied when the database is at `heads` (dependencies included)."""
+        if self._ancestors is None:
+            self._ancestors = {}
+        if heads not in self._ancestors:
+            found = self.iterate_revisions(heads, "base") if heads else ()
+            self._ancestors[heads] = frozenset(r.revision for r in found)
+        return self._ancestors[heads]
+
+    def _plain_layout(self) -> bool:
+        return not self.sourceless and not self.recursive_version_locations
+
+    def signature(self) -> tuple[FileKey, ...]:
+        """What the versions folders hold now: one key per revision file."""
+        return tuple(key for location in self._version_locations for key in _scan(Path(location)))
+
+    def _load_revisions(self) -> Iterator[Script]:
+        if not self._plain_layout():
+            yield from super()._load_revisions()
+            return
+        for location in self._version_locations:
+            folder = Path(location)
+            for key in _scan(folder):
+                path = folder / key[0]
+                header = _cached_header(path, key)
+                if header is None:  # not literal: let alembic import it
+                    script = Script._from_path(self, path)
+                    if script is not None:
+                        yield script
+                    continue
+                yield Script(_HeaderModule(path, header), header.revision, path)
+
+
+def _scan(folder: Path) -> list[FileKey]:
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return []
+    keys = []
+    for entry in entries:
+        if entry.name.endswith(".py") and _only_source_rev_file.match(entry.name):
+            stat = entry.stat()
+            keys.append((entry.name, stat.st_ino, stat.st_mtime_ns, stat.st_size))
+    keys.sort()
+    return keys
+
+
+def _cached_header(path: Path, key: FileKey) -> Header | None:
+    cache_key = (str(path.parent), key)
+    if cache_key not in _headers:
+        _headers[cache_key] = read_header(path.read_text(encoding="utf-8"))
+    return _headers[cache_key]
+
+
+class ScriptCache:
+    """Keeps one CachedScriptDirectory per target; rebuilds its map only when files changed."""
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] | None = None
+        self._signature: tuple[FileKey, ...] | None = None
+        self._script: CachedScriptDirectory | None = None
+
+    def get(self, config: Config, key: tuple[Any, ...]) -> CachedScriptDirectory:
+        """The script directory for this target, its revision map still valid."""
+        script = self._script
+        if script is not None and self._key == key and script.signature() == self._signature:
+            return script
+        script = _from_config(config)
+        self._key, self._script, self._signature = key, script, script.signature()
+        return script
+
+    def forget(self) -> None:
+        """Drop the cached map (the next call re-reads the folder)."""
+        self._key = self._signature = self._script = None
+
+
+def _from_config(config: Config) -> CachedScriptDirectory:
+    from alembic.script.revision import RevisionMap
+
+    script = ScriptDirectory.from_config(config)  # reads every option the way alembic does
+    script.__class__ = CachedScriptDirectory  # same state; only how revisions are loaded differs
+    script.revision_map = RevisionMap(script._load_revisions)
+    return script  # type: ignore[return-value]
