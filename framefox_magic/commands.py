@@ -299,7 +299,8 @@ def completions(line: str, revisions: Callable[[], Iterable[str]]) -> list[str]:
         return []
     args = (*command.args, *TARGET_OPTIONS)
     if current.startswith("-"):
-        return [flag for arg in args for flag in arg.flags if flag.startswith(current) and flag.startswith("--")]
+        flags = [flag for arg in args for flag in arg.flags if flag.startswith("--")]
+        return [flag for flag in flags if flag.startswith(current)]
     previous = words[-2]
     option = next((a for a in args if previous in a.flags), None)
     expects_revision = (

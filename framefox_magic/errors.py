@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from .settings import redact
 
@@ -168,8 +168,6 @@ def translated(*secrets: str | None) -> Iterator[None]:
 
 def _scrubbed(error: Exception, secrets: tuple[str | None, ...]) -> Exception:
     """The original error, kept for the full traceback, with passwords removed from its text."""
-    try:
+    with suppress(AttributeError, TypeError):
         error.args = tuple(redact(a, *secrets) if isinstance(a, str) else a for a in error.args)
-    except (AttributeError, TypeError):
-        pass
     return error

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -17,7 +17,9 @@ from .manager import AlembicManager, StepCallback
 from .metadata import forget_redefined
 from .results import Outcome, RevisionInfo
 
-OUTPUT = commands.Arg(("-o", "--output"), "also store the result in this variable", options={"dest": "output"})
+OUTPUT = commands.Arg(
+    ("-o", "--output"), "also store the result in this variable", options={"dest": "output"}
+)
 MANUAL = commands.Arg(
     ("--manual",), "the cell is the body of upgrade(); a line `# downgrade` starts downgrade()",
     options={"action": "store_true"},
@@ -258,10 +260,8 @@ def _model_cell_hook(ipython: Any) -> Callable[[Any], None]:
         source = getattr(info, "raw_cell", "") or ""
         if "class " not in source:
             return
-        try:
+        with suppress(SyntaxError):
             forget_redefined(ipython.transform_cell(source), ipython.user_ns)
-        except SyntaxError:
-            pass
 
     return forget_models_redefined_by
 

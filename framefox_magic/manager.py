@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import logging
 import logging.config
@@ -34,7 +35,6 @@ from .errors import (
     translated,
 )
 from .metadata import resolve_metadata
-from .scripts import ScriptCache
 from .results import (
     Diff,
     Graph,
@@ -53,6 +53,8 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import Script, ScriptDirectory
     from sqlalchemy.engine import Connection
+
+    from .scripts import ScriptCache
 
 # alembic's `op` and `context` proxies are module globals: one command at a time per process
 _ALEMBIC_LOCK = threading.RLock()
@@ -82,7 +84,7 @@ class AlembicManager:
         self.metadata = metadata
         self.project_root = project_root
         self.lock_timeout = lock_timeout
-        self._scripts = ScriptCache()
+        self._scripts: ScriptCache | None = None
 
     def __repr__(self) -> str:
         target = self.target()
@@ -239,7 +241,7 @@ class AlembicManager:
     # ---------------------------------------------------------------- comparing
 
     def diff(self, rev: str | None = None, to: str | None = None) -> Diff:
-        """Schema operations: of revision REV, along the path REV to TO, or (no argument) models vs database."""
+        """Schema operations: of revision REV, along the path REV to TO, or models vs database."""
         if rev is None:
             return self._model_diff()
         with self._call() as target:
@@ -269,7 +271,6 @@ class AlembicManager:
 
     def _model_diff(self) -> Diff:
         from alembic.autogenerate.api import RevisionContext
-        from alembic.runtime.environment import EnvironmentContext
 
         with self._call() as target, self._connect(target) as connection:
             config = self._config(target, connection, autogenerate=True)
@@ -280,11 +281,9 @@ class AlembicManager:
                 revision_context.run_autogenerate(rev, context)
                 return []
 
-            with EnvironmentContext(
-                config, script, fn=compare, as_sql=False,
-                template_args=revision_context.template_args, revision_context=revision_context,
-            ):
-                script.run_env()
+            with _collection_paused():
+                self._run_env(config, script, compare, as_sql=False, revision_context=revision_context,
+                              template_args=revision_context.template_args)
             operations = [
                 op
                 for generated in revision_context.generated_revisions
@@ -341,7 +340,8 @@ class AlembicManager:
                 return script._downgrade_revs(end, rev) if downgrade else script._upgrade_revs(end, rev)
 
             self._run_env(config, script, steps, as_sql=True, starting_rev=start, destination_rev=end)
-            return SqlScript(_sql_blocks(buffer.getvalue()), _dialect_name(target.url), f"SQL for {start}:{end}")
+            blocks = _sql_blocks(buffer.getvalue())
+            return SqlScript(blocks, _dialect_name(target.url), f"SQL for {start}:{end}")
 
     def _goes_down(self, script: ScriptDirectory, start: str, end: str) -> bool:
         if end in ("head", "heads") or start == end:
@@ -535,7 +535,9 @@ class AlembicManager:
             config.cmd_opts.autogenerate = autogenerate  # as `alembic revision --autogenerate` sets it
             script = self._script_directory(target, config)
             arguments = {**_revision_args(), **options, "message": message, "autogenerate": autogenerate}
-            revision_context = RevisionContext(config, script, arguments, process_revision_directives=note_changes)
+            revision_context = RevisionContext(
+                config, script, arguments, process_revision_directives=note_changes
+            )
             run_environment = autogenerate or util.asbool(config.get_alembic_option("revision_environment"))
             if run_environment:
                 def fill(rev: Any, context: Any) -> list:
@@ -545,8 +547,9 @@ class AlembicManager:
                         revision_context.run_no_autogenerate(rev, context)
                     return []
 
-                self._run_env(config, script, fill, as_sql=False, revision_context=revision_context,
-                              template_args=revision_context.template_args)
+                with _collection_paused():
+                    self._run_env(config, script, fill, as_sql=False, revision_context=revision_context,
+                                  template_args=revision_context.template_args)
             written = list(revision_context.generate_scripts())
         if autogenerate and found_changes and not any(found_changes):
             for leftover in filter(None, written):  # an env.py that does not skip empty runs
@@ -614,7 +617,9 @@ class AlembicManager:
             trash = _to_trash(target, [path])
             warnings = [f"Deleted although {reason}." for reason in reasons]
             if found.revision in current:
-                warnings.append(f"The database still records {found.revision}: `stamp` it to a known revision.")
+                warnings.append(
+                    f"The database still records {found.revision}: `stamp` it to a known revision."
+                )
             return Outcome("delete", f"Deleted revision {found.revision} ({found.doc}); its file is kept "
                            f"in {trash}.", files=[str(path)], warnings=warnings)
 
@@ -673,6 +678,10 @@ class AlembicManager:
 
     def _script_directory(self, target: settings.Target, config: Config | None = None) -> ScriptDirectory:
         """The revision scripts, listed from their headers and kept while the files are unchanged."""
+        if self._scripts is None:
+            from .scripts import ScriptCache
+
+            self._scripts = ScriptCache()
         key = (target.migrations_dir, target.alembic_ini, target.pyproject)
         return self._scripts.get(config or self._config(target), key)
 
@@ -746,8 +755,6 @@ class AlembicManager:
         return tuple(heads)
 
     def _current_heads_via_env(self, target: settings.Target, connection: Connection) -> tuple[str, ...]:
-        from alembic.runtime.environment import EnvironmentContext
-
         config = self._config(target, connection)
         script = self._script_directory(target, config)
         found: list[str] = []
@@ -756,8 +763,7 @@ class AlembicManager:
             found.extend(context.get_current_heads())
             return []
 
-        with EnvironmentContext(config, script, fn=read, dont_mutate=True):
-            script.run_env()
+        self._run_env(config, script, read, dont_mutate=True)
         return tuple(found)
 
     @staticmethod
@@ -921,7 +927,9 @@ def _drop_bytecode(path: Path) -> None:
         cached.unlink(missing_ok=True)
 
 
-_STEP_MARKER = re.compile(r"^-- Running (?P<direction>upgrade|downgrade) (?P<down>[\w, ]*?) ?-> ?(?P<up>[\w, ]*?)(?:, |$)")
+_STEP_MARKER = re.compile(
+    r"^-- Running (?P<direction>upgrade|downgrade) (?P<down>[\w, ]*?) ?-> ?(?P<up>[\w, ]*?)(?:, |$)"
+)
 
 
 def _sql_blocks(text: str) -> list[SqlBlock]:
@@ -985,6 +993,20 @@ def _backup_sqlite(connection: Connection, keep: int = BACKUPS_KEPT) -> str | No
     for old in sorted(folder.glob(f"{source.stem}-*"))[:-keep]:
         old.unlink()
     return str(destination)
+
+
+@contextmanager
+def _collection_paused() -> Iterator[None]:
+    """Compare schemas without the garbage collector: it spends much of autogenerate's time
+    walking objects that are all still alive; what the comparison leaves is collected once after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+            gc.collect(0)  # nothing was promoted while paused: the young generation holds it all
 
 
 @contextmanager

@@ -599,7 +599,8 @@ def graph_svg(revisions: Sequence[Any]) -> str:
 def _svg_node(node: _Node, text_x: float) -> str:
     x, y = _x(node.col), _y(node.row)
     if node.folded:
-        return (f'<g class="fold"><rect class="folded" x="{x - 5}" y="{y - 7}" width="10" height="14" rx="3"/>'
+        return (f'<g class="fold"><rect class="folded" x="{x - 5}" y="{y - 7}" width="10" height="14" '
+                'rx="3"/>'
                 f'<text class="muted" x="{text_x}" y="{y + 4}">… {node.folded} revisions in a straight line …'
                 "</text></g>")
     info = node.info
@@ -612,7 +613,8 @@ def _svg_node(node: _Node, text_x: float) -> str:
              f'<tspan class="muted">  {_e(" ".join(f"[{t}]" for t in tags))}</tspan>')
     css = ' class="head"' if info.head else ""
     title = f"<title>{_e(info.revision)}: {_e(info.message)}</title>"
-    return f'<g data-revision="{_e(info.revision)}">{title}{shapes}<text{css} x="{text_x}" y="{y + 4}">{label}</text></g>'
+    return (f'<g data-revision="{_e(info.revision)}">{title}{shapes}'
+            f'<text{css} x="{text_x}" y="{y + 4}">{label}</text></g>')
 
 
 def graph_html(graph: Any) -> str:

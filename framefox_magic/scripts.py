@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +34,41 @@ class Header:
 _headers: dict[tuple[str, FileKey], Header | None] = {}
 
 
+_ASSIGNMENT = re.compile(
+    r"^(revision|down_revision|branch_labels|depends_on)\b[^=\n]*=[ \t]*(.+?)[ \t]*$", re.MULTILINE
+)
+_PLAIN_STRING = re.compile(r"""^(['"])([^'"\\]*)\1$""")
+_DOCSTRING = re.compile(r'\A(?:[ \t]*#[^\n]*\n|[ \t]*\n)*"""([^\\]*?)"""', re.DOTALL)
+
+
 def read_header(source: str) -> Header | None:
     """The module docstring and the four identifiers, when they are literals; else None."""
+    return _read_header_quickly(source) or _read_header_with_ast(source)
+
+
+def _read_header_quickly(source: str) -> Header | None:
+    """The common shape of a revision file, without parsing it; None when it is not that shape."""
+    values: dict[str, Any] = {}
+    for name, text in _ASSIGNMENT.findall(source):
+        if name in values:
+            return None
+        if text == "None":
+            values[name] = None
+        elif match := _PLAIN_STRING.match(text):
+            values[name] = match.group(2)
+        else:
+            try:
+                values[name] = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                return None
+    docstring = _DOCSTRING.match(source)
+    if len(values) != 4 or not isinstance(values["revision"], str) or docstring is None:
+        return None
+    return Header(values["revision"], values["down_revision"], values["branch_labels"],
+                  values["depends_on"], docstring.group(1))
+
+
+def _read_header_with_ast(source: str) -> Header | None:
     cut = source.find("\ndef ")
     try:
         tree = ast.parse(source[:cut] if cut > 0 else source)
@@ -77,7 +111,7 @@ class _HeaderModule:
         self._module: Any = None
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_path", "_module"):
+        if name.startswith("_"):  # alembic probes private names; only the functions need the file
             raise AttributeError(name)
         if self._module is None:
             self._module = util.load_python_file(self._path.parent, self._path.name)
