@@ -103,8 +103,8 @@ def _migrate(direction: str) -> Callable[[AlembicManager, argparse.Namespace, Fr
         downgrade = direction == "downgrade"
         if args.plan:
             return manager.plan(args.target, downgrade=downgrade)
-        if args.sql:
-            return manager.sql(args.target, downgrade=downgrade)
+        if args.sql:  # a preview starts where the database is, unless a range says otherwise
+            return manager.sql(args.target, downgrade=downgrade, from_database=":" not in args.target)
         method = manager.downgrade if downgrade else manager.upgrade
         return method(args.target, on_step=ui.progress(direction))
 

@@ -324,10 +324,13 @@ class AlembicManager:
 
     # ---------------------------------------------------------------- SQL and plans
 
-    def sql(self, rev_range: str | None = None, downgrade: bool | None = None) -> SqlScript:
+    def sql(self, rev_range: str | None = None, downgrade: bool | None = None,
+            from_database: bool = False) -> SqlScript:
         """Offline SQL for a range A:B (default base:heads), grouped per revision."""
         rev_range = rev_range or "base:heads"
         start, _, end = rev_range.rpartition(":")
+        if not start and from_database:
+            start = self._one_current_revision()
         start = start or "base"
         with self._call() as target:
             script = self._script_directory(target)
@@ -342,6 +345,13 @@ class AlembicManager:
             self._run_env(config, script, steps, as_sql=True, starting_rev=start, destination_rev=end)
             blocks = _sql_blocks(buffer.getvalue())
             return SqlScript(blocks, _dialect_name(target.url), f"SQL for {start}:{end}")
+
+    def _one_current_revision(self) -> str:
+        """The database's single current revision ("base" when none), as the start of a preview."""
+        current = self.current().ids
+        if len(current) > 1:
+            raise MigrationError("The database is at several heads: give the range as FROM:TO.")
+        return current[0] if current else "base"
 
     def _goes_down(self, script: ScriptDirectory, start: str, end: str) -> bool:
         if end in ("head", "heads") or start == end:
