@@ -83,19 +83,22 @@ def _translate_alembic(error: Exception) -> MigrationError:
     from alembic.script import revision as rev
 
     message = str(error)
+    cause = error.__cause__
+    if isinstance(cause, rev.RevisionError) and _AMBIGUOUS.search(str(cause)):
+        message = str(cause)  # alembic re-raises "several match" as "can't locate"
     if isinstance(error, rev.MultipleHeads) or "Multiple head" in message:
         return MultipleHeads(
             "The history has more than one head; name one (REV, branch@head), use 'heads', "
             "or join them with `merge heads -m MESSAGE`."
         )
+    if match := _AMBIGUOUS.search(message):
+        return AmbiguousRevision(f"'{match.group(1)}' matches several revisions; type more of its id.")
     if match := _NOT_FOUND.search(message):
         wanted = match.group(1) or match.group(2)
         return RevisionNotFound(
             f"No revision '{wanted}' in the migrations folder (see `history`); if the "
             "database names it, the file was removed: `stamp` the database to a known revision."
         )
-    if match := _AMBIGUOUS.search(message):
-        return AmbiguousRevision(f"'{match.group(1)}' matches several revisions; type more of its id.")
     if "Target database is not up to date" in message:
         return NotUpToDate(
             "The database is behind the migration scripts: run `upgrade` before autogenerating."

@@ -235,7 +235,10 @@ class AlembicManager:
             info.source = Path(found.path).read_text(encoding="utf-8")
             info.diff = self._recorded_diff(found, target, "upgrade")
         if len(info.parents) <= 1:
-            info.sql = self.sql(f"{info.parents[0] if info.parents else 'base'}:{found.revision}")
+            try:
+                info.sql = self.sql(f"{info.parents[0] if info.parents else 'base'}:{found.revision}")
+            except MigrationError as error:  # e.g. a data migration that reads the database
+                info.note = f"No offline SQL for this revision: {error}"
         return info
 
     # ---------------------------------------------------------------- comparing
@@ -505,9 +508,9 @@ class AlembicManager:
         manual = upgrade_body is not None or downgrade_body is not None
         bodies = _indented_bodies(upgrade_body, downgrade_body) if manual else ("", "")
         with self._call() as target, self._replacing(target, replace) as replaced:
-            if replaced:
+            if replaced:  # in its old place: on its parent, which may have other children now
                 rev_id = rev_id or replaced.revision
-                head = replaced.head_arg
+                head, splice = replaced.head_arg, True
                 branch_label = branch_label or replaced.branch_label
             options = {"head": head, "splice": splice, "branch_label": branch_label,
                        "depends_on": depends_on, "rev_id": rev_id or util.rev_id()}
