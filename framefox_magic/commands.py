@@ -265,9 +265,7 @@ def _suggest(word: str) -> str:
 
 def apply_target(manager: AlembicManager, args: argparse.Namespace) -> None:
     """Make --url / --dir / --metadata the active target from now on."""
-    for name in ("url", "migrations_dir", "metadata"):
-        if getattr(args, name, None):
-            setattr(manager, name, getattr(args, name))
+    manager.set_target(args.url, args.migrations_dir, args.metadata)
 
 
 def execute(manager: AlembicManager, args: argparse.Namespace, ui: Frontend, confirm: bool = True) -> Any:
@@ -284,7 +282,7 @@ def execute(manager: AlembicManager, args: argparse.Namespace, ui: Frontend, con
 # ---------------------------------------------------------------- completion
 
 
-def completions(line: str, revisions: Callable[[], Iterable[str]]) -> list[str]:
+def completions(line: str, revisions: Callable[[], Iterable[str]], extra: Iterable[Arg] = ()) -> list[str]:
     """What may come next on a %migrate line (sub-commands, options, revision ids)."""
     words = line.split()
     if line.endswith(" ") or not words:
@@ -297,7 +295,7 @@ def completions(line: str, revisions: Callable[[], Iterable[str]]) -> list[str]:
     command = BY_NAME.get(words[0])
     if command is None:
         return []
-    args = (*command.args, *TARGET_OPTIONS)
+    args = (*command.args, *TARGET_OPTIONS, *extra)
     if current.startswith("-"):
         flags = [flag for arg in args for flag in arg.flags if flag.startswith("--")]
         return [flag for flag in flags if flag.startswith(current)]

@@ -63,7 +63,10 @@ class MigrateMagics(Magics):
             except commands.HelpShown as shown:
                 print(shown.text)
                 return None
-            result = commands.execute(self.manager, args, self, confirm=self.confirm_destructive)
+            try:
+                result = commands.execute(self.manager, args, self, confirm=self.confirm_destructive)
+            finally:
+                self._remember_target()
             self._store(args, result)
             return result
 
@@ -85,6 +88,7 @@ class MigrateMagics(Magics):
                 print(shown.text)
                 return None
             commands.apply_target(self.manager, args)
+            self._remember_target()
             key = self._cell_key(args.message)
             replace = self._replaceable(key)
             if args.manual:
@@ -101,6 +105,13 @@ class MigrateMagics(Magics):
             result = self._revision_result(key, written, replace, args)
             self._store(args, result)
             return result
+
+    def _remember_target(self) -> None:
+        """Keep the traits equal to the target set with --url / --dir / --metadata."""
+        for name in ("url", "migrations_dir", "metadata"):
+            value = getattr(self.manager, name)
+            if (value is None or isinstance(value, str)) and getattr(self, name) != value:
+                setattr(self, name, value)
 
     # ---------------------------------------------------------------- %%revision helpers
 
@@ -230,8 +241,7 @@ def load(ipython: Any) -> None:
     if id(ipython) in _LOADED:
         return
     magics = MigrateMagics(shell=ipython, config=ipython.config)
-    ipython.register_magics(magics)
-    ipython.configurables.append(magics)
+    ipython.register_magics(magics)  # Magics.__init__ has made it configurable (%config)
     hook = _model_cell_hook(ipython)
     ipython.events.register("pre_run_cell", hook)
     matcher = _completer(magics)
@@ -251,8 +261,7 @@ def unload(ipython: Any) -> None:
     for kind, name in (("line", "migrate"), ("cell", "revision")):
         manager.magics[kind].pop(name, None)
     manager.registry.pop(MigrateMagics.__name__, None)
-    if state["magics"] in ipython.configurables:
-        ipython.configurables.remove(state["magics"])
+    ipython.configurables[:] = [c for c in ipython.configurables if c is not state["magics"]]
 
 
 def _model_cell_hook(ipython: Any) -> Callable[[Any], None]:
@@ -275,9 +284,11 @@ def _completer(magics: MigrateMagics) -> Callable[[Any], Any]:
         stripped = line.lstrip()
         if not (stripped.startswith("%migrate") or stripped.startswith("%%revision")):
             return {"completions": [], "suppress": False}
+        extra: tuple[commands.Arg, ...] = (OUTPUT,)
         if stripped.startswith("%%revision"):
             stripped = "revision" + stripped[len("%%revision"):]
-        found = commands.completions(stripped, magics.revision_ids)
+            extra = (OUTPUT, MANUAL)
+        found = commands.completions(stripped, magics.revision_ids, extra)
         return {
             "completions": [SimpleCompletion(text=word, type="migrate") for word in found],
             "suppress": bool(found),

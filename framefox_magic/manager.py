@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 # alembic's `op` and `context` proxies are module globals: one command at a time per process
 _ALEMBIC_LOCK = threading.RLock()
 _REV_ID = re.compile(r"^[A-Za-z0-9_]{1,32}$")
+_METADATA_SPEC = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?$")
 _CREATE_DATE = re.compile(r"^Create Date:\s*(.+?)\s*$", re.MULTILINE)
 _OWN_ENV_MARKER = "written by framefox_magic"
 _LOCK_NAME = "framefox_magic_migrations"
@@ -98,7 +99,8 @@ class AlembicManager:
 
     def config(self) -> TargetInfo:
         """Show or set the active target (URL masked) and where each part came from."""
-        target = self.target()
+        with translated(self.url):
+            target = self.target()
         return TargetInfo(
             url=target.masked_url,
             url_source=target.url_source,
@@ -107,6 +109,18 @@ class AlembicManager:
             metadata=_describe(self.metadata_spec()),
             initialized=(target.migrations_dir / "env.py").is_file(),
         )
+
+    def set_target(self, url: str | None = None, migrations_dir: str | None = None,
+                   metadata: str | None = None) -> None:
+        """Make these the target from now on; a malformed value is refused and changes nothing."""
+        if url:
+            with translated(url):
+                settings.normalize_url(url, Path(self.project_root).resolve())
+        if metadata and not _METADATA_SPEC.match(metadata):
+            raise ConfigurationError(f"'{metadata}' is not of the form module:attribute.")
+        for name, value in (("url", url), ("migrations_dir", migrations_dir), ("metadata", metadata)):
+            if value:
+                setattr(self, name, value)
 
     def metadata_spec(self) -> Any:
         """The metadata as configured: this manager's, else pyproject's [tool.framefox_magic]."""
