@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -129,3 +131,29 @@ def version_rows(url: str) -> list[str]:
             return sorted(connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
     finally:
         engine.dispose()
+
+
+def _runs_this_python(argv: list[str]) -> bool:
+    # jupyter_client swaps a bare "python" for the interpreter it runs in
+    return bool(argv) and (argv[0] in ("python", "python3") or Path(argv[0]) == Path(sys.executable))
+
+
+@pytest.fixture
+def python3_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A 'python3' kernelspec that runs this interpreter; installed into a tmp prefix if needed."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec("python3")
+        if _runs_this_python(spec.argv):
+            return "python3"
+    except NoSuchKernel:
+        pass
+    prefix = tmp_path / "jupyter-prefix"
+    subprocess.run(
+        [sys.executable, "-m", "ipykernel", "install", "--prefix", str(prefix), "--name", "python3"],
+        check=True, capture_output=True,
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
+    assert _runs_this_python(KernelSpecManager().get_kernel_spec("python3").argv)
+    return "python3"

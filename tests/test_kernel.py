@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 from conftest import table_names, version_rows
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -20,30 +17,6 @@ class Hero(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str
 '''
-
-
-def _runs_this_python(argv: list[str]) -> bool:
-    # jupyter_client swaps a bare "python" for the interpreter it runs in
-    return bool(argv) and (argv[0] in ("python", "python3") or Path(argv[0]) == Path(sys.executable))
-
-
-@pytest.fixture
-def python3_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A 'python3' kernelspec that runs this interpreter; installed into a tmp prefix if needed."""
-    try:
-        spec = KernelSpecManager().get_kernel_spec("python3")
-        if _runs_this_python(spec.argv):
-            return "python3"
-    except NoSuchKernel:
-        pass
-    prefix = tmp_path / "jupyter-prefix"
-    subprocess.run(
-        [sys.executable, "-m", "ipykernel", "install", "--prefix", str(prefix), "--name", "python3"],
-        check=True, capture_output=True,
-    )
-    monkeypatch.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
-    assert _runs_this_python(KernelSpecManager().get_kernel_spec("python3").argv)
-    return "python3"
 
 
 def notebook(*sources: str) -> nbformat.NotebookNode:

@@ -1,0 +1,933 @@
+"""Security: hostile %migrate input ends in a short error or success, changes nothing when it fails
+and never writes outside migrations/versions/; a database password never shows up anywhere."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+import shlex
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import traceback
+import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import chdir, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from conftest import SERVER_URLS, need_server, table_names, version_rows
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+
+from framefox_magic import AlembicManager, commands
+from framefox_magic.errors import MigrationError
+
+CLI = Path(sys.executable).with_name("framefox-migrate")
+HAS_PANEL = importlib.util.find_spec("framefox_magic.widgets") is not None
+EXAMPLE_SECONDS = 90  # a bound against hangs, not a speed requirement
+HYPOTHESIS = settings(
+    deadline=None, database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                           HealthCheck.filter_too_much],
+)
+
+
+def examples(count: int) -> settings:
+    """Bounded hypothesis runs: no deadline (databases are slow at times), no example database."""
+    return settings(HYPOTHESIS, max_examples=count)
+
+
+# ================================================================ helpers shared by both parts
+
+
+class Hung(BaseException):
+    """An example ran past its time bound (BaseException: no `except Exception` swallows it)."""
+
+
+@contextmanager
+def time_bound(seconds: float = EXAMPLE_SECONDS) -> Iterator[None]:
+    def alarm(signum: int, frame: Any) -> None:
+        raise Hung(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def assert_short(message: str) -> None:
+    """The documented short error: a handful of lines, no traceback text."""
+    assert message.strip(), "empty error message"
+    assert len(message.strip().splitlines()) <= 6, message
+    assert "Traceback (most recent call last)" not in message, message
+    assert 'File "' not in message, message
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts and not path.name.endswith("-journal")
+    }
+
+
+def database_state(url: str) -> tuple[Any, ...]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            tables = sorted(sa.inspect(connection).get_table_names())
+            contents = {t: sorted(map(tuple, connection.execute(sa.text(f'SELECT * FROM "{t}"'))))
+                        for t in tables}
+    finally:
+        engine.dispose()
+    return tables, contents
+
+
+# ================================================================ 3. hostile input
+
+SQLITE_URL = "sqlite:///app.db"  # relative: anchored at the project root of each copy
+
+
+def create_table(name: str) -> str:
+    return f'op.create_table("{name}", sa.Column("id", sa.Integer, primary_key=True))'
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite project: r1..r3 creating t1..t3, the database at r2 with a row in t1."""
+    root = tmp_path_factory.mktemp("template") / "project"
+    root.mkdir()
+    manager = AlembicManager(url=SQLITE_URL, metadata=sa.MetaData(), project_root=root)
+    manager.init()
+    for n in (1, 2, 3):
+        manager.revision(f"create t{n}", autogenerate=False, rev_id=f"r{n}",
+                         upgrade_body=create_table(f"t{n}"), downgrade_body=f'op.drop_table("t{n}")')
+    manager.upgrade("r2")
+    with sqlite3.connect(root / "app.db") as connection:
+        connection.execute("INSERT INTO t1 (id) VALUES (7)")
+    connection.close()
+    for cache in root.rglob("__pycache__"):
+        shutil.rmtree(cache)
+    return root
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("examples")
+
+
+class Copy:
+    """A fresh copy of the template project inside a work folder with sentinels around it."""
+
+    def __init__(self, template: Path, scratch: Path) -> None:
+        self.work = Path(tempfile.mkdtemp(dir=scratch))
+        self.root = self.work / "project"
+        shutil.copytree(template, self.root)
+        self.temp = self.work / "tmp"  # tempfile.tempdir while the example runs
+        self.temp.mkdir()
+        for sentinel in (self.work / "outside.txt", self.work / "etc" / "passwd",
+                         self.root / "etc" / "passwd", self.root / "migrations" / "x.py"):
+            sentinel.parent.mkdir(exist_ok=True)
+            sentinel.write_text("sentinel: not a revision\nraise SystemExit('imported a sentinel')\n")
+        self.outside_before = self.outside()
+
+    @property
+    def versions(self) -> Path:
+        return self.root / "migrations" / "versions"
+
+    def manager(self) -> AlembicManager:
+        return AlembicManager(url=SQLITE_URL, metadata=sa.MetaData(), project_root=self.root)
+
+    def state(self) -> tuple[Any, ...]:
+        """The migrations folder (files and contents) and the database (tables, rows, versions)."""
+        return files_under(self.root / "migrations"), database_state(f"sqlite:///{self.root / 'app.db'}")
+
+    def outside(self) -> dict[str, bytes]:
+        """Every file in the work folder that is not in the project, plus the sentinels inside it."""
+        found = {k: v for k, v in files_under(self.work).items() if not k.startswith("project/")}
+        for sentinel in (self.root / "etc" / "passwd", self.root / "migrations" / "x.py"):
+            found[str(sentinel)] = sentinel.read_bytes() if sentinel.exists() else b"<gone>"
+        return found
+
+    def remove(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+@contextmanager
+def copy_of(template: Path, scratch: Path) -> Iterator[Copy]:
+    copy = Copy(template, scratch)
+    saved_path, saved_temp = list(sys.path), tempfile.tempdir
+    tempfile.tempdir = str(copy.temp)
+    try:
+        with time_bound():
+            yield copy
+    finally:
+        tempfile.tempdir = saved_temp
+        sys.path[:] = saved_path
+        copy.remove()
+
+
+class Frontend:
+    """What a sub-command may ask of its front end: no progress display, the real panel."""
+
+    def progress(self, verb: str) -> None:
+        return None
+
+    def panel(self, manager: AlembicManager) -> Any:
+        if not HAS_PANEL:
+            raise MigrationError("no panel")
+        from framefox_magic.widgets import MigrationPanel
+
+        return MigrationPanel(manager)
+
+
+# ---------------------------------------------------------------- the vocabulary of hostile lines
+
+SUB_COMMANDS = sorted(commands.BY_NAME)
+FLAGS = sorted(
+    {flag for c in commands.COMMANDS for a in (*c.args, *commands.TARGET_OPTIONS) for flag in a.flags
+     if flag.startswith("-") and flag not in ("--url", "--dir", "--metadata")}
+    | {"-h", "--help", "--", "-", "--nope", "-x", "--yes", "--force", "--purge", "--sql", "--plan"}
+)
+REVISION_WORDS = (
+    "r1", "r2", "r3", "r", "R1", "head", "heads", "base", "+1", "-1", "+2", "-5", "+0", "r1:r2", "base:head",
+    "r3:r1", ":", "::", "r1@head", "@", "other@head", "head-1", "r2+1", "heads:base", "r1,r2",
+)
+HOSTILE_WORDS = (
+    "../x", "../../x", "../../etc/passwd", "/etc/passwd", "..", ".", "~", "*", "%s", "%(here)s", "$HOME",
+    "\x00", "a\x00b", "\\", "\\U0000", '"""', "'''", "é", "💥", "\u202e", "\ud800", "x" * 300, "\n", "\r",
+    "\t", ";", "&&", "|", "$(touch pwned)", "`id`", "{0}", "<script>", "NULL", "DROP TABLE t1;",
+)
+URLS = (
+    "sqlite:///other.db", "sqlite://", "nosuch://x", "postgresql://u:pw@127.0.0.1:1/x",
+    "mysql+pymysql://root:pw@127.0.0.1:1/x", "postgresql+nosuchdriver://x", "://", "sqlite:///no/such/x.db",
+    "not a url", "postgresql://", "mysql://", "postgresql://127.0.0.1:1", "sqlite:///app.db",
+)
+DIRS = ("migrations", "other", "no/such")
+METADATA = ("nosuch_module_xyz:metadata", "json:loads", ":", "a b:c", "sqlalchemy:MetaData", "x:")
+
+
+def words() -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.sampled_from(SUB_COMMANDS + FLAGS + list(REVISION_WORDS) + list(HOSTILE_WORDS)),
+        st.text(max_size=12),
+        st.sampled_from(["-m", "--message", "--rev-id", "--head", "--branch-label", "--depends-on", "-r"])
+        .flatmap(lambda flag: st.one_of(st.sampled_from(HOSTILE_WORDS + REVISION_WORDS), st.text(max_size=20))
+                 .map(lambda value: f"{flag} {shlex.quote(value)}")),
+        st.sampled_from(URLS).map(lambda url: f"--url {shlex.quote(url)}"),
+        st.sampled_from(DIRS).map(lambda folder: f"--dir {folder}"),
+        st.sampled_from(METADATA).map(lambda spec: f"--metadata {shlex.quote(spec)}"),
+    )
+
+
+def quoted(word: str) -> st.SearchStrategy[str]:
+    return st.sampled_from([word, shlex.quote(word)])
+
+
+def values(arg: commands.Arg) -> st.SearchStrategy[str]:
+    """Hostile values for one argument: revision-like ones where a revision goes."""
+    hostile = st.sampled_from(HOSTILE_WORDS + tuple(HOSTILE_MESSAGES.values()))
+    if arg.kind == commands.REVISION:
+        return st.one_of(st.sampled_from(REVISION_WORDS), hostile, st.text(max_size=16))
+    return st.one_of(hostile, st.text(max_size=30), st.sampled_from(REVISION_WORDS))
+
+
+@st.composite
+def grammar_lines(draw: st.DrawFn) -> str:
+    """A line the grammar nearly accepts: a sub-command with its arguments, hostile values in them
+    (confirmations included: every example runs on its own copy), now and then a stray word."""
+    command = draw(st.sampled_from(commands.COMMANDS))
+    parts = [command.name]
+    for arg in command.args:
+        if arg.positional:
+            nargs = arg.options.get("nargs")
+            if nargs == "?" and draw(st.booleans()):
+                continue
+            parts += [draw(values(arg)) for _ in range(draw(st.integers(1, 3)) if nargs == "+" else 1)]
+        elif arg.options.get("required") or draw(st.booleans()):
+            parts.append(draw(st.sampled_from(arg.flags)))
+            if arg.options.get("action") != "store_true":
+                parts.append(draw(values(arg)))
+    if draw(st.integers(0, 4)) == 0:
+        parts.insert(draw(st.integers(1, len(parts))), draw(words()))
+    quote = draw(st.sampled_from([shlex.quote, shlex.quote, str]))
+    return " ".join([parts[0], *map(quote, parts[1:])])
+
+
+@st.composite
+def migrate_lines(draw: st.DrawFn) -> str:
+    """A %migrate line: built from the grammar, or a (mostly real) sub-command and hostile words,
+    or any text at all."""
+    choice = draw(st.integers(0, 9))
+    if choice == 0:
+        return draw(st.text(max_size=60))
+    if choice <= 6:
+        return draw(grammar_lines())
+    head = draw(st.one_of(st.sampled_from(SUB_COMMANDS), st.sampled_from(["help", "", "-o", "statu"]),
+                          st.text(max_size=8)))
+    rest = draw(st.lists(words().flatmap(quoted), max_size=5))
+    return " ".join([head, *rest])
+
+
+def acceptable_target(args: Any) -> bool:
+    """Targets a hostile line may choose stay inside the copy: only the listed URLs, folders and
+    metadata specs (a random --dir could be `/`, a random sqlite path anywhere: a user's choice)."""
+    return (
+        getattr(args, "url", None) in (None, *URLS)
+        and getattr(args, "migrations_dir", None) in (None, *DIRS)
+        and getattr(args, "metadata", None) in (None, *METADATA)
+    )
+
+
+def run_line(manager: AlembicManager, line: str) -> tuple[str, Any]:
+    """("help" | "error" | "ok", value) for one line; any other exception escapes."""
+    try:
+        args = commands.parse(line)
+    except commands.HelpShown as shown:
+        return "help", shown.text
+    except MigrationError as error:
+        return "error", error
+    assume(acceptable_target(args))
+    try:
+        result = commands.execute(manager, args, Frontend())
+    except MigrationError as error:
+        return "error", error
+    return "ok", result
+
+
+def rendered(result: Any) -> None:
+    """Showing a result works too (that is what the notebook does with it)."""
+    repr(result)
+    if hasattr(result, "_repr_html_"):
+        result._repr_html_()
+
+
+@examples(150)
+@given(line=migrate_lines())
+def test_any_migrate_line_ends_in_a_short_error_or_success(template, scratch, line):
+    with copy_of(template, scratch) as copy:
+        kind, value = run_line(copy.manager(), line)
+        if kind == "error":
+            assert_short(str(value))
+        elif kind == "ok":
+            rendered(value)
+        assert copy.outside() == copy.outside_before
+
+
+@examples(150)
+@given(line=migrate_lines())
+def test_a_migrate_line_that_fails_changes_nothing(template, scratch, line):
+    with copy_of(template, scratch) as copy:
+        before = copy.state()
+        kind, value = run_line(copy.manager(), line)
+        if kind != "ok":
+            assert copy.state() == before, f"{line!r} failed ({value}) but changed the project"
+        assert copy.outside() == copy.outside_before
+
+
+# ---------------------------------------------------------------- through a real IPython shell
+
+
+@pytest.fixture
+def shell(monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    InteractiveShell.clear_instance()
+    ip = InteractiveShell.instance(config=config)
+    ip.run_line_magic("load_ext", "framefox_magic")
+    yield ip
+    if "framefox_magic" in ip.extension_manager.loaded:
+        ip.run_line_magic("unload_ext", "framefox_magic")
+    InteractiveShell.clear_instance()
+
+
+def magics_of(shell: InteractiveShell) -> Any:
+    return shell.magics_manager.registry["MigrateMagics"]
+
+
+@examples(40)
+@given(line=migrate_lines())
+def test_any_migrate_line_in_a_shell_is_a_usage_error_or_success(shell, template, scratch, line, capsys):
+    try:
+        args = commands.parse(line, extra=(commands.Arg(("-o", "--output"), "", options={"dest": "output"}),))
+        assume(acceptable_target(args))
+    except (commands.HelpShown, MigrationError):
+        pass
+    with copy_of(template, scratch) as copy, chdir(copy.root):
+        magics = magics_of(shell)
+        magics.manager = AlembicManager(url=SQLITE_URL, metadata=sa.MetaData())
+        before = copy.state()
+        try:
+            result = shell.run_line_magic("migrate", line)
+        except UsageError as error:
+            assert_short(str(error))
+            assert copy.state() == before, f"{line!r} failed ({error}) but changed the project"
+        else:
+            rendered(result)
+        assert copy.outside() == copy.outside_before
+    capsys.readouterr()
+
+
+# ---------------------------------------------------------------- revision ids, messages, paths
+
+HOSTILE_REV_IDS = {
+    "parent-dir": "../../x",
+    "one-up": "../x",
+    "absolute": "/tmp/x",
+    "slash": "a/b",
+    "dots": "..",
+    "nul": "x\x00y",
+    "space": "x y",
+    "too-long": "x" * 33,
+    "existing-id": "r1",
+    "reserved-base": "base",
+}
+
+
+@pytest.mark.parametrize("via", ["api", "magic"])
+@pytest.mark.parametrize("rev_id", HOSTILE_REV_IDS.values(), ids=list(HOSTILE_REV_IDS))
+def test_hostile_revision_id_is_refused_and_writes_nothing(rev_id, via, template, scratch, shell):
+    with copy_of(template, scratch) as copy, chdir(copy.root):
+        before = copy.state()
+        if via == "api":
+            with pytest.raises(MigrationError) as caught:
+                copy.manager().revision("hostile", autogenerate=False, rev_id=rev_id)
+        else:
+            magics_of(shell).manager = AlembicManager(url=SQLITE_URL, metadata=sa.MetaData())
+            with pytest.raises(UsageError) as caught:
+                shell.run_line_magic("migrate", f"revision -m hostile --rev-id {shlex.quote(rev_id)}")
+        assert_short(str(caught.value))
+        assert copy.state() == before
+        assert copy.outside() == copy.outside_before
+        assert [r.revision for r in copy.manager().history()] == ["r3", "r2", "r1"]
+
+
+@examples(80)
+@given(rev_id=st.one_of(st.text(max_size=40), st.sampled_from(list(HOSTILE_REV_IDS.values())),
+                        st.from_regex(r"[A-Za-z0-9_]{1,32}", fullmatch=True)))
+def test_any_revision_id_is_refused_or_names_a_file_inside_versions(rev_id, template, scratch):
+    with copy_of(template, scratch) as copy:
+        before = copy.state()
+        try:
+            info = copy.manager().revision("any id", autogenerate=False, rev_id=rev_id)
+        except MigrationError as error:
+            assert_short(str(error))
+            assert copy.state() == before
+        else:
+            path = Path(info.path).resolve()
+            assert path.parent == copy.versions.resolve()
+            assert info.revision == rev_id
+            assert rev_id in [r.revision for r in copy.manager().history()]
+        assert copy.outside() == copy.outside_before
+
+
+HOSTILE_MESSAGES = {
+    "slash": "a/b/c",
+    "dot-dot": "../../etc/passwd",
+    "nul": "before\x00after",
+    "very-long": "long " * 2000,
+    "triple-quote": 'say """hello"""',
+    "windows-path": "C:\\Users\\new\\table",
+    "named-escape": "it's \\N{nothing}",
+    "trailing-backslash": "ends with \\",
+    "newlines": "first\n\nsecond",
+    "lone-surrogate": "bad \ud800 text",
+    "percent": "100% of %(here)s",
+    "html": "<script>alert(1)</script>",
+}
+
+
+def assert_revision_written_or_refused(copy: Copy, before: tuple, write: Any, message: str) -> None:
+    """Either a short error with nothing changed, or one new file in versions/ that loads and
+    shows the message; either way nothing is written anywhere else."""
+    try:
+        info = write()
+    except (MigrationError, UsageError) as error:
+        assert_short(str(error))
+        assert copy.state() == before, "the revision failed but the migrations folder changed"
+    else:
+        new = set(files_under(copy.root / "migrations")) - set(before[0])
+        assert len(new) == 1, new
+        path = Path(info.path).resolve()
+        assert path.parent == copy.versions.resolve()
+        compile(path.read_text(encoding="utf-8"), str(path), "exec")
+        shown = {r.revision: r.message for r in copy.manager().history()}
+        assert info.revision in shown
+        if message.isprintable() and message.strip():  # one line of text: it comes back as typed
+            assert shown[info.revision].strip() == message.strip()
+    assert copy.outside() == copy.outside_before
+    assert not list(copy.temp.iterdir()), "something was written to the temporary folder"
+
+
+@pytest.mark.parametrize("via", ["api", "magic"])
+@pytest.mark.parametrize("message", HOSTILE_MESSAGES.values(), ids=list(HOSTILE_MESSAGES))
+def test_hostile_message_stays_inside_versions(message, via, template, scratch, shell):
+    with copy_of(template, scratch) as copy, chdir(copy.root):
+        before = copy.state()
+        if via == "api":
+            def write() -> Any:
+                return copy.manager().revision(message, autogenerate=False)
+        else:
+            magics_of(shell).manager = AlembicManager(url=SQLITE_URL, metadata=sa.MetaData())
+
+            def write() -> Any:
+                return shell.run_line_magic("migrate", f"revision -m {shlex.quote(message)}")
+
+        assert_revision_written_or_refused(copy, before, write, message)
+
+
+@examples(100)
+@given(message=st.one_of(
+    st.text(max_size=80),
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=30),
+    st.tuples(st.sampled_from(list(HOSTILE_MESSAGES.values()) + list(HOSTILE_WORDS)), st.text(max_size=10))
+    .map("".join),
+))
+def test_any_message_is_written_inside_versions_or_refused(message, template, scratch):
+    with copy_of(template, scratch) as copy:
+        before = copy.state()
+        assert_revision_written_or_refused(
+            copy, before, lambda: copy.manager().revision(message, autogenerate=False), message
+        )
+
+
+PATH_LINES = (
+    "delete ../../etc/passwd --yes --force",
+    "delete ../x --yes --force",
+    "delete /etc/passwd --yes --force",
+    "delete ../../../outside.txt --yes --force",
+    "show ../x",
+    "show ../../etc/passwd",
+    "diff ../x",
+    "sql ../x:r1",
+    "upgrade ../x",
+    "stamp ../x --yes",
+)
+
+
+@pytest.mark.parametrize("via", ["commands", "magic"])
+@pytest.mark.parametrize("line", PATH_LINES)
+def test_a_path_where_a_revision_goes_reads_and_moves_nothing(line, via, template, scratch, shell):
+    with copy_of(template, scratch) as copy, chdir(copy.root):
+        before = copy.state()
+        if via == "commands":
+            with pytest.raises(MigrationError) as caught:
+                commands.execute(copy.manager(), commands.parse(line), Frontend())
+        else:
+            magics_of(shell).manager = AlembicManager(url=SQLITE_URL, metadata=sa.MetaData())
+            with pytest.raises(UsageError) as caught:
+                shell.run_line_magic("migrate", line)
+        message = str(caught.value)
+        assert_short(message)
+        assert "sentinel" not in message  # no file outside versions/ was read
+        assert copy.state() == before
+        assert copy.outside() == copy.outside_before
+
+
+URL_SCHEMES = ("postgresql://", "postgresql+psycopg://", "mysql://", "mysql+pymysql://", "nosuch://",
+               "postgresql+nosuchdriver://", "mariadb://", "")
+
+
+@st.composite
+def hostile_urls(draw: st.DrawFn) -> str:
+    choice = draw(st.integers(0, 3))
+    if choice == 0:
+        return draw(st.text(max_size=40).filter(lambda u: "sqlite" not in u.lower()))
+    if choice == 1:
+        return draw(st.sampled_from(URLS))
+    # a server URL on a closed local port, with hostile user, password and database parts
+    part = st.text(max_size=12)
+    user, password, database = draw(part), draw(part), draw(part)
+    return (f"{draw(st.sampled_from(URL_SCHEMES))}{user}:{password}@127.0.0.1:"
+            f"{draw(st.sampled_from(['1', '0', '99999', 'x', '']))}/{database}")
+
+
+@examples(80)
+@given(url=hostile_urls(), operation=st.sampled_from(["status", "history", "upgrade", "config"]))
+def test_any_url_ends_in_a_short_error_or_success(url, operation, template, scratch):
+    assume(not re.search(r"sqlite", url, re.IGNORECASE) or url in URLS)
+    with copy_of(template, scratch) as copy:
+        before = copy.state()
+        manager = AlembicManager(url=url, metadata=sa.MetaData(), project_root=copy.root)
+        try:
+            result = getattr(manager, operation)()
+        except MigrationError as error:
+            assert_short(str(error))
+            assert copy.state() == before
+        else:
+            rendered(result)
+        assert copy.outside() == copy.outside_before
+
+
+# ================================================================ 4. the password never shows
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class Evidence:
+    """Every piece of text the package produced during a session, with where it came from."""
+
+    def __init__(self) -> None:
+        self.texts: list[tuple[str, str]] = []
+
+    def add(self, where: str, text: Any) -> None:
+        self.texts.append((where, text if isinstance(text, str) else repr(text)))
+
+    def result(self, where: str, value: Any) -> None:
+        self.add(f"{where}: str", str(value))
+        self.add(f"{where}: repr", repr(value))
+        if hasattr(value, "_repr_html_"):
+            self.add(f"{where}: html", value._repr_html_() or "")
+        if hasattr(value, "to_frame"):
+            self.add(f"{where}: frame", value.to_frame().to_string())
+        if hasattr(value, "children") or hasattr(value, "value"):
+            for n, text in enumerate(widget_texts(value)):
+                self.add(f"{where}: widget text {n}", text)
+
+    def error(self, where: str, error: BaseException) -> None:
+        self.add(f"{where}: traceback", "".join(traceback.format_exception(error)))
+        seen: set[int] = set()
+        current: BaseException | None = error
+        stack = [error]
+        while stack:
+            current = stack.pop()
+            if current is None or id(current) in seen:
+                continue
+            seen.add(id(current))
+            self.add(f"{where}: {type(current).__name__} str", str(current))
+            self.add(f"{where}: {type(current).__name__} repr", repr(current))
+            self.add(f"{where}: {type(current).__name__} args", repr(current.args))
+            self.add(f"{where}: traceback of {type(current).__name__}",
+                     "".join(traceback.format_exception(current)))
+            stack += [current.__cause__, current.__context__, getattr(current, "orig", None)]
+
+    def files(self, root: Path) -> None:
+        for path in root.rglob("*"):
+            self.add(f"file name {path}", path.name)
+            if path.is_file():
+                self.add(f"file {path}", path.read_bytes().decode("utf-8", "replace"))
+
+    def leaks(self, *secrets: str, typed: tuple[str, ...] = ()) -> list[str]:
+        """Where a secret shows up. TYPED: source lines the user typed, which IPython itself echoes
+        in a traceback (`----> 1 get_ipython().run_line_magic(...)`); they are not this package's."""
+        found = []
+        for where, text in self.texts:
+            text = ANSI.sub("", text)
+            for line in typed:
+                text = text.replace(line, "<typed by the user>")
+            if any(secret in text for secret in secrets):
+                found.append(where)
+        return found
+
+
+def widget_texts(widget: Any) -> Iterator[str]:
+    """The text every widget of a panel shows: HTML values, labels, options, tooltips."""
+    seen: set[int] = set()
+    stack = [widget]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        for name in ("value", "description", "tooltip", "placeholder"):
+            text = getattr(current, name, None)
+            if isinstance(text, str):
+                yield text
+        for option in getattr(current, "options", ()) or ():
+            yield repr(option)
+        for title in getattr(current, "titles", ()) or ():
+            yield str(title)
+        stack += list(getattr(current, "children", ()) or ())
+
+
+class Collected(logging.Handler):
+    def __init__(self, evidence: Evidence) -> None:
+        super().__init__(logging.DEBUG)
+        self.evidence = evidence
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.evidence.add(f"log {record.name}", self.format(record))
+        except Exception as error:  # a record that cannot be formatted: keep what it holds
+            self.evidence.add(f"log {record.name} (unformatted: {error})", f"{record.msg!r} {record.args!r}")
+
+
+@contextmanager
+def everything_recorded(evidence: Evidence) -> Iterator[None]:
+    """Logging at DEBUG on the root, alembic and sqlalchemy loggers, and every warning."""
+    handler = Collected(evidence)
+    loggers = [logging.getLogger(), logging.getLogger("alembic"), logging.getLogger("sqlalchemy")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        for warning in caught:
+            evidence.add(f"warning {warning.category.__name__}", f"{warning.message} {warning.filename}")
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+
+PASSWORDS = {"plain": "", "url-special": "/p@ss:w0rd?#"}
+
+
+@pytest.fixture(params=PASSWORDS.values(), ids=list(PASSWORDS))
+def secret_url(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """(URL, secret): a PostgreSQL role with a password that owns a fresh database. Local trust
+    auth accepts any password; what matters is that the string never shows up."""
+    need_server("postgresql")
+    token = uuid.uuid4().hex[:12]
+    secret = f"s3cr3t-{token}"
+    password = secret + request.param
+    role, database = f"ffm_role_{token}", f"ffm_{token}"
+    admin = sa.create_engine(SERVER_URLS["postgresql"], isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        connection.exec_driver_sql(f"CREATE DATABASE {database} OWNER {role}")
+    url = sa.URL.create("postgresql", username=role, password=password, host="127.0.0.1", port=5432,
+                        database=database).render_as_string(hide_password=False)
+    assert secret in url
+    try:
+        yield url, secret
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            connection.exec_driver_sql(f"DROP ROLE IF EXISTS {role}")
+        admin.dispose()
+
+
+def wrong_port(url: str) -> str:
+    return sa.make_url(url).set(port=1).render_as_string(hide_password=False)
+
+
+HERO_CELL = '''%%revision -m "create hero"
+from sqlmodel import Field, SQLModel
+
+class Hero(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+'''
+POWER_CELL = '''%%revision -m "add power"
+class Hero(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    power: int = 0
+'''
+BROKEN_CELL = '''%%revision -m "broken" --manual --rev-id broken
+op.execute("SELECT * FROM no_such_table")
+'''
+
+
+def notebook_session(url: str) -> list[tuple[str, bool | None]]:
+    """(cell, should it succeed) for a whole session; None: either is fine."""
+    bad = wrong_port(url)
+    return [
+        (f"%migrate init --url {url}", True),
+        ("%migrate config", True),
+        (HERO_CELL, True),
+        ("%migrate upgrade", True),
+        ("%migrate history", True),
+        ("%migrate status", True),
+        ("%migrate current", True),
+        ("%migrate heads", True),
+        ("%migrate show head", True),
+        ("%migrate diff", True),
+        ("%migrate diff head", True),
+        ("%migrate sql", True),
+        ("%migrate upgrade --sql", True),
+        ("%migrate upgrade --plan", True),
+        ("%migrate graph", True),
+        ("%migrate check", True),
+        (POWER_CELL, True),
+        ("%migrate check", False),
+        ("%migrate downgrade base", False),
+        ("%migrate downgrade base --yes", True),
+        ("%migrate upgrade -o done", True),
+        (BROKEN_CELL, True),
+        ("%migrate upgrade", False),
+        (f"%migrate status --url {bad}", False),
+        (f"%migrate config --url {url}", True),
+        ("%config MigrateMagics.short_errors = False", True),
+        ("%migrate upgrade", False),
+        (f"%migrate status --url {bad}", False),
+        (f"%migrate config --url {url}", True),
+        ("%config MigrateMagics.short_errors = True", True),
+        ("%migrate panel", True),
+        ("%migrate delete broken --yes", True),
+        ("%migrate stamp head --purge --yes", True),
+        ("%migrate history", True),
+    ]
+
+
+@pytest.mark.servers
+def test_password_never_appears_in_a_notebook_session(secret_url, tmp_path, monkeypatch, capsys):
+    url, secret = secret_url
+    project = tmp_path / "notebook"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
+    evidence = Evidence()
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance(config=config)
+    try:
+        with everything_recorded(evidence):
+            shell.run_line_magic("load_ext", "framefox_magic")
+            for cell, should_succeed in notebook_session(url):
+                where = cell.replace(url, "<URL>").replace(wrong_port(url), "<WRONG PORT URL>")[:60]
+                result = shell.run_cell(cell)
+                out, err = capsys.readouterr()
+                evidence.add(f"stdout of {where}", out)
+                evidence.add(f"stderr of {where}", err)
+                if result.result is not None:
+                    evidence.result(where, result.result)
+                for error in (result.error_before_exec, result.error_in_exec):
+                    if error is not None:
+                        evidence.error(where, error)
+                if should_succeed is not None:
+                    assert result.success is should_succeed, (where, out[-800:], err[-800:])
+            for name in ("done",):
+                evidence.result(f"user variable {name}", shell.user_ns[name])
+    finally:
+        shell.run_line_magic("unload_ext", "framefox_magic")
+        InteractiveShell.clear_instance()
+    evidence.files(tmp_path)
+    typed = tuple(
+        line.strip() for cell, _ in notebook_session(url)
+        for line in shell.transform_cell(cell).splitlines() if line.startswith("get_ipython()")
+    )
+
+    assert len(evidence.texts) > 100  # the session really produced output to look through
+    assert evidence.leaks(secret, typed=typed) == []
+
+
+def cli(project: Path, url: str, *words: str) -> subprocess.CompletedProcess[str]:
+    command = [str(CLI)] if CLI.exists() else [sys.executable, "-m", "framefox_magic.cli"]
+    environment = {**os.environ, "DATABASE_URL": url}
+    return subprocess.run([*command, *words], cwd=project, env=environment, capture_output=True,
+                          text=True, timeout=180)
+
+
+def fill(path: Path, function: str, body: str) -> None:
+    """Put BODY into upgrade() or downgrade() of a revision file written without one."""
+    source = path.read_text()
+    filled = re.sub(rf'(def {function}\(\) -> None:\n    """\w+ schema."""\n)    pass\n',
+                    lambda m: m.group(1) + f"    {body}\n", source, count=1)
+    assert filled != source
+    path.write_text(filled)
+
+
+@pytest.mark.servers
+def test_password_never_appears_through_the_cli(secret_url, tmp_path):
+    url, secret = secret_url
+    project = tmp_path / "cli"
+    project.mkdir()
+    evidence = Evidence()
+    versions = project / "migrations" / "versions"
+    steps: list[tuple[tuple[str, ...], str, bool | None]] = [
+        (("init",), url, True),
+        (("config",), url, True),
+        (("revision", "-m", "one", "--rev-id", "c1"), url, True),
+        (("upgrade",), url, True),
+        (("status",), url, True),
+        (("history",), url, True),
+        (("current",), url, True),
+        (("heads",), url, True),
+        (("show", "c1"), url, True),
+        (("diff", "c1"), url, True),
+        (("diff",), url, True),
+        (("sql",), url, True),
+        (("upgrade", "--sql"), url, True),
+        (("graph",), url, True),
+        (("check",), url, None),
+        (("downgrade", "base"), url, False),
+        (("downgrade", "base", "--yes"), url, True),
+        (("upgrade",), url, True),
+        (("revision", "-m", "broken", "--rev-id", "c2"), url, True),
+        (("upgrade",), url, False),
+        (("status",), wrong_port(url), False),
+        (("history",), wrong_port(url), False),
+        (("stamp", "c1", "--purge", "--yes"), url, True),
+        (("panel",), url, False),
+        (("--help",), url, True),
+    ]
+    for words_, target, should_succeed in steps:
+        done = cli(project, target, *words_)
+        where = " ".join(words_) + (" (wrong port)" if target != url else "")
+        evidence.add(f"stdout of {where}", done.stdout)
+        evidence.add(f"stderr of {where}", done.stderr)
+        if should_succeed is not None:
+            assert (done.returncode == 0) is should_succeed, (where, done.stdout[-800:], done.stderr[-800:])
+        if words_[:2] == ("revision", "-m"):
+            written = next(versions.glob(f"{words_[-1]}_*.py"))
+            if words_[-1] == "c1":
+                fill(written, "upgrade", create_table("cli_table"))
+                fill(written, "downgrade", 'op.drop_table("cli_table")')
+            else:
+                fill(written, "upgrade", 'op.execute("SELECT * FROM nowhere")')
+    evidence.files(tmp_path)
+
+    assert "cli_table" in table_names(url)
+    assert version_rows(url) == ["c1"]
+    assert evidence.leaks(secret) == []
+
+
+@pytest.mark.servers
+@pytest.mark.skipif(not HAS_PANEL, reason="framefox_magic/widgets.py is not there yet")
+def test_password_never_appears_in_the_panel(secret_url, tmp_path):
+    from framefox_magic.widgets import MigrationPanel
+
+    url, secret = secret_url
+    evidence = Evidence()
+    project = tmp_path / "panel"
+    project.mkdir()
+    with everything_recorded(evidence):
+        manager = AlembicManager(url=url, metadata=sa.MetaData(), project_root=project)
+        manager.init()
+        manager.revision("create a", autogenerate=False, rev_id="p1", upgrade_body=create_table("a"),
+                         downgrade_body='op.drop_table("a")')
+        manager.revision("broken", autogenerate=False, rev_id="p2",
+                         upgrade_body='op.execute("SELECT * FROM nowhere")')
+        panel = MigrationPanel(manager)
+        evidence.result("panel", panel)
+        for rev in ("p1", "p2"):
+            panel.picker.value = rev
+            evidence.result(f"panel with {rev} picked", panel)
+        panel.picker.value = "p1"
+        panel.buttons["Upgrade"].click()
+        evidence.result("panel after upgrade", panel)
+        panel.picker.value = "p2"
+        panel.buttons["Upgrade"].click()  # fails: its error is shown in the panel
+        evidence.result("panel after a failed upgrade", panel)
+        unreachable = MigrationPanel(AlembicManager(url=wrong_port(url), metadata=sa.MetaData(),
+                                                    project_root=project))
+        evidence.result("panel on an unreachable database", unreachable)
+    evidence.files(tmp_path)
+
+    assert version_rows(url) == ["p1"]
+    assert "nowhere" in panel.output.value  # the failure is shown
+    assert evidence.leaks(secret) == []
