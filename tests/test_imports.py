@@ -1,0 +1,40 @@
+"""Loading stays cheap: heavy libraries are imported on first use, not at import or %load_ext."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("pandas", "alembic", "sqlalchemy", "ipywidgets", "sqlmodel", "IPython")
+
+
+def imported_after(code: str) -> set[str]:
+    """The heavy top-level modules present in a fresh interpreter after running `code`."""
+    probe = f"{code}\nimport sys\nprint(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return set(filter(None, result.stdout.strip().split(",")))
+
+
+def test_importing_the_manager_imports_no_ipython_widgets_pandas_or_alembic() -> None:
+    assert imported_after("from framefox_magic import AlembicManager") == set()
+
+
+def test_load_ext_imports_no_pandas_alembic_sqlalchemy_or_widgets() -> None:
+    loaded = imported_after(
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "shell = InteractiveShell.instance()\n"
+        "shell.run_line_magic('load_ext', 'framefox_magic')\n"
+        "assert 'migrate' in shell.magics_manager.magics['line']"
+    )
+    assert loaded == {"IPython"}
+
+
+def test_a_status_call_loads_alembic_but_not_pandas_or_widgets(tmp_path) -> None:
+    loaded = imported_after(
+        "from framefox_magic import AlembicManager\n"
+        f"manager = AlembicManager(project_root={str(tmp_path)!r})\n"
+        "manager.init()\n"
+        "repr(manager.status())"
+    )
+    assert {"alembic", "sqlalchemy"} <= loaded
+    assert not {"pandas", "ipywidgets", "IPython"} & loaded
