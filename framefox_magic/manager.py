@@ -245,7 +245,7 @@ class AlembicManager:
         with self._call() as target:
             script = self._script_directory(target)
             found = self._one(script, rev)
-            info = self._info(found, set(), ())
+            info = self._info(found, *self._flags_if_reachable(target, script))
             info.source = Path(found.path).read_text(encoding="utf-8")
             info.diff = self._recorded_diff(found, target, "upgrade")
         if len(info.parents) <= 1:
@@ -254,6 +254,16 @@ class AlembicManager:
             except MigrationError as error:  # e.g. a data migration that reads the database
                 info.note = f"No offline SQL for this revision: {error}"
         return info
+
+    def _flags_if_reachable(self, target: settings.Target,
+                            script: ScriptDirectory) -> tuple[Set[str], tuple[str, ...]]:
+        """Applied revisions and current heads; nothing when the database does not answer."""
+        try:
+            with self._connect(target) as connection:
+                current = self._current_heads(target, connection)
+        except Exception:  # showing a file must not need the database
+            return set(), ()
+        return self._applied(script, current), current
 
     # ---------------------------------------------------------------- comparing
 
