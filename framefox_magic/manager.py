@@ -252,7 +252,8 @@ class AlembicManager:
             try:
                 info.sql = self.sql(f"{info.parents[0] if info.parents else 'base'}:{found.revision}")
             except MigrationError as error:  # e.g. a data migration that reads the database
-                info.note = f"No offline SQL for this revision: {error}"
+                reason = str(error).split(". ")[0].rstrip(".")
+                info.note = f"No offline SQL for this revision: {reason}."
         return info
 
     def _flags_if_reachable(self, target: settings.Target,

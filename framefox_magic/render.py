@@ -7,17 +7,18 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+# Table rules carry two classes (.ffm .ffm-t) to outrank JupyterLab's own output-table rules.
 STYLE = """<style>
 .ffm{font-family:var(--jp-ui-font-family,system-ui,sans-serif);font-size:var(--jp-ui-font-size1,13px);
  color:var(--jp-ui-font-color1,#1f2328);line-height:1.45}
-.ffm table{border-collapse:collapse;margin:4px 0;font-size:inherit}
-.ffm th{text-align:left;font-weight:600;border-bottom:1px solid var(--jp-border-color1,#8c959f);
+.ffm table.ffm-t{border-collapse:collapse;margin:4px 0;font-size:inherit}
+.ffm .ffm-t th{text-align:left;font-weight:600;border-bottom:1px solid var(--jp-border-color1,#8c959f);
  padding:3px 10px 3px 0;background:none;color:var(--jp-ui-font-color1,#1f2328)}
-.ffm td{text-align:left;vertical-align:top;padding:3px 10px 3px 0;border-bottom:1px solid
+.ffm .ffm-t td{text-align:left;vertical-align:top;padding:3px 10px 3px 0;border-bottom:1px solid
  var(--jp-border-color2,#d0d7de);background:none;color:inherit}
-.ffm tbody tr:nth-child(odd){background:none}
-.ffm tr.pending td{color:var(--jp-ui-font-color2,#57606a);font-style:italic}
-.ffm tr.destructive td{color:var(--jp-error-color1,#cf222e)}
+.ffm .ffm-t tbody tr:nth-child(odd){background:none}
+.ffm .ffm-t tr.pending td{color:var(--jp-ui-font-color2,#57606a);font-style:italic}
+.ffm .ffm-t tr.destructive td{color:var(--jp-error-color1,#cf222e)}
 .ffm code,.ffm pre,.ffm .rev{font-family:var(--jp-code-font-family,ui-monospace,monospace);
  font-size:var(--jp-code-font-size,12px)}
 .ffm pre{margin:4px 0;padding:6px 8px;background:var(--jp-layout-color2,#f6f8fa);
@@ -82,7 +83,7 @@ def _table(headers: Sequence[str], rows: Iterable[tuple[str, Sequence[str]]]) ->
         f'<tr class="{css}">' + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
         for css, cells in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<table class="ffm-t"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _when(value: datetime | None) -> str:

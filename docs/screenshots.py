@@ -1,0 +1,106 @@
+"""Screenshots of what users read, in a real JupyterLab, light and dark: run by hand.
+
+    python docs/screenshots.py        (needs Debian's chromium, playwright and jupyterlab)
+
+It prepares a project with a branch, a merge and a pending revision that drops a column, opens
+a notebook showing history, diff, show, graph, status and the panel, and saves each output as
+docs/<name>-<theme>.png. The JupyterLab harness is the one the browser test uses.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+sys.path.insert(0, str(DOCS.parent / "tests"))
+
+from test_browser import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    KERNEL_NAME,
+    THEMES,
+    run_all_cells,
+    start_lab,
+    stop_lab,
+    wait_until_up,
+    write_notebook,
+)
+
+from framefox_magic import AlembicManager  # noqa: E402
+
+OUTPUTS = ("history", "diff", "show", "graph", "status", "panel")
+
+
+def table(name: str, *columns: str) -> str:
+    extra = "".join(f", sa.Column('{c}', sa.String(50))" for c in columns)
+    return f"op.create_table('{name}', sa.Column('id', sa.Integer(), primary_key=True){extra})"
+
+
+def demo_project(root: Path) -> str:
+    """A history with a branch and a merge; the database one revision (a column drop) behind."""
+    manager = AlembicManager(project_root=root)
+    manager.init()
+
+    def write(message: str, up: str, down: str, **options: object) -> str:
+        return manager.revision(message, autogenerate=False, upgrade_body=up, downgrade_body=down,
+                                **options).revision
+
+    hero = write("create hero", table("hero", "name", "secret_name"), "op.drop_table('hero')")
+    write("add hero age", "op.add_column('hero', sa.Column('age', sa.Integer()))",
+          "op.drop_column('hero', 'age')")
+    parent = manager.heads().ids[0]
+    write("mission table", table("mission", "title"), "op.drop_table('mission')", head=parent)
+    write("base table <b>", table("base", "city"), "op.drop_table('base')", head=parent, splice=True)
+    manager.merge("heads", "join missions and bases")
+    manager.upgrade("heads")
+    drop = write("drop secret name $cost$",
+                 "with op.batch_alter_table('hero') as batch:\n    batch.drop_column('secret_name')",
+                 "op.add_column('hero', sa.Column('secret_name', sa.String(50)))")
+    del hero
+    return drop
+
+
+def shoot(theme: str, folder: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    root = folder / f"project-{theme}"
+    root.mkdir()
+    drop = demo_project(root)
+    write_notebook(root / "tour.ipynb", [
+        "%load_ext framefox_magic", "%migrate history", f"%migrate diff {drop}", f"%migrate show {drop}",
+        "%migrate graph", "%migrate status", "%migrate panel",
+    ])
+    lab = start_lab(root, folder / f"jupyter-{theme}", theme)
+    try:
+        wait_until_up(lab)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1200, "height": 1400})
+            page.set_default_timeout(120_000)
+            page.goto(f"{lab.url}/lab/tree/tour.ipynb?token={lab.token}")
+            page.locator(f'body[data-jp-theme-name="{THEMES[theme]}"]').wait_for(state="attached")
+            page.locator(".jp-StatusBar-TextItem", has_text=f"{KERNEL_NAME} | Idle").wait_for()
+            run_all_cells(page)
+            page.locator(".ffm-panel").wait_for()
+            page.locator(".jp-StatusBar-TextItem", has_text=f"{KERNEL_NAME} | Idle").wait_for()
+            cells = page.locator(".jp-Notebook .jp-CodeCell")
+            for index, name in enumerate(OUTPUTS, start=1):
+                output = cells.nth(index).locator(".jp-Cell-outputWrapper")
+                output.scroll_into_view_if_needed()
+                output.screenshot(path=str(DOCS / f"{name}-{theme}.png"))
+                print(f"wrote docs/{name}-{theme}.png")
+            browser.close()
+    finally:
+        stop_lab(lab)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        for theme in THEMES:
+            shoot(theme, Path(folder))
+
+
+if __name__ == "__main__":
+    main()
