@@ -142,6 +142,8 @@ def translate(error: Exception) -> MigrationError:
     if isinstance(error, ModuleNotFoundError) and error.name in _DRIVER_PACKAGES:
         package = _DRIVER_PACKAGES[error.name]
         return ConfigurationError(f"The database driver is not installed: pip install {package}")
+    if isinstance(error, AssertionError) and not str(error):  # alembic asserting on a malformed id
+        return MigrationError("alembic could not make sense of that revision argument.")
     return MigrationError(f"{type(error).__name__}: {_first_line(error)}")
 
 

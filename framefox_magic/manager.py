@@ -357,6 +357,7 @@ class AlembicManager:
         """Offline SQL for a range A:B (default base:heads), grouped per revision."""
         rev_range = rev_range or "base:heads"
         start, _, end = rev_range.rpartition(":")
+        _require_revision(end)
         if not start and from_database:
             start = self._one_current_revision()
         start = start or "base"
@@ -414,7 +415,8 @@ class AlembicManager:
         from sqlalchemy import event
 
         verb = "downgrade" if downgrade else "upgrade"
-        if ":" in (target_rev or ""):
+        _require_revision(target_rev)
+        if ":" in target_rev:
             raise MigrationError(f"A range is for SQL previews: use `{verb} --sql {target_rev}`.")
         with self._call() as target, self._connect(target) as connection, self._database_lock(connection):
             script = self._script_directory(target)
@@ -499,6 +501,9 @@ class AlembicManager:
         config = self._config(target, connection)
         script = self._script_directory(target, config)
         destination = util.to_tuple(rev, default=())
+        for wanted in destination:  # resolve first: --purge must not empty the table for a typo
+            if wanted != "base":
+                self._one(script, wanted)
 
         def stamp(heads: Any, context: Any) -> Any:
             return script._stamp_revs(destination, heads)
@@ -528,11 +533,13 @@ class AlembicManager:
         """
         from alembic import util
 
-        if rev_id is not None and not _REV_ID.match(rev_id):
-            raise ConfigurationError("A revision id is 1-32 letters, digits or underscores.")
+        message = _docstring_safe(message)
         manual = upgrade_body is not None or downgrade_body is not None
         bodies = _indented_bodies(upgrade_body, downgrade_body) if manual else ("", "")
-        with self._call() as target, self._replacing(target, replace) as replaced:
+        with self._call() as target, self._replacing(target, replace) as replaced, \
+                _no_leftovers(target.versions_dir):
+            if rev_id is not None:
+                _check_new_rev_id(self._script_directory(target), rev_id)
             if replaced:  # in its old place: on its parent, which may have other children now
                 rev_id = rev_id or replaced.revision
                 head, splice = replaced.head_arg, True
@@ -622,11 +629,12 @@ class AlembicManager:
         """Write a revision that joins several heads (default: all of them)."""
         from alembic import util
 
-        if rev_id is not None and not _REV_ID.match(rev_id):
-            raise ConfigurationError("A revision id is 1-32 letters, digits or underscores.")
-        with self._call() as target:
+        message = _docstring_safe(message)
+        with self._call() as target, _no_leftovers(target.versions_dir):
             config = self._config(target)
             script = self._script_directory(target, config)
+            if rev_id is not None:
+                _check_new_rev_id(script, rev_id)
             written = script.generate_revision(
                 rev_id or util.rev_id(), message, refresh=True, head=revisions,
                 branch_labels=branch_label, config=config,
@@ -816,6 +824,7 @@ class AlembicManager:
 
     @staticmethod
     def _one(script: ScriptDirectory, rev: str) -> Script:
+        _require_revision(rev)
         found = script.get_revision(rev)
         if found is None:
             raise RevisionNotFound(f"No revision '{rev}' (that name means the base).")
@@ -857,6 +866,57 @@ class _Replacement:
 
     def restore(self) -> None:
         self.path.write_bytes(self.content)
+
+
+_RESERVED_IDS = frozenset({"base", "head", "heads", "current"})
+_NAMES_A_REVISION = re.compile(r"\w")
+
+
+def _require_revision(value: str | None) -> None:
+    """Refuse an empty or shapeless revision argument before alembic trips over it."""
+    if not value or not _NAMES_A_REVISION.search(value):
+        raise RevisionNotFound(
+            f"'{value or ''}' does not name a revision: use an id (or a unique prefix), head, heads, "
+            "base, +N / -N, or branch@head."
+        )
+
+
+def _check_new_rev_id(script: ScriptDirectory, rev_id: str) -> None:
+    """A new revision id: a plain name, not a reserved word, not taken."""
+    if not _REV_ID.match(rev_id):
+        raise ConfigurationError("A revision id is 1-32 letters, digits or underscores.")
+    if rev_id.lower() in _RESERVED_IDS:
+        raise ConfigurationError(f"'{rev_id}' is a reserved word, not a revision id.")
+    if any(r.revision == rev_id for r in script.ordered()):
+        raise ConfigurationError(f"A revision '{rev_id}' exists already; pick another id.")
+
+
+def _docstring_safe(message: str | None) -> str | None:
+    """The message as it goes inside the revision's docstring: it reads back exactly as given."""
+    if message is None:
+        return None
+    if "\x00" in message:
+        raise ConfigurationError("The message contains a NUL character.")
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(
+            "The message contains characters that cannot be saved (lone surrogates)."
+        ) from None
+    return message.replace("\\", "\\\\").replace('"', '\\"')
+
+
+@contextmanager
+def _no_leftovers(versions: Path) -> Iterator[None]:
+    """If writing a revision fails, remove any file it left in the versions folder."""
+    before = set(versions.glob("*.py"))
+    try:
+        yield
+    except BaseException:
+        for path in set(versions.glob("*.py")) - before:
+            path.unlink(missing_ok=True)
+            _drop_bytecode(path)
+        raise
 
 
 def _revision_args() -> dict[str, Any]:

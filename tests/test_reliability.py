@@ -638,3 +638,19 @@ def test_sqlite_backup_is_reported_by_the_cli(backend, project, tmp_path, db_url
     assert str(backups[0]) in done.stdout
     assert version_rows(f"sqlite:///{backups[0]}") == ["r2"]
     assert version_rows(db_url) == []
+
+
+@pytest.mark.parametrize("via", ["api", "magic"])
+def test_stamp_purge_to_an_unknown_revision_keeps_the_version_rows(via, shell, at_r2, tmp_path, db_url):
+    before = everything(tmp_path, db_url)
+
+    if via == "api":
+        with pytest.raises(MigrationError) as caught:
+            at_r2.stamp("no_such_rev", purge=True)
+    else:
+        with pytest.raises(UsageError) as caught:
+            shell.run_line_magic("migrate", "stamp no_such_rev --purge --yes")
+
+    assert "no_such_rev" in str(caught.value)
+    assert version_rows(db_url) == ["r2"]  # a typo must not wipe the version history
+    assert database_state(db_url) == before[1]

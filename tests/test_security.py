@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from conftest import SERVER_URLS, need_server, table_names, version_rows
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
@@ -38,7 +38,7 @@ CLI = Path(sys.executable).with_name("framefox-migrate")
 HAS_PANEL = importlib.util.find_spec("framefox_magic.widgets") is not None
 EXAMPLE_SECONDS = 90  # a bound against hangs, not a speed requirement
 HYPOTHESIS = settings(
-    deadline=None, database=None,
+    deadline=None, database=None, derandomize=True,  # the same examples on every run
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                            HealthCheck.filter_too_much],
 )
@@ -319,6 +319,9 @@ def rendered(result: Any) -> None:
 
 @examples(150)
 @given(line=migrate_lines())
+@example(line="delete ../../etc/passwd --yes --force")
+@example(line="revision -m x --rev-id ../../x")
+@example(line="show ../x")
 def test_any_migrate_line_ends_in_a_short_error_or_success(template, scratch, line):
     with copy_of(template, scratch) as copy:
         kind, value = run_line(copy.manager(), line)
@@ -331,6 +334,8 @@ def test_any_migrate_line_ends_in_a_short_error_or_success(template, scratch, li
 
 @examples(150)
 @given(line=migrate_lines())
+@example(line="stamp r --purge --yes")
+@example(line="revision -m 'C:\\Users\\new'")
 def test_a_migrate_line_that_fails_changes_nothing(template, scratch, line):
     with copy_of(template, scratch) as copy:
         before = copy.state()
@@ -363,6 +368,8 @@ def magics_of(shell: InteractiveShell) -> Any:
 
 @examples(40)
 @given(line=migrate_lines())
+@example(line="stamp r --purge --yes")
+@example(line="upgrade r3 -o out")
 def test_any_migrate_line_in_a_shell_is_a_usage_error_or_success(shell, template, scratch, line, capsys):
     try:
         args = commands.parse(line, extra=(commands.Arg(("-o", "--output"), "", options={"dest": "output"}),))
@@ -540,6 +547,22 @@ def test_a_path_where_a_revision_goes_reads_and_moves_nothing(line, via, templat
         assert copy.outside() == copy.outside_before
 
 
+EMPTY_REVISION_LINES = ("show ''", "upgrade ''", "diff ''", "delete '' --yes", "show @", "sql ':'")
+
+
+@pytest.mark.parametrize("line", EMPTY_REVISION_LINES)
+def test_an_empty_revision_gets_an_actionable_message(line, template, scratch):
+    with copy_of(template, scratch) as copy:
+        before = copy.state()
+        with pytest.raises(MigrationError) as caught:
+            commands.execute(copy.manager(), commands.parse(line), Frontend())
+        message = str(caught.value)
+        assert_short(message)
+        assert "AssertionError" not in message  # an internal failure is not a message a user can act on
+        assert "revision" in message.lower()
+        assert copy.state() == before
+
+
 URL_SCHEMES = ("postgresql://", "postgresql+psycopg://", "mysql://", "mysql+pymysql://", "nosuch://",
                "postgresql+nosuchdriver://", "mariadb://", "")
 
@@ -604,8 +627,7 @@ class Evidence:
     def error(self, where: str, error: BaseException) -> None:
         self.add(f"{where}: traceback", "".join(traceback.format_exception(error)))
         seen: set[int] = set()
-        current: BaseException | None = error
-        stack = [error]
+        stack: list[BaseException | None] = [error]
         while stack:
             current = stack.pop()
             if current is None or id(current) in seen:
@@ -810,8 +832,7 @@ def test_password_never_appears_in_a_notebook_session(secret_url, tmp_path, monk
                         evidence.error(where, error)
                 if should_succeed is not None:
                     assert result.success is should_succeed, (where, out[-800:], err[-800:])
-            for name in ("done",):
-                evidence.result(f"user variable {name}", shell.user_ns[name])
+            evidence.result("user variable done", shell.user_ns["done"])  # stored by -o
     finally:
         shell.run_line_magic("unload_ext", "framefox_magic")
         InteractiveShell.clear_instance()
