@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -157,3 +158,46 @@ def python3_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
     assert _runs_this_python(KernelSpecManager().get_kernel_spec("python3").argv)
     return "python3"
+
+
+HERO_CELL = '''%%revision -m "create hero"
+from sqlmodel import Field, SQLModel
+
+class Hero(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+'''
+POWER_CELL = '''%%revision -m "add power"
+class Hero(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    power: int = 0
+'''
+
+
+@contextmanager
+def ipython_shell(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A fresh IPython shell with the extension loaded; unloaded and cleared afterwards."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])  # the shell replaces it
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    InteractiveShell.clear_instance()
+    ip = InteractiveShell.instance(config=config)
+    ip.run_line_magic("load_ext", "framefox_magic")
+    try:
+        yield ip
+    finally:
+        if "framefox_magic" in ip.extension_manager.loaded:
+            ip.run_line_magic("unload_ext", "framefox_magic")
+        InteractiveShell.clear_instance()
+
+
+@pytest.fixture
+def shell(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A fresh IPython shell working in the empty project folder, with the extension loaded."""
+    monkeypatch.chdir(project)
+    with ipython_shell(monkeypatch) as ip:
+        yield ip

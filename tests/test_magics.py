@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import column_names, table_names, version_rows
+from conftest import HERO_CELL, POWER_CELL, column_names, table_names, version_rows
 from IPython.core.completer import provisionalcompleter
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from traitlets.config import Config
 
 from framefox_magic.errors import MigrationError
 from framefox_magic.results import Diff, History, Outcome, RevisionInfo, Status
@@ -30,39 +29,12 @@ HISTORY_COLUMNS = [
     "revision", "parents", "message", "created", "applied", "current", "head", "branch_labels", "path",
 ]
 
-HERO_CELL = '''%%revision -m "create hero"
-from sqlmodel import Field, SQLModel
-
-class Hero(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
-    name: str
-'''
-POWER_CELL = '''%%revision -m "add power"
-class Hero(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
-    name: str
-    power: int = 0
-'''
 POWER_AND_AGE_CELL = POWER_CELL + "    age: int | None = None\n"
 
 
 # ---------------------------------------------------------------- the shell
 
 
-@pytest.fixture
-def shell(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
-    """A fresh IPython shell working in an empty project folder, with the extension loaded."""
-    monkeypatch.chdir(project)
-    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])  # the shell replaces it
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    InteractiveShell.clear_instance()
-    ip = InteractiveShell.instance(config=config)
-    ip.run_line_magic("load_ext", "framefox_magic")
-    yield ip
-    if "framefox_magic" in ip.extension_manager.loaded:
-        ip.run_line_magic("unload_ext", "framefox_magic")
-    InteractiveShell.clear_instance()
 
 
 def run(shell: InteractiveShell, code: str) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import re
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,9 +12,8 @@ from pathlib import Path
 import ipywidgets as widgets
 import pytest
 import sqlalchemy as sa
-from conftest import table_names, version_rows
+from conftest import ipython_shell, table_names, version_rows
 from IPython.core.interactiveshell import InteractiveShell
-from traitlets.config import Config
 
 from framefox_magic.manager import AlembicManager
 from framefox_magic.widgets import ACTIONS, BUSY, MigrationPanel
@@ -339,15 +337,8 @@ def test_an_uninitialized_project_shows_what_to_do(project: Path) -> None:
 def shell(proj: Project, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
     """An IPython shell in the project folder with the extension loaded."""
     monkeypatch.chdir(proj.root)
-    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    InteractiveShell.clear_instance()
-    ip = InteractiveShell.instance(config=config)
-    ip.run_line_magic("load_ext", "framefox_magic")
-    yield ip
-    ip.run_line_magic("unload_ext", "framefox_magic")
-    InteractiveShell.clear_instance()
+    with ipython_shell(monkeypatch) as ip:
+        yield ip
 
 
 def test_migrate_panel_magic(shell: InteractiveShell, proj: Project) -> None:

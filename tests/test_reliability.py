@@ -21,7 +21,6 @@ import sqlalchemy as sa
 from conftest import need_server, table_names, version_rows
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from traitlets.config import Config
 
 from framefox_magic import AlembicManager
 from framefox_magic.errors import MigrationError, MigrationFailed, RevisionProtected
@@ -110,20 +109,6 @@ def manager(project: Path, db_url: str) -> AlembicManager:
     return manager
 
 
-@pytest.fixture
-def shell(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
-    """A fresh IPython shell working in the project folder, with the extension loaded."""
-    monkeypatch.chdir(project)
-    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    InteractiveShell.clear_instance()
-    ip = InteractiveShell.instance(config=config)
-    ip.run_line_magic("load_ext", "framefox_magic")
-    yield ip
-    if "framefox_magic" in ip.extension_manager.loaded:
-        ip.run_line_magic("unload_ext", "framefox_magic")
-    InteractiveShell.clear_instance()
 
 
 def cell_error(shell: InteractiveShell, code: str) -> BaseException | None:

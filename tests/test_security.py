@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import SERVER_URLS, need_server, table_names, version_rows
+from conftest import HERO_CELL, POWER_CELL, SERVER_URLS, ipython_shell, need_server, table_names, version_rows
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from IPython.core.error import UsageError
@@ -350,16 +350,9 @@ def test_a_migrate_line_that_fails_changes_nothing(template, scratch, line):
 
 @pytest.fixture
 def shell(monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
-    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    InteractiveShell.clear_instance()
-    ip = InteractiveShell.instance(config=config)
-    ip.run_line_magic("load_ext", "framefox_magic")
-    yield ip
-    if "framefox_magic" in ip.extension_manager.loaded:
-        ip.run_line_magic("unload_ext", "framefox_magic")
-    InteractiveShell.clear_instance()
+    """An IPython shell with the extension loaded, in whatever folder the test is in."""
+    with ipython_shell(monkeypatch) as ip:
+        yield ip
 
 
 def magics_of(shell: InteractiveShell) -> Any:
@@ -745,19 +738,6 @@ def wrong_port(url: str) -> str:
     return sa.make_url(url).set(port=1).render_as_string(hide_password=False)
 
 
-HERO_CELL = '''%%revision -m "create hero"
-from sqlmodel import Field, SQLModel
-
-class Hero(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
-    name: str
-'''
-POWER_CELL = '''%%revision -m "add power"
-class Hero(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
-    name: str
-    power: int = 0
-'''
 BROKEN_CELL = '''%%revision -m "broken" --manual --rev-id broken
 op.execute("SELECT * FROM no_such_table")
 '''
