@@ -215,7 +215,7 @@ class AlembicManager:
             current = self._current_heads(target, connection)
             applied = self._applied(script, current)
             found = [self._info(r, applied, current) for r in script.get_revisions(current)]
-            return RevisionList("Current revision", found, target.masked_url)
+            return RevisionList(found, target.masked_url, title="Current revision")
 
     def heads(self) -> RevisionList:
         """The newest revision of each branch."""
@@ -233,7 +233,7 @@ class AlembicManager:
             current = self._current_heads(target, connection)
             applied = self._applied(script, current)
             found = [self._info(r, applied, current) for r in pick(script)]
-            return RevisionList(title, found, target.masked_url)
+            return RevisionList(found, target.masked_url, title=title)
 
     def graph(self) -> Graph:
         """The revision graph, drawn: branches, merges, heads, applied and pending revisions."""

@@ -76,8 +76,8 @@ class RevisionInfo(_Result):
 
 
 @dataclass(repr=False)
-class History(_Result):
-    """Every revision, newest first, with applied / current / head flags."""
+class _Revisions(_Result):
+    """A list of revisions that reads like one: len(), iteration, indexing, ids, to_frame()."""
 
     revisions: list[RevisionInfo] = field(default_factory=list)
     url: str = ""
@@ -91,9 +91,19 @@ class History(_Result):
     def __getitem__(self, index: int) -> RevisionInfo:
         return self.revisions[index]
 
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """The revision identifiers."""
+        return tuple(r.revision for r in self.revisions)
+
     def to_frame(self) -> pd.DataFrame:
         """One row per revision: revision, parents, message, created, applied, current, head, ..."""
         return _frame([r.row() for r in self.revisions], HISTORY_COLUMNS)
+
+
+@dataclass(repr=False)
+class History(_Revisions):
+    """Every revision, newest first, with applied / current / head flags."""
 
 
 @dataclass(repr=False)
@@ -113,27 +123,10 @@ class Status(_Result):
 
 
 @dataclass(repr=False)
-class RevisionList(_Result):
+class RevisionList(_Revisions):
     """A titled list of revisions (current, heads, branches)."""
 
-    title: str
-    revisions: list[RevisionInfo] = field(default_factory=list)
-    url: str = ""
-
-    def __len__(self) -> int:
-        return len(self.revisions)
-
-    def __iter__(self):
-        return iter(self.revisions)
-
-    @property
-    def ids(self) -> tuple[str, ...]:
-        """The revision identifiers."""
-        return tuple(r.revision for r in self.revisions)
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per revision, with the history columns."""
-        return _frame([r.row() for r in self.revisions], HISTORY_COLUMNS)
+    title: str = ""
 
 
 @dataclass(frozen=True)
@@ -274,12 +267,5 @@ class TargetInfo(_Result):
 
 
 @dataclass(repr=False)
-class Graph(_Result):
+class Graph(_Revisions):
     """The revision graph: branches, merges, heads, the database's position, pending revisions."""
-
-    revisions: list[RevisionInfo] = field(default_factory=list)
-    url: str = ""
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per revision, with the history columns."""
-        return _frame([r.row() for r in self.revisions], HISTORY_COLUMNS)

@@ -86,7 +86,7 @@ def hostile_results() -> list[object]:
         Status(("a1",), ("a1",), (), True, HOSTILE, []),
         Status((), ("a1",), ("a1",), False, HOSTILE, [info("a1", message=HOSTILE)]),
         History([revision], HOSTILE),
-        RevisionList(HOSTILE, [revision], HOSTILE),
+        RevisionList([revision], HOSTILE, title=HOSTILE),
         diff,
         revision,
         revision.sql,
