@@ -190,9 +190,20 @@ def ipython_shell(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     try:
         yield ip
     finally:
-        if "framefox_magic" in ip.extension_manager.loaded:
-            ip.run_line_magic("unload_ext", "framefox_magic")
-        InteractiveShell.clear_instance()
+        discard_shell(ip)
+
+
+def discard_shell(ip: Any) -> None:
+    """Unload the extension and drop the shell, including its exit hook (each one would run a
+    full garbage collection when pytest exits)."""
+    import atexit
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    if "framefox_magic" in ip.extension_manager.loaded:
+        ip.run_line_magic("unload_ext", "framefox_magic")
+    atexit.unregister(ip.atexit_operations)
+    InteractiveShell.clear_instance()
 
 
 @pytest.fixture

@@ -24,7 +24,16 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import HERO_CELL, POWER_CELL, SERVER_URLS, ipython_shell, need_server, table_names, version_rows
+from conftest import (
+    HERO_CELL,
+    POWER_CELL,
+    SERVER_URLS,
+    discard_shell,
+    ipython_shell,
+    need_server,
+    table_names,
+    version_rows,
+)
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from IPython.core.error import UsageError
@@ -814,8 +823,7 @@ def test_password_never_appears_in_a_notebook_session(secret_url, tmp_path, monk
                     assert result.success is should_succeed, (where, out[-800:], err[-800:])
             evidence.result("user variable done", shell.user_ns["done"])  # stored by -o
     finally:
-        shell.run_line_magic("unload_ext", "framefox_magic")
-        InteractiveShell.clear_instance()
+        discard_shell(shell)
     evidence.files(tmp_path)
     typed = tuple(
         line.strip() for cell, _ in notebook_session(url)
