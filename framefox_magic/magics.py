@@ -137,19 +137,15 @@ class MigrateMagics(Magics):
         return f"cell:{cell_id}" if cell_id else f"message:{message}"
 
     def _replaceable(self, key: str) -> str | None:
-        """The revision this cell wrote earlier, if it still exists (the manager checks the rest)."""
+        """The revision this cell wrote earlier, while it is still an unapplied head."""
         earlier = self._cell_revisions.get(key)
         if earlier is None:
             return None
-        versions = self.manager.target().versions_dir
-        if not any(versions.glob(f"{earlier}_*.py")) and not (versions / f"{earlier}.py").exists():
-            self._cell_revisions.pop(key)
-            return None
         status = self.manager.status()
-        if earlier not in status.pending or earlier not in status.heads:
-            self._cell_revisions.pop(key)
-            return None
-        return earlier
+        if earlier in status.pending and earlier in status.heads:
+            return earlier
+        self._cell_revisions.pop(key)
+        return None
 
     def _revision_result(self, key: str, written: RevisionInfo | None, replaced: str | None,
                          args: argparse.Namespace) -> Any:
