@@ -246,8 +246,11 @@ def loading(rows: list[Row], repeat: int) -> None:
     shell = ("from IPython.core.interactiveshell import InteractiveShell; "
              "s = InteractiveShell.instance()")
 
+    # as an installed package runs: from compiled bytecode (pip writes it at install time)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
     def process(code: str) -> Callable[[], None]:
-        return lambda: subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+        return lambda: subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, env=env)
 
     compare(rows, "IPython shell + %load_ext framefox_magic", process(
         shell + "; s.run_line_magic('load_ext', 'framefox_magic')"), process(shell),

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import gc
 import io
-import logging
-import logging.config
 import os
 import re
 import shutil
-import sqlite3
 import string
 import textwrap
 import threading
 import time
+import weakref
 import zlib
 from argparse import Namespace
 from collections.abc import Callable, Iterator, Sequence, Set
@@ -729,7 +727,7 @@ class AlembicManager:
 
             self._scripts = ScriptCache()
         key = (target.migrations_dir, target.alembic_ini, target.pyproject)
-        return self._scripts.get(config or self._config(target), key)
+        return self._scripts.get(lambda: config or self._config(target), key)
 
     @staticmethod
     def _run_env(config: Config, script: ScriptDirectory, work: Callable[[Any, Any], Any],
@@ -832,21 +830,34 @@ class AlembicManager:
 
     @staticmethod
     def _info(found: Script, applied: Set[str], current: Sequence[str]) -> RevisionInfo:
-        from alembic import util
-
         return RevisionInfo(
-            revision=found.revision,
-            parents=tuple(found._all_down_revisions),
-            message=found.doc or "",
-            created=_created(found),
-            path=str(found.path),
-            branch_labels=tuple(sorted(found.branch_labels)),
-            depends_on=tuple(util.to_tuple(found.dependencies, default=())),
+            **_header_fields(found),
             applied=found.revision in applied,
             current=found.revision in current,
-            head=found.is_head,
-            children=tuple(sorted(found.nextrev)),
         )
+
+
+_HEADERS: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _header_fields(found: Script) -> dict[str, Any]:
+    """What a revision says about itself and its place in the map; read once per loaded map."""
+    fields = _HEADERS.get(found)
+    if fields is None:
+        from alembic import util
+
+        fields = _HEADERS[found] = {
+            "revision": found.revision,
+            "parents": tuple(found._all_down_revisions),
+            "message": found.doc or "",
+            "created": _created(found),
+            "path": str(found.path),
+            "branch_labels": tuple(sorted(found.branch_labels)),
+            "depends_on": tuple(util.to_tuple(found.dependencies, default=())),
+            "head": found.is_head,
+            "children": tuple(sorted(found.nextrev)),
+        }
+    return fields
 
 
 class _Replacement:
@@ -1075,6 +1086,8 @@ def _to_trash(target: settings.Target, files: Sequence[Path]) -> Path:
 
 def _backup_sqlite(connection: Connection, keep: int = BACKUPS_KEPT) -> str | None:
     """Copy a SQLite database file before a destructive change; keep the newest few copies."""
+    import sqlite3
+
     database = connection.engine.url.database
     if connection.dialect.name != "sqlite" or not database or database == ":memory:":
         return None
@@ -1110,6 +1123,8 @@ def _collection_paused() -> Iterator[None]:
 @contextmanager
 def _quiet_alembic_logging() -> Iterator[None]:
     """Keep alembic's INFO lines out of the notebook, and keep env.py from re-configuring logging."""
+    import logging.config
+
     alembic_logger = logging.getLogger("alembic")
     level = alembic_logger.level
     chatty = alembic_logger.isEnabledFor(logging.INFO)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,12 +192,12 @@ class ScriptCache:
         self._signature: tuple[FileKey, ...] | None = None
         self._script: CachedScriptDirectory | None = None
 
-    def get(self, config: Config, key: tuple[Any, ...]) -> CachedScriptDirectory:
+    def get(self, config: Callable[[], Config], key: tuple[Any, ...]) -> CachedScriptDirectory:
         """The script directory for this target, its revision map still valid."""
         script = self._script
         if script is not None and self._key == key and script.signature() == self._signature:
             return script
-        script = _from_config(config)
+        script = _from_config(config())
         self._key, self._script, self._signature = key, script, script.signature()
         return script
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import configparser
 import importlib.util
 import os
 import re
-import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,6 +249,8 @@ def _ini_options(ini: Path) -> dict[str, str]:
 
 
 def _parse_ini(ini: Path) -> dict[str, str]:
+    import configparser
+
     parser = configparser.ConfigParser(defaults={"here": str(ini.parent)})
     parser.read(ini, encoding="utf-8")
     return dict(parser["alembic"]) if parser.has_section("alembic") else {}
@@ -262,6 +262,8 @@ def _pyproject_table(pyproject: Path, name: str) -> dict[str, Any]:
 
 
 def _parse_toml(path: Path) -> dict[str, Any]:
+    import tomllib
+
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
