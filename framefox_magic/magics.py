@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -14,7 +15,7 @@ from traitlets import Bool, Unicode, observe
 from . import commands
 from .errors import MigrationError
 from .manager import AlembicManager, StepCallback
-from .metadata import forget_redefined
+from .metadata import Redefinition, forget_redefined
 from .results import Outcome, RevisionInfo
 
 OUTPUT = commands.Arg(
@@ -117,7 +118,7 @@ class MigrateMagics(Magics):
 
     def _run_model_cell(self, cell: str) -> None:
         source = self.shell.transform_cell(cell)
-        forget_redefined(source, self.shell.user_ns)
+        _warn_stale(forget_redefined(source, self.shell.user_ns))
         self.shell.ex(source)
 
     @staticmethod
@@ -266,9 +267,20 @@ def _model_cell_hook(ipython: Any) -> Callable[[Any], None]:
         if "class " not in source:
             return
         with suppress(SyntaxError):
-            forget_redefined(ipython.transform_cell(source), ipython.user_ns)
+            _warn_stale(forget_redefined(ipython.transform_cell(source), ipython.user_ns))
 
     return forget_models_redefined_by
+
+
+def _warn_stale(redefinition: Redefinition) -> None:
+    """Say which models defined elsewhere still point at the classes this cell replaces."""
+    if redefinition.stale:
+        print(
+            f"Note: {', '.join(redefinition.stale)} still refer(s) to the earlier "
+            f"{', '.join(redefinition.forgotten)} through a relationship; run that cell again too "
+            "(or keep related models in one cell). Autogenerate is not affected.",
+            file=sys.stderr,
+        )
 
 
 def _completer(magics: MigrateMagics) -> Callable[[Any], Any]:

@@ -6,7 +6,7 @@ import importlib
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import ConfigurationError
 
@@ -108,20 +108,6 @@ def forget_models(
     return forgotten
 
 
-def forget_tables(names: Iterable[str], extra_registries: Iterable[Any] = ()) -> list[str]:
-    """Forget the model classes mapped to these table names, and the tables themselves."""
-    wanted = set(names)
-    forgotten = forget_models(
-        lambda cls: getattr(getattr(cls, "__table__", None), "name", None) in wanted,
-        extra_registries,
-    )
-    for registry in registries(extra_registries):
-        metadata = registry.metadata
-        for name in wanted & set(metadata.tables):
-            _remove_table(metadata.tables[name])
-    return forgotten
-
-
 def _forget_class(registry: Any, mapper: Any) -> str:
     cls = mapper.class_
     table = getattr(cls, "__table__", None)
@@ -139,7 +125,7 @@ def _remove_table(table: Table) -> None:
         metadata.remove(table)
 
 
-def forget_redefined(source: str, namespace: dict[str, Any]) -> list[str]:
+def forget_redefined(source: str, namespace: dict[str, Any]) -> Redefinition:
     """Before `source` runs: forget the notebook's model classes that it defines again.
 
     A class is forgotten when the code defines a class of the same name, or one whose table has
@@ -151,10 +137,10 @@ def forget_redefined(source: str, namespace: dict[str, Any]) -> list[str]:
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return []
+        return Redefinition([], [])
     classes = [node for node in tree.body if isinstance(node, ast.ClassDef)]
     if not classes:
-        return []
+        return Redefinition([], [])
     names = {node.name for node in classes}
     tables = {_table_name(node) for node in classes}
     module = namespace.get("__name__", "__main__")
@@ -166,7 +152,38 @@ def forget_redefined(source: str, namespace: dict[str, Any]) -> list[str]:
         table = getattr(getattr(cls, "__table__", None), "name", None)
         return cls.__name__ in names or table in tables
 
-    return forget_models(redefined, [base for base in bases if base is not None])
+    extra = [base for base in bases if base is not None]
+    doomed = {m.class_ for r in registries(extra) for m in r.mappers if redefined(m.class_)}
+    left_behind = _referring_to(doomed, extra)
+    return Redefinition(forget_models(redefined, extra), left_behind)
+
+
+class Redefinition(NamedTuple):
+    """What a model cell's run forgot, and which remaining models still point at the old classes."""
+
+    forgotten: list[str]
+    stale: list[str]
+
+
+def _referring_to(classes: set[type], extra_registries: Iterable[Any]) -> list[str]:
+    """The other models with a relationship to one of these classes (they keep the old class)."""
+    names = {cls.__name__ for cls in classes}
+    stale = []
+    for registry in registries(extra_registries):
+        for mapper in registry.mappers:
+            if mapper.class_ in classes:
+                continue
+            for prop in mapper._props.values():
+                target = getattr(prop, "argument", None)
+                if isinstance(target, str):
+                    hit = target.rsplit(".", 1)[-1] in names
+                else:
+                    entity = prop.__dict__.get("entity")
+                    hit = target in classes or (entity is not None and entity.class_ in classes)
+                if hit:
+                    stale.append(mapper.class_.__name__)
+                    break
+    return stale
 
 
 def _table_name(node: Any) -> str:

@@ -558,3 +558,62 @@ def test_existing_alembic_project_does_not_disable_loggers(
     assert version_rows(f"sqlite:///{project / 'database.db'}") == [written.revision]
     assert mine.disabled is False
     assert "INFO" not in output
+
+
+TEAM_AND_HERO = '''
+from sqlmodel import Field, Relationship, Session, SQLModel, create_engine, select
+
+class Team(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    heroes: list["Hero"] = Relationship(back_populates="team")
+
+class Hero(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    team_id: int | None = Field(default=None, foreign_key="team.id")
+    team: Team | None = Relationship(back_populates="heroes")
+'''
+USE_MODELS = '''
+engine = create_engine(url)
+with Session(engine) as session:
+    team = Team(name="Preventers")
+    session.add(Hero(name="Rusty", team=team, **extra))
+    session.commit()
+    names = [hero.name for hero in session.exec(select(Hero)).all()]
+    members = [hero.name for hero in team.heroes]
+engine.dispose()
+'''
+
+
+def test_related_models_rerun_in_one_cell_still_work_in_a_session(
+    shell: InteractiveShell, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{project / 'database.db'}"
+    shell.user_ns.update(url=url, extra={})
+    run(shell, "%migrate init")
+    assert shell.run_cell(TEAM_AND_HERO).success
+    run(shell, '%migrate revision -m "teams" --autogenerate')
+    run(shell, "%migrate upgrade")
+    edited = TEAM_AND_HERO.replace("    team_id", "    age: int = 0\n    team_id")
+    assert shell.run_cell(edited).success
+    assert "still refer" not in capsys.readouterr().err
+    run(shell, '%migrate revision -m "hero age" --autogenerate')
+    run(shell, "%migrate upgrade")
+    shell.user_ns["extra"] = {"age": 30}
+    assert shell.run_cell(USE_MODELS).success
+    assert shell.user_ns["names"] == ["Rusty"] and shell.user_ns["members"] == ["Rusty"]
+    assert "age" in column_names(url, "hero")
+
+
+def test_rerunning_one_of_two_related_model_cells_says_which_model_to_rerun(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    team_cell, hero_cell = TEAM_AND_HERO.split("class Hero")
+    assert shell.run_cell(team_cell).success
+    assert shell.run_cell("class Hero" + hero_cell).success
+    capsys.readouterr()
+    assert shell.run_cell("class Hero" + hero_cell).success
+    err = capsys.readouterr().err
+    assert "Team still refer(s) to the earlier Hero" in err
+    assert "Traceback" not in err
