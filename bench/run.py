@@ -300,9 +300,6 @@ def write_results(rows: list[Row], command: str) -> None:
             f"| {row['measure']} | {row['baseline']} | {row['ours_ms']:.1f} | {row['theirs_ms']:.1f} | "
             f"{row['ratio']:.3f} | {row['ours_peak_mib']:.1f} | {row['theirs_peak_mib']:.1f} |"
         )
-    notes = HERE / "NOTES.md"
-    if notes.exists():
-        lines += ["", notes.read_text().strip()]
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {HERE / 'RESULTS.md'}")
 
