@@ -201,10 +201,6 @@ class ScriptCache:
         self._key, self._script, self._signature = key, script, script.signature()
         return script
 
-    def forget(self) -> None:
-        """Drop the cached map (the next call re-reads the folder)."""
-        self._key = self._signature = self._script = None
-
 
 def _from_config(config: Config) -> CachedScriptDirectory:
     from alembic.script.revision import RevisionMap
