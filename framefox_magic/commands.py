@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from .errors import ConfirmationRequired, MigrationError
 from .manager import AlembicManager, StepCallback
-from .results import Outcome
+from .results import Outcome, RevisionInfo
 
 REVISION = "revision"  # a positional or option that takes a revision id: completed from the history
 SYMBOLS = ("head", "heads", "base")
@@ -116,12 +116,15 @@ def _revision(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -
         args.message, autogenerate=args.autogenerate, head=args.head, splice=args.splice,
         branch_label=args.branch_label, depends_on=args.depends_on, rev_id=args.rev_id,
     )
-    if written is not None and args.apply:
-        manager.upgrade(written.revision, on_step=ui.progress("upgrade"))
-        return manager.show(written.revision)
     if written is None:
         return Outcome("revision", "No changes detected: no revision was written.")
-    return written
+    return apply_revision(manager, written, ui) if args.apply else written
+
+
+def apply_revision(manager: AlembicManager, written: RevisionInfo, ui: Frontend) -> RevisionInfo:
+    """--apply: upgrade to the revision just written, then show it (now marked applied)."""
+    manager.upgrade(written.revision, on_step=ui.progress("upgrade"))
+    return manager.show(written.revision)
 
 
 def _diff(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -> Any:

@@ -156,9 +156,8 @@ class MigrateMagics(Magics):
             return Outcome("revision", f"No changes detected: no revision was written.{removed}")
         self._cell_revisions[key] = written.revision
         if args.apply:
-            self.manager.upgrade(written.revision, on_step=self.progress("upgrade"))
-            written = self.manager.show(written.revision)
-            written.note = f"applied{'; ' + 'replaced ' + replaced if replaced else ''}"
+            written = commands.apply_revision(self.manager, written, self)
+            written.note = f"applied{'; replaced ' + replaced if replaced else ''}"
         return written
 
     # ---------------------------------------------------------------- what commands ask for

@@ -32,7 +32,7 @@ from .errors import (
     RevisionProtected,
     translated,
 )
-from .metadata import resolve_metadata
+from .metadata import check_spec, resolve_metadata
 from .results import (
     Diff,
     Graph,
@@ -57,7 +57,6 @@ if TYPE_CHECKING:
 # alembic's `op` and `context` proxies are module globals: one command at a time per process
 _ALEMBIC_LOCK = threading.RLock()
 _REV_ID = re.compile(r"^[A-Za-z0-9_]{1,32}$")
-_METADATA_SPEC = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?$")
 _CREATE_DATE = re.compile(r"^Create Date:\s*(.+?)\s*$", re.MULTILINE)
 _OWN_ENV_MARKER = "written by framefox_magic"
 _LOCK_NAME = "framefox_magic_migrations"
@@ -114,8 +113,8 @@ class AlembicManager:
         if url:
             with translated(url):
                 settings.normalize_url(url, Path(self.project_root).resolve())
-        if metadata and not _METADATA_SPEC.match(metadata):
-            raise ConfigurationError(f"'{metadata}' is not of the form module:attribute.")
+        if metadata:
+            check_spec(metadata)
         for name, value in (("url", url), ("migrations_dir", migrations_dir), ("metadata", metadata)):
             if value:
                 setattr(self, name, value)
@@ -296,20 +295,10 @@ class AlembicManager:
         return bool(self._model_diff().rows)
 
     def _model_diff(self) -> Diff:
-        from alembic.autogenerate.api import RevisionContext
-
         with self._call() as target, self._connect(target) as connection:
             config = self._config(target, connection, autogenerate=True)
             script = self._script_directory(target, config)
-            revision_context = RevisionContext(config, script, _revision_args())
-
-            def compare(rev: Any, context: Any) -> list:
-                revision_context.run_autogenerate(rev, context)
-                return []
-
-            with _collection_paused():
-                self._run_env(config, script, compare, as_sql=False, revision_context=revision_context,
-                              template_args=revision_context.template_args)
+            revision_context = self._revision_context(config, script, _revision_args())
             operations = [
                 op
                 for generated in revision_context.generated_revisions
@@ -565,8 +554,6 @@ class AlembicManager:
     def _generate(self, target: settings.Target, message: str, autogenerate: bool,
                   options: dict[str, Any]) -> Script | None:
         """alembic's revision command on the cached script directory; None when nothing changed."""
-        from alembic import util
-        from alembic.autogenerate.api import RevisionContext
 
         found_changes: list[bool] = []
 
@@ -578,27 +565,36 @@ class AlembicManager:
             config.cmd_opts.autogenerate = autogenerate  # as `alembic revision --autogenerate` sets it
             script = self._script_directory(target, config)
             arguments = {**_revision_args(), **options, "message": message, "autogenerate": autogenerate}
-            revision_context = RevisionContext(
-                config, script, arguments, process_revision_directives=note_changes
-            )
-            run_environment = autogenerate or util.asbool(config.get_alembic_option("revision_environment"))
-            if run_environment:
-                def fill(rev: Any, context: Any) -> list:
-                    if autogenerate:
-                        revision_context.run_autogenerate(rev, context)
-                    else:
-                        revision_context.run_no_autogenerate(rev, context)
-                    return []
-
-                with _collection_paused():
-                    self._run_env(config, script, fill, as_sql=False, revision_context=revision_context,
-                                  template_args=revision_context.template_args)
+            revision_context = self._revision_context(config, script, arguments, note_changes)
             written = list(revision_context.generate_scripts())
         if autogenerate and found_changes and not any(found_changes):
             for leftover in filter(None, written):  # an env.py that does not skip empty runs
                 Path(leftover.path).unlink(missing_ok=True)
             return None
         return written[0] if written else None
+
+    def _revision_context(self, config: Config, script: ScriptDirectory, arguments: dict[str, Any],
+                          hook: Callable[..., None] | None = None) -> Any:
+        """alembic's RevisionContext, filled by running env.py when the revision needs it."""
+        from alembic import util
+        from alembic.autogenerate.api import RevisionContext
+
+        revision_context = RevisionContext(config, script, arguments, process_revision_directives=hook)
+        autogenerate = arguments["autogenerate"]
+        if not autogenerate and not util.asbool(config.get_alembic_option("revision_environment")):
+            return revision_context
+
+        def fill(rev: Any, context: Any) -> list:
+            if autogenerate:
+                revision_context.run_autogenerate(rev, context)
+            else:
+                revision_context.run_no_autogenerate(rev, context)
+            return []
+
+        with _collection_paused():
+            self._run_env(config, script, fill, as_sql=False, revision_context=revision_context,
+                          template_args=revision_context.template_args)
+        return revision_context
 
     @contextmanager
     def _replacing(self, target: settings.Target, rev: str | None) -> Iterator[_Replacement | None]:

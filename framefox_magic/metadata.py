@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from sqlalchemy import MetaData, Table
 
 _loaded_mtimes: dict[str, float] = {}
+_SPEC = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?$")
 
 
 def default_metadata() -> MetaData:
@@ -34,9 +36,8 @@ def resolve_metadata(metadata: Any, project_root: Path) -> MetaData:
 
 def load_spec(spec: str, project_root: Path) -> MetaData:
     """Import `module:attr` (re-importing the module when its file changed) and take its MetaData."""
+    check_spec(spec)
     module_name, _, attribute = spec.partition(":")
-    if not module_name.replace(".", "").replace("_", "").isalnum():
-        raise ConfigurationError(f"'{spec}' is not of the form module:attribute.")
     root = str(project_root)
     if root not in sys.path:
         sys.path.insert(0, root)
@@ -50,6 +51,12 @@ def load_spec(spec: str, project_root: Path) -> MetaData:
     except AttributeError as error:
         raise ConfigurationError(f"'{spec}' does not name a MetaData: {error}") from error
     return _as_metadata(value, spec)
+
+
+def check_spec(spec: str) -> None:
+    """Refuse a metadata spec that is not `module` or `module:attribute`."""
+    if not _SPEC.match(spec):
+        raise ConfigurationError(f"'{spec}' is not of the form module:attribute.")
 
 
 def _fresh_module(name: str) -> Any:

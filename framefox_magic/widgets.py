@@ -11,7 +11,7 @@ import ipywidgets as w
 from . import render
 from .errors import MigrationError, NotUpToDate
 from .manager import AlembicManager
-from .results import History, Outcome, RevisionInfo
+from .results import Graph, History, Outcome, RevisionInfo
 
 NOTHING = ""  # the picker's value when no revision is picked
 ACTIONS = ("Upgrade", "Downgrade", "Stamp", "Delete", "Refresh", "New revision")
@@ -106,7 +106,7 @@ class MigrationPanel(w.VBox):
         history, shown = _attempt(self.manager.history)
         self.history.value = shown
         self._set_choices(history)
-        self.graph.value = _html_of(self.manager.graph)
+        self.graph.value = shown if history is None else render.html(Graph(history.revisions, history.url))
         self._show_picked()
         self.changes.value = self._model_changes()
 
