@@ -33,6 +33,7 @@ from .errors import (
     translated,
 )
 from .metadata import check_spec, resolve_metadata
+from .reflection import ReflectionCache, reuse_in
 from .results import (
     Diff,
     Graph,
@@ -83,6 +84,7 @@ class AlembicManager:
         self.project_root = project_root
         self.lock_timeout = lock_timeout
         self._scripts: ScriptCache | None = None
+        self._reflection = ReflectionCache()
 
     def __repr__(self) -> str:
         target = self.target()
@@ -586,6 +588,7 @@ class AlembicManager:
 
         def fill(rev: Any, context: Any) -> list:
             if autogenerate:
+                reuse_in(context, self._reflection)
                 revision_context.run_autogenerate(rev, context)
             else:
                 revision_context.run_no_autogenerate(rev, context)

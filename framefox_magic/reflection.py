@@ -1,0 +1,174 @@
+"""Reflection work saved around alembic's comparison: SQLite's kept between calls, PostgreSQL's
+sequence owners read once per call.
+
+alembic reflects every table of the database on each comparison (on SQLite, several catalog
+queries per table). SQLite keeps its entire schema as rows of each database's ``sqlite_master``
+table, so a hash of those rows says exactly whether an earlier reflection still holds; a repeated
+``diff``/``check``/``revision`` on an unchanged database then skips reflecting again. alembic's
+comparison itself runs as always, on a fresh copy of what was reflected.
+
+It is wired in as an alembic autogenerate plugin that runs before alembic's table comparison and
+fills the inspector's cache the way alembic's own pre-caching does.
+
+On PostgreSQL alembic asks, column by column, which column owns the sequence in a ``nextval()``
+default (to recognise SERIAL): one query per table. The owners of all sequences are read in one
+query instead; a sequence not found there is still looked up alembic's own way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from alembic.autogenerate.api import AutogenContext
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy.engine import Connection, Inspector
+
+PLUGIN_NAME = "framefox_magic.sqlite_reflection"
+CACHE_OPTION = "framefox_magic_reflection"
+# what Inspector.get_multi_<kind> reflects; alembic pre-caches each under "alembic_<kind>"
+REFLECTED_KINDS = (
+    "columns", "pk_constraint", "foreign_keys", "indexes", "unique_constraints",
+    "table_comment", "check_constraints", "table_options",
+)
+_registered = False
+
+
+class ReflectionCache:
+    """The last reflection of one SQLite database, with the catalog it was read from."""
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] | None = None
+        self._frozen = b""
+
+    def get(self, key: tuple[Any, ...]) -> dict[str, Any] | None:
+        """A fresh copy of the reflection made for `key`, or None."""
+        return pickle.loads(self._frozen) if key == self._key else None
+
+    def put(self, key: tuple[Any, ...], reflected: dict[str, Any]) -> None:
+        """Keep a copy of `reflected` (the caller may go on changing its own)."""
+        self._frozen = pickle.dumps(reflected, protocol=pickle.HIGHEST_PROTOCOL)
+        self._key = key
+
+
+def reuse_in(migration_context: MigrationContext, cache: ReflectionCache) -> None:
+    """Save reflection work in the next autogenerate on this context (SQLite and PostgreSQL)."""
+    if migration_context.dialect.name == "postgresql":
+        _read_sequence_owners_once(migration_context)
+    if migration_context.dialect.name != "sqlite":
+        return
+    _register_plugin()
+    opts = migration_context.opts
+    plugins = list(opts.get("autogenerate_plugins") or ["alembic.autogenerate.*"])
+    opts["autogenerate_plugins"] = [*plugins, PLUGIN_NAME]
+    opts[CACHE_OPTION] = cache
+
+
+def _register_plugin() -> None:
+    global _registered
+    if _registered:
+        return
+    from alembic.runtime.plugins import Plugin
+    from alembic.util import DispatchPriority
+
+    plugin = Plugin(PLUGIN_NAME)
+    plugin.add_autogenerate_comparator(_fill_inspector, "schema", qualifier="sqlite",
+                                       priority=DispatchPriority.FIRST)
+    _registered = True
+
+
+def _fill_inspector(autogen_context: AutogenContext, upgrade_ops: Any, schemas: set) -> None:
+    """Hand alembic's inspector the reflection of the main schema, from the cache when valid."""
+    cache = autogen_context.migration_context.opts.get(CACHE_OPTION)
+    if cache is None or schemas != {None}:
+        return
+    connection = autogen_context.connection
+    inspector = autogen_context.inspector
+    names = _compared_table_names(autogen_context, inspector)
+    key = (str(connection.engine.url), catalog_fingerprint(connection), tuple(sorted(names)))
+    reflected = cache.get(key)
+    if reflected is None:
+        reflected = {f"alembic_{kind}": _reflect(inspector, kind, names) for kind in REFLECTED_KINDS}
+        cache.put(key, reflected)
+    inspector.info_cache.update(reflected)
+
+
+def _compared_table_names(autogen_context: AutogenContext, inspector: Inspector) -> list[str]:
+    """The tables alembic compares: all but its version table, through the include_name filter."""
+    migration_context = autogen_context.migration_context
+    names = set(inspector.get_table_names())
+    if migration_context.version_table_schema is None:
+        names.discard(migration_context.version_table)
+    return [name for name in names
+            if autogen_context.run_name_filters(name, "table", {"schema_name": None})]
+
+
+def _reflect(inspector: Inspector, kind: str, names: list[str]) -> Any:
+    try:
+        return getattr(inspector, f"get_multi_{kind}")(schema=None, filter_names=names)
+    except NotImplementedError:
+        return NotImplementedError  # as alembic records a kind the dialect cannot reflect
+
+
+def catalog_fingerprint(connection: Connection) -> str:
+    """A hash of every schema row of every database attached to this SQLite connection."""
+    quote = connection.dialect.identifier_preparer.quote
+    digest = hashlib.blake2b(digest_size=16)
+    for _, database, _ in connection.exec_driver_sql("PRAGMA database_list").fetchall():
+        rows = connection.exec_driver_sql(
+            f"SELECT type, name, tbl_name, sql FROM {quote(database)}.sqlite_master ORDER BY rowid"
+        ).fetchall()
+        digest.update(repr((database, rows)).encode())
+    return digest.hexdigest()
+
+
+_SEQUENCE_OWNERS = """
+SELECT c.oid::regclass::text, a.attname
+FROM pg_class c
+JOIN pg_depend d ON d.objid = c.oid AND d.classid = 'pg_class'::regclass
+     AND d.refclassid = 'pg_class'::regclass
+JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+WHERE c.relkind = 'S'
+"""
+
+
+def _read_sequence_owners_once(migration_context: MigrationContext) -> None:
+    """Answer alembic's per-column SERIAL question from one read of every sequence's owner."""
+    impl = migration_context.impl
+    ask_alembic = impl.autogen_column_reflect
+    owners: dict[str, str] | None = None
+
+    def column_reflect(inspector: Inspector, table: Any, column_info: dict[str, Any]) -> None:
+        nonlocal owners
+        default = column_info.get("default") if _is_integer(column_info["type"]) else None
+        found = re.match(r"nextval\('(.+?)'::regclass\)", default or "")
+        if found is None:
+            return ask_alembic(inspector, table, column_info)
+        if owners is None:
+            owners = _sequence_owners(migration_context.connection)
+        owner = owners.get(found.group(1))
+        if owner is None:
+            return ask_alembic(inspector, table, column_info)
+        if owner == column_info["name"]:
+            del column_info["default"]  # a SERIAL column: its sequence default is not compared
+        return None
+
+    impl.autogen_column_reflect = column_reflect
+
+
+def _sequence_owners(connection: Connection) -> dict[str, str]:
+    from sqlalchemy import text
+
+    owners: dict[str, str] = {}
+    for sequence, column in connection.execute(text(_SEQUENCE_OWNERS)):
+        owners.setdefault(sequence, column)
+    return owners
+
+
+def _is_integer(column_type: Any) -> bool:
+    from sqlalchemy.dialects.postgresql import BIGINT, INTEGER
+
+    return isinstance(column_type, (INTEGER, BIGINT))

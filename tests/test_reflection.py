@@ -1,0 +1,244 @@
+"""SQLite reflection reused between autogenerate calls: the same answers, never a stale one."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from conftest import fresh_database
+
+from framefox_magic.manager import AlembicManager
+
+DATABASE_SCHEMA = [
+    "CREATE TABLE team (id INTEGER PRIMARY KEY, name VARCHAR(40) NOT NULL UNIQUE, "
+    "budget NUMERIC(10, 2) DEFAULT 0)",
+    "CREATE TABLE hero (id INTEGER PRIMARY KEY, name VARCHAR(50), team_id INTEGER REFERENCES team (id), "
+    "age INTEGER CHECK (age > 0), secret TEXT)",
+    "CREATE INDEX ix_hero_name ON hero (name)",
+    "CREATE TABLE legacy (id INTEGER PRIMARY KEY)",
+    "CREATE VIEW hero_names AS SELECT name FROM hero",
+]
+# the same without what SQLite's table recreate cannot carry over (a view, unnamed constraints)
+PLAIN_SCHEMA = [
+    "CREATE TABLE team (id INTEGER NOT NULL PRIMARY KEY, name VARCHAR(40) NOT NULL, "
+    "budget NUMERIC(10, 2) DEFAULT 0)",
+    "CREATE TABLE hero (id INTEGER NOT NULL PRIMARY KEY, name VARCHAR(50), "
+    "team_id INTEGER REFERENCES team (id), age INTEGER, secret TEXT)",
+    "CREATE INDEX ix_hero_name ON hero (name)",
+    "CREATE TABLE legacy (id INTEGER PRIMARY KEY)",
+]
+
+
+def models(unique_name: bool = True) -> sa.MetaData:
+    """Models that differ from DATABASE_SCHEMA in columns, types, indexes and tables."""
+    metadata = sa.MetaData()
+    sa.Table("team", metadata,
+             sa.Column("id", sa.Integer, primary_key=True),
+             sa.Column("name", sa.String(80), nullable=False, unique=unique_name),
+             sa.Column("budget", sa.Numeric(10, 2), server_default="0"),
+             sa.Column("motto", sa.String(100)))
+    sa.Table("hero", metadata,
+             sa.Column("id", sa.Integer, primary_key=True),
+             sa.Column("name", sa.String(50)),
+             sa.Column("team_id", sa.Integer, sa.ForeignKey("team.id")),
+             sa.Column("age", sa.Integer),
+             sa.Index("ix_hero_age", "age"))
+    sa.Table("power", metadata, sa.Column("id", sa.Integer, primary_key=True))
+    return metadata
+
+
+def build(path: Path, statements: list[str]) -> None:
+    with sqlite3.connect(path) as connection:
+        for statement in statements:
+            connection.execute(statement)
+    connection.close()
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    path = tmp_path / "app.db"
+    build(path, DATABASE_SCHEMA)
+    return path
+
+
+@pytest.fixture
+def manager(project: Path, database: Path) -> AlembicManager:
+    manager = AlembicManager(f"sqlite:///{database}", project_root=project, metadata=models())
+    manager.init()
+    return manager
+
+
+@contextmanager
+def statements_run() -> Iterator[list[str]]:
+    """Every SQL statement any engine runs inside the block."""
+    seen: list[str] = []
+
+    def record(connection, cursor, statement, *rest) -> None:
+        seen.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+
+
+def rows(diff) -> list[tuple]:
+    return [(row.op, row.table, row.target, row.detail, row.destructive) for row in diff.rows]
+
+
+def table_reflections(statements: list[str]) -> list[str]:
+    return [s for s in statements if s.startswith("PRAGMA") and "table_xinfo" in s]
+
+
+def test_repeated_diff_gives_the_same_rows_without_reflecting_the_tables_again(manager, project, database):
+    with statements_run() as first_run:
+        first = rows(manager.diff())
+    with statements_run() as second_run:
+        second = rows(manager.diff())
+
+    assert {op for op, *_ in first} >= {"add_column", "drop_column", "alter_column", "create_index",
+                                        "drop_index", "create_table", "drop_table"}
+    assert second == first
+    assert len(table_reflections(first_run)) >= 3  # team, hero, legacy
+    assert table_reflections(second_run) == []
+    fresh = AlembicManager(f"sqlite:///{database}", project_root=project, metadata=models())
+    assert rows(fresh.diff()) == first
+
+
+def test_a_column_added_by_another_connection_shows_in_the_next_diff(manager, database):
+    before = rows(manager.diff())
+    build(database, ["ALTER TABLE legacy ADD COLUMN note TEXT", "ALTER TABLE hero ADD COLUMN extra INTEGER"])
+
+    after = rows(manager.diff())
+
+    new_rows = [row[:3] for row in after if row not in before]
+    assert new_rows == [("drop_column", "hero", "extra")]
+
+
+def test_a_database_file_replaced_by_another_schema_is_reflected_anew(manager, database):
+    manager.diff()
+    database.unlink()
+    replaced = [sql.replace("secret TEXT", "secret TEXT, nickname TEXT") for sql in DATABASE_SCHEMA]
+    build(database, replaced)  # as many schema changes as before: only the catalog's text differs
+
+    targets = [(op, table, target) for op, table, target, *_ in rows(manager.diff())]
+
+    assert ("drop_column", "hero", "nickname") in targets
+
+
+def test_revision_after_a_diff_writes_every_change_and_then_nothing_is_left(project, tmp_path):
+    database = tmp_path / "plain.db"
+    build(database, PLAIN_SCHEMA)
+    url = f"sqlite:///{database}"
+    manager = AlembicManager(url, project_root=project, metadata=models(unique_name=False))
+    manager.init()
+    manager.diff()
+
+    written = manager.revision("align with the models")
+    source = Path(written.path).read_text()
+    manager.upgrade()
+
+    for expected in ("'motto'", "'secret'", "ix_hero_age", "ix_hero_name", "'power'", "'legacy'"):
+        assert expected in source
+    assert manager.check().rows == []
+    assert set(sa.inspect(sa.create_engine(f"sqlite:///{database}")).get_table_names()) == {
+        "alembic_version", "team", "hero", "power"
+    }
+
+
+def test_a_changed_table_filter_is_honoured(manager, project, database):
+    manager.diff()
+    config_file = project / "migrations" / "env.py"
+    env = config_file.read_text().replace(
+        '"process_revision_directives": skip_empty_autogenerate,',
+        '"process_revision_directives": skip_empty_autogenerate,\n'
+        '        "include_name": lambda name, kind, parent: not (kind == "table" and name == "legacy"),',
+    )
+    config_file.write_text(env)
+
+    tables = {table for op, table, *_ in rows(manager.diff())}
+
+    assert "legacy" not in tables
+    assert {"team", "hero", "power"} <= tables
+
+
+# ---------------------------------------------------------------- PostgreSQL: sequence owners
+
+
+def compare_server_defaults(project: Path) -> None:
+    env = project / "migrations" / "env.py"
+    env.write_text(env.read_text().replace(
+        '"compare_type": True,', '"compare_type": True,\n        "compare_server_default": True,'
+    ))
+
+
+@pytest.fixture
+def postgresql_url(tmp_path: Path) -> Iterator[str]:
+    with fresh_database("postgresql", tmp_path) as url:
+        yield url
+
+
+def serial_tables(count: int, default: str = "new") -> sa.MetaData:
+    """Models of tables whose id and counter columns are SERIAL in the database."""
+    metadata = sa.MetaData()
+    for index in range(count):
+        sa.Table(f"item{index}", metadata,
+                 sa.Column("id", sa.Integer, primary_key=True),
+                 sa.Column("counter", sa.Integer, nullable=False),
+                 sa.Column("state", sa.String(10), server_default=default))
+    return metadata
+
+
+def create_serial_tables(url: str, count: int) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        for index in range(count):
+            connection.execute(sa.text(
+                f"CREATE TABLE item{index} (id SERIAL PRIMARY KEY, counter SERIAL, "
+                "state VARCHAR(10) DEFAULT 'new')"
+            ))
+    engine.dispose()
+
+
+def test_postgresql_serial_columns_are_recognised_from_one_owner_query(postgresql_url, project):
+    create_serial_tables(postgresql_url, 5)
+    manager = AlembicManager(postgresql_url, project_root=project, metadata=serial_tables(5))
+    manager.init()
+    compare_server_defaults(project)
+
+    with statements_run() as seen:
+        assert manager.check().rows == []  # no SERIAL default reported as a change
+
+    assert len([statement for statement in seen if "pg_depend" in statement]) == 1
+    manager.metadata = serial_tables(5, default="old")
+    changed = {(row.op, row.table, row.target) for row in manager.diff().rows}
+    assert changed == {("alter_column", f"item{index}", "state") for index in range(5)}
+
+
+def test_postgresql_a_sequence_default_the_column_does_not_own_is_compared(postgresql_url, project):
+    engine = sa.create_engine(postgresql_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE SEQUENCE ticket_numbers"))
+        connection.execute(sa.text(
+            "CREATE TABLE ticket (id SERIAL PRIMARY KEY, number INTEGER DEFAULT nextval('ticket_numbers'), "
+            "copy INTEGER DEFAULT nextval('ticket_id_seq'))"
+        ))
+    engine.dispose()
+    metadata = sa.MetaData()
+    sa.Table("ticket", metadata, sa.Column("id", sa.Integer, primary_key=True),
+             sa.Column("number", sa.Integer), sa.Column("copy", sa.Integer))
+    manager = AlembicManager(postgresql_url, project_root=project, metadata=metadata)
+    manager.init()
+    compare_server_defaults(project)
+
+    rows = manager.diff().rows
+
+    assert [(row.op, row.table, row.target, row.detail) for row in rows] == [
+        ("alter_column", "ticket", "number", "server default None"),
+        ("alter_column", "ticket", "copy", "server default None"),  # its sequence belongs to id
+    ]
