@@ -16,6 +16,7 @@ from . import commands
 from .errors import MigrationError
 from .manager import AlembicManager, StepCallback
 from .metadata import Redefinition, forget_redefined
+from .reflection import unregister_plugin
 from .results import Outcome, RevisionInfo
 
 OUTPUT = commands.Arg(
@@ -246,10 +247,11 @@ def load(ipython: Any) -> None:
 
 
 def unload(ipython: Any) -> None:
-    """Remove the magics, the hook and the completer."""
+    """Remove the magics, the hook, the completer and the reflection plugin."""
     state = _LOADED.pop(id(ipython), None)
     if state is None:
         return
+    unregister_plugin()
     ipython.events.unregister("pre_run_cell", state["hook"])
     if state["matcher"] in ipython.Completer.custom_matchers:
         ipython.Completer.custom_matchers.remove(state["matcher"])

@@ -64,11 +64,17 @@ def _fresh_module(name: str) -> Any:
     module = sys.modules.get(name)
     if module is None:
         module = importlib.import_module(name)
-    elif _mtime(module) != _loaded_mtimes.get(name):
+    elif _file_changed(module, name):
         forget_models(lambda cls: cls.__module__ == name)
         module = importlib.reload(module)
     _loaded_mtimes[name] = _mtime(module)
     return module
+
+
+def _file_changed(module: Any, name: str) -> bool:
+    """Whether the module's file changed since it was loaded here; one with no file (a notebook's
+    __main__) never has."""
+    return bool(getattr(module, "__file__", None)) and _mtime(module) != _loaded_mtimes.get(name)
 
 
 def _mtime(module: Any) -> float:

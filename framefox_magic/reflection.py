@@ -34,7 +34,7 @@ REFLECTED_KINDS = (
     "columns", "pk_constraint", "foreign_keys", "indexes", "unique_constraints",
     "table_comment", "check_constraints", "table_options",
 )
-_registered = False
+_plugin: Any = None
 
 
 class ReflectionCache:
@@ -68,16 +68,23 @@ def reuse_in(migration_context: MigrationContext, cache: ReflectionCache) -> Non
 
 
 def _register_plugin() -> None:
-    global _registered
-    if _registered:
+    global _plugin
+    if _plugin is not None:
         return
     from alembic.runtime.plugins import Plugin
     from alembic.util import DispatchPriority
 
-    plugin = Plugin(PLUGIN_NAME)
-    plugin.add_autogenerate_comparator(_fill_inspector, "schema", qualifier="sqlite",
-                                       priority=DispatchPriority.FIRST)
-    _registered = True
+    _plugin = Plugin(PLUGIN_NAME)
+    _plugin.add_autogenerate_comparator(_fill_inspector, "schema", qualifier="sqlite",
+                                        priority=DispatchPriority.FIRST)
+
+
+def unregister_plugin() -> None:
+    """Take the plugin out of alembic's registry (the next comparison registers it again)."""
+    global _plugin
+    if _plugin is not None:
+        _plugin.remove()
+        _plugin = None
 
 
 def _fill_inspector(autogen_context: AutogenContext, upgrade_ops: Any, schemas: set) -> None:

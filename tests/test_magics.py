@@ -279,6 +279,19 @@ def test_metadata_module_is_read_again_when_edited(
     assert column_names(db_url, "item") == {"id", "name", "price"}
 
 
+def test_metadata_defined_in_the_notebook_itself(shell: InteractiveShell, db_url: str) -> None:
+    run(shell, "import sqlalchemy as sa\nmodels = sa.MetaData()\n"
+               "sa.Table('item', models, sa.Column('id', sa.Integer, primary_key=True))")
+    run(shell, f"%migrate init --url {db_url} --metadata __main__:models")
+    run(shell, '%migrate revision --autogenerate -m "create item" --apply')
+    assert column_names(db_url, "item") == {"id"}
+
+    run(shell, "models.tables['item'].append_column(sa.Column('price', sa.Integer))")
+    diff = run(shell, "%migrate diff").to_frame()
+
+    assert diff[["op", "table", "target"]].values.tolist() == [["add_column", "item", "price"]]
+
+
 # ---------------------------------------------------------------- errors
 
 

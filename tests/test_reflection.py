@@ -242,3 +242,37 @@ def test_postgresql_a_sequence_default_the_column_does_not_own_is_compared(postg
         ("alter_column", "ticket", "number", "server default None"),
         ("alter_column", "ticket", "copy", "server default None"),  # its sequence belongs to id
     ]
+
+
+# ---------------------------------------------------------------- the extension
+
+
+def plugin_is_registered() -> bool:
+    from alembic.runtime.plugins import Plugin
+    from alembic.util import CommandError, PriorityDispatcher
+
+    from framefox_magic.reflection import PLUGIN_NAME
+
+    try:
+        Plugin.populate_autogenerate_priority_dispatch(PriorityDispatcher(), [PLUGIN_NAME])
+    except CommandError:
+        return False
+    return True
+
+
+def test_a_repeated_diff_in_a_shell_is_reused_and_unload_ext_takes_the_plugin_away(shell, tmp_path):
+    database = tmp_path / "app.db"
+    build(database, PLAIN_SCHEMA)
+    shell.user_ns["models"] = models(unique_name=False)
+    shell.run_cell(f"%migrate init --url sqlite:///{database}").raise_error()
+    shell.run_cell("%config MigrateMagics.metadata = '__main__:models'").raise_error()
+
+    first = shell.run_cell("%migrate diff")
+    with statements_run() as second_run:
+        second = shell.run_cell("%migrate diff")
+
+    assert rows(second.result) == rows(first.result) != []
+    assert table_reflections(second_run) == []
+    assert plugin_is_registered()
+    shell.run_cell("%unload_ext framefox_magic").raise_error()
+    assert not plugin_is_registered()
