@@ -56,10 +56,15 @@ class ReflectionCache:
 
 def reuse_in(migration_context: MigrationContext, cache: ReflectionCache) -> None:
     """Save reflection work in the next autogenerate on this context (SQLite and PostgreSQL)."""
-    if migration_context.dialect.name == "postgresql":
+    dialect = migration_context.dialect.name
+    if dialect == "sqlite":
+        _reuse_sqlite_reflection(migration_context, cache)
+    elif dialect == "postgresql":
         _read_sequence_owners_once(migration_context)
-    if migration_context.dialect.name != "sqlite":
-        return
+
+
+def _reuse_sqlite_reflection(migration_context: MigrationContext, cache: ReflectionCache) -> None:
+    """Name the plugin in this context's options and hand it the cache."""
     _register_plugin()
     opts = migration_context.opts
     plugins = list(opts.get("autogenerate_plugins") or ["alembic.autogenerate.*"])

@@ -151,15 +151,17 @@ def test_revision_after_a_diff_writes_every_change_and_then_nothing_is_left(proj
     }
 
 
+def add_env_option(project: Path, option: str) -> None:
+    """Add one `"name": value,` entry to the options env.py passes to context.configure()."""
+    env = project / "migrations" / "env.py"
+    anchor = '"compare_type": True,'
+    env.write_text(env.read_text().replace(anchor, f"{anchor}\n        {option}"))
+
+
 def test_a_changed_table_filter_is_honoured(manager, project, database):
     manager.diff()
-    config_file = project / "migrations" / "env.py"
-    env = config_file.read_text().replace(
-        '"process_revision_directives": skip_empty_autogenerate,',
-        '"process_revision_directives": skip_empty_autogenerate,\n'
-        '        "include_name": lambda name, kind, parent: not (kind == "table" and name == "legacy"),',
-    )
-    config_file.write_text(env)
+    add_env_option(project, '"include_name": lambda name, kind, parent: '
+                            'not (kind == "table" and name == "legacy"),')
 
     tables = {table for op, table, *_ in rows(manager.diff())}
 
@@ -168,13 +170,6 @@ def test_a_changed_table_filter_is_honoured(manager, project, database):
 
 
 # ---------------------------------------------------------------- PostgreSQL: sequence owners
-
-
-def compare_server_defaults(project: Path) -> None:
-    env = project / "migrations" / "env.py"
-    env.write_text(env.read_text().replace(
-        '"compare_type": True,', '"compare_type": True,\n        "compare_server_default": True,'
-    ))
 
 
 @pytest.fixture
@@ -209,7 +204,7 @@ def test_postgresql_serial_columns_are_recognised_from_one_owner_query(postgresq
     create_serial_tables(postgresql_url, 5)
     manager = AlembicManager(postgresql_url, project_root=project, metadata=serial_tables(5))
     manager.init()
-    compare_server_defaults(project)
+    add_env_option(project, '"compare_server_default": True,')
 
     with statements_run() as seen:
         assert manager.check().rows == []  # no SERIAL default reported as a change
@@ -234,7 +229,7 @@ def test_postgresql_a_sequence_default_the_column_does_not_own_is_compared(postg
              sa.Column("number", sa.Integer), sa.Column("copy", sa.Integer))
     manager = AlembicManager(postgresql_url, project_root=project, metadata=metadata)
     manager.init()
-    compare_server_defaults(project)
+    add_env_option(project, '"compare_server_default": True,')
 
     rows = manager.diff().rows
 
