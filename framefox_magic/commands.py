@@ -201,6 +201,11 @@ COMMANDS: tuple[Command, ...] = (
     Command("reset", lambda m, a, ui: m.reset(), help=_doc(AlembicManager.reset),
             args=(YES,), destructive=lambda a: True),
     Command("graph", lambda m, a, ui: m.graph(), help=_doc(AlembicManager.graph)),
+    Command(
+        "erd", lambda m, a, ui: m.erd(a.rev), help=_doc(AlembicManager.erd),
+        args=(_arg("rev", help="draw the schema at this revision (default: the database's)",
+                   kind=REVISION, nargs="?"),),
+    ),
     Command("panel", lambda m, a, ui: ui.panel(m), help="Show the point-and-click panel."),
 )
 BY_NAME = {command.name: command for command in COMMANDS}

@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import settings
+from . import schema, settings
 from .diff import record_script, rows_from_ops, unrecorded_row
 from .errors import (
     ConfigurationError,
@@ -36,6 +36,7 @@ from .metadata import check_spec, resolve_metadata
 from .reflection import ReflectionCache, reuse_in
 from .results import (
     Diff,
+    Erd,
     Graph,
     History,
     Outcome,
@@ -264,6 +265,45 @@ class AlembicManager:
         except Exception:  # showing a file must not need the database
             return set(), ()
         return self._applied(script, current), current
+
+    def erd(self, rev: str | None = None) -> Erd:
+        """The schema drawn: tables, columns, keys, relations; of the database, or at revision REV."""
+        with self._call() as target:
+            script = self._script_directory(target)
+            if rev is not None:
+                return self._erd_at(target, script, self._one(script, rev))
+            with self._connect(target) as connection:
+                tables = schema.from_connection(connection, skip=("alembic_version",))
+                current = self._current_heads(target, connection)
+            marked = script.get_revision(current[0]) if len(current) == 1 else None
+            title = f"Database schema ({_heads_text(current)})"
+            return self._marked_erd(target, tables, marked, title, [])
+
+    def _erd_at(self, target: settings.Target, script: ScriptDirectory, found: Script) -> Erd:
+        dialect = _dialect(target.url)
+        tables: schema.Tables = {}
+        notes = []
+        for step in reversed(list(script.iterate_revisions(found.revision, "base"))):
+            try:
+                tables = schema.replay(record_script(step.module, dialect.name), tables, dialect)
+            except Exception as error:  # e.g. a data migration that needs the database
+                notes.append(f"{step.revision}: not drawn ({unrecorded_row(step.revision, error).detail}).")
+        title = f"Schema at {found.revision} ({found.doc})"
+        return self._marked_erd(target, tables, found, title, notes)
+
+    def _marked_erd(self, target: settings.Target, tables: schema.Tables, marked: Script | None,
+                    title: str, notes: list[str]) -> Erd:
+        """The diagram, with what `marked` (a revision) added, changed and removed."""
+        changes: dict[str, str] = {}
+        removed: list[str] = []
+        if marked is not None:
+            try:
+                operations = record_script(marked.module, _dialect_name(target.url))
+                changes, removed = schema.changes_made_by(operations)
+                title += f"; marked: what {marked.revision} changed"
+            except Exception:  # nothing to mark when the revision cannot be recorded
+                pass
+        return Erd(sorted(tables.values(), key=lambda t: t.label), title, changes, removed, notes)
 
     # ---------------------------------------------------------------- comparing
 
@@ -970,6 +1010,13 @@ def _describe(metadata: Any) -> str:
     if metadata is None:
         return "SQLModel.metadata"
     return metadata if isinstance(metadata, str) else type(metadata).__name__
+
+
+def _dialect(url: str) -> Any:
+    """The SQLAlchemy dialect of a URL, without connecting."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).get_dialect()()
 
 
 def _dialect_name(url: str) -> str:

@@ -55,6 +55,14 @@ STYLE = """<style>
 .ffm svg .folded{fill:var(--jp-layout-color2,#eaeef2);stroke:var(--jp-border-color1,#8c959f)}
 .ffm svg text.muted{fill:var(--jp-ui-font-color2,#57606a)}
 .ffm svg text.head{font-weight:700}
+.ffm svg .tbl{fill:var(--jp-layout-color0,#fff);stroke:var(--jp-border-color1,#8c959f);stroke-width:1}
+.ffm svg .tbl-head{fill:var(--jp-layout-color2,#eaeef2);stroke:none}
+.ffm svg .tbl.added{stroke:var(--jp-success-color1,#1a7f37);stroke-width:2}
+.ffm svg .row.added{fill:var(--jp-success-color3,#dafbe1)}
+.ffm svg .row.changed{fill:var(--jp-warn-color3,#fff8c5)}
+.ffm svg .grp{fill:none;stroke:var(--jp-border-color2,#d0d7de);stroke-dasharray:4 3}
+.ffm svg .rel{stroke:var(--jp-brand-color1,#0969da);stroke-width:1.3;fill:none;opacity:0.75}
+.ffm svg .rel-end{fill:var(--jp-brand-color1,#0969da)}
 </style>"""
 
 
@@ -649,3 +657,114 @@ def graph_text(graph: Any) -> str:
 
 _HTML["Graph"] = graph_html
 _TEXT["Graph"] = graph_text
+
+
+# ---------------------------------------------------------------- the schema diagram
+
+_NAME_CHARS = 22
+_TYPE_CHARS = 16
+
+
+def _clip(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def erd_svg(erd: Any) -> str:
+    """Tables as boxes (grouped by relations), foreign keys as lines; inline SVG, no script."""
+    from .diagram import TABLE_WIDTH, layout
+
+    placed = layout(erd.tables)
+    boxes = placed.boxes()
+    width, height = placed.width + 2, placed.height + 2
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+             f'viewBox="0 0 {width:.0f} {height:.0f}" role="img"><title>schema diagram</title>']
+    parts += [f'<rect class="grp" x="{g.x + 1:.0f}" y="{g.y + 1:.0f}" width="{g.width:.0f}" '
+              f'height="{g.height:.0f}" rx="6"/>' for g in placed.groups if len(g.boxes) > 1]
+    parts += [_erd_box(box, erd, TABLE_WIDTH) for box in boxes.values()]
+    parts += [_erd_relation(box, column, boxes, TABLE_WIDTH)
+              for box in boxes.values() for column in box.table.columns if column.references]
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _erd_box(box: Any, erd: Any, width: float) -> str:
+    from .diagram import HEADER_HEIGHT, ROW_HEIGHT
+
+    table, x, y = box.table, box.x, box.y
+    added = " added" if erd.change(table.name) == "added" else ""
+    parts = [f'<g data-table="{_e(table.label)}"><title>{_e(table.label)}</title>',
+             f'<rect class="tbl{added}" x="{x:.0f}" y="{y:.0f}" width="{width}" '
+             f'height="{box.height:.0f}" rx="4"/>',
+             f'<rect class="tbl-head" x="{x + 1:.0f}" y="{y + 1:.0f}" width="{width - 2}" '
+             f'height="{HEADER_HEIGHT - 2}" rx="3"/>',
+             f'<text class="head" x="{x + 8:.0f}" y="{y + 16:.0f}">{_e(_clip(table.label, 30))}</text>']
+    for index, column in enumerate(table.columns):
+        top = y + HEADER_HEIGHT + index * ROW_HEIGHT
+        change = "" if added else erd.change(table.name, column.name)
+        if change:
+            parts.append(f'<rect class="row {change}" x="{x + 1:.0f}" y="{top:.0f}" width="{width - 2}" '
+                         f'height="{ROW_HEIGHT}"/>')
+        key = "PK" if column.primary_key else ("FK" if column.references else "")
+        name = column.name + ("" if column.nullable or column.primary_key else " *")
+        parts.append(f'<text class="muted" x="{x + 8:.0f}" y="{top + 13:.0f}">{key}</text>'
+                     f'<text x="{x + 32:.0f}" y="{top + 13:.0f}"><title>{_e(column.name)}</title>'
+                     f'{_e(_clip(name, _NAME_CHARS))}</text>'
+                     f'<text class="muted" x="{x + width - 8:.0f}" y="{top + 13:.0f}" text-anchor="end">'
+                     f'{_e(_clip(column.type, _TYPE_CHARS))}</text>')
+    parts.append("</g>")
+    return "".join(parts)
+
+
+def _erd_relation(box: Any, column: Any, boxes: dict[str, Any], width: float) -> str:
+    """A curve from a foreign-key column to the column it references."""
+    target_table, _, target_column = column.references.rpartition(".")
+    target = boxes.get(target_table)
+    if target is None:
+        return ""
+    y1, y2 = box.row_y(column.name), target.row_y(target_column)
+    if target.x > box.x:  # target to the right: leave on the right, arrive on its left
+        x1, x2, out, into = box.x + width, target.x, 40.0, -40.0
+    elif target.x < box.x:
+        x1, x2, out, into = box.x, target.x + width, -40.0, 40.0
+    else:  # same column (or itself): a loop through the gap on the right
+        x1 = x2 = box.x + width
+        out = into = 28.0
+    return (f'<path class="rel" d="M{x1:.0f},{y1:.0f} C{x1 + out:.0f},{y1:.0f} {x2 + into:.0f},{y2:.0f} '
+            f'{x2:.0f},{y2:.0f}"><title>{_e(column.references)}</title></path>'
+            f'<circle class="rel-end" cx="{x2:.0f}" cy="{y2:.0f}" r="3"/>')
+
+
+def erd_html(erd: Any) -> str:
+    """The schema diagram with a legend and what the marked revision removed; scrolled when large."""
+    if not erd.tables:
+        return _wrap(f"<h4>{_e(erd.title)}</h4><p class='muted'>No tables.</p>")
+    columns = sum(len(t.columns) for t in erd.tables)
+    legend = (f"<div class='muted'>{len(erd.tables)} table(s), {columns} column(s). PK primary key, "
+              "FK foreign key, * NOT NULL; green: added, yellow: changed by the marked revision.</div>")
+    removed = (f"<div>{_badge('removed', 'bad')}{_e(', '.join(erd.removed))}</div>" if erd.removed else "")
+    notes = "".join(f"<p class='muted'>{_e(note)}</p>" for note in erd.notes)
+    diagram = f'<div class="scroll">{erd_svg(erd)}</div>'
+    return _wrap(f"<h4>{_e(erd.title)}</h4>{legend}{removed}{notes}{diagram}")
+
+
+def erd_text(erd: Any) -> str:
+    """The same schema as indented text: one table, then its columns."""
+    lines = [erd.title]
+    for table in erd.tables:
+        mark = f"  [{erd.change(table.name)}]" if erd.change(table.name) else ""
+        lines.append(f"{table.label}{mark}")
+        for column in table.columns:
+            key = "PK" if column.primary_key else ("FK" if column.references else "  ")
+            target = f" -> {column.references}" if column.references else ""
+            null = "" if column.nullable or column.primary_key else " NOT NULL"
+            change = "" if mark else erd.change(table.name, column.name)
+            change = f"  [{change}]" if change else ""
+            lines.append(f"  {key} {column.name} {column.type}{null}{target}{change}")
+    if erd.removed:
+        lines.append(f"removed: {', '.join(erd.removed)}")
+    lines.extend(erd.notes)
+    return "\n".join(lines)
+
+
+_HTML["Erd"] = erd_html
+_TEXT["Erd"] = erd_text

@@ -269,3 +269,32 @@ class TargetInfo(_Result):
 @dataclass(repr=False)
 class Graph(_Revisions):
     """The revision graph: branches, merges, heads, the database's position, pending revisions."""
+
+
+ERD_COLUMNS = ("table", "column", "type", "nullable", "primary_key", "references", "change")
+
+
+@dataclass(repr=False)
+class Erd(_Result):
+    """The schema drawn: tables, columns, keys and relations; what one revision changed is marked."""
+
+    tables: list[Any] = field(default_factory=list)
+    title: str = "Schema"
+    changes: dict[str, str] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def change(self, table: str, column: str | None = None) -> str:
+        """'added' or 'changed' for a table (or one of its columns) the marked revision touched."""
+        if column is not None and f"{table}.{column}" in self.changes:
+            return self.changes[f"{table}.{column}"]
+        return self.changes.get(table, "")
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per column: table, column, type, nullable, primary_key, references, change."""
+        rows = [
+            {"table": t.label, "column": c.name, "type": c.type, "nullable": c.nullable,
+             "primary_key": c.primary_key, "references": c.references, "change": self.change(t.name, c.name)}
+            for t in self.tables for c in t.columns
+        ]
+        return _frame(rows, ERD_COLUMNS)
