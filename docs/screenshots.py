@@ -30,7 +30,8 @@ from test_browser import (  # noqa: E402
 
 from framefox_magic import AlembicManager  # noqa: E402
 
-OUTPUTS = ("history", "diff", "show", "graph", "status", "panel")
+OUTPUTS = ("history", "diff", "show", "graph", "status", "panel", "erd-5", "erd-60")
+DOMAINS = ("shop", "cafe", "garage", "clinic", "school", "farm", "hotel", "gym", "studio", "lab")
 
 
 def table(name: str, *columns: str) -> str:
@@ -62,15 +63,40 @@ def demo_project(root: Path) -> str:
     return drop
 
 
+def erd_project(root: Path, domains: tuple[str, ...], tables: int = 6) -> None:
+    """Related tables per domain (customer, order, order line, product, invoice, payment), applied;
+    the last revision adds a column, so the diagram marks it."""
+    shapes = [("customer", ""), ("product", ""), ("order", "customer"), ("order_line", "order"),
+              ("invoice", "order"), ("payment", "invoice")][:tables]
+    lines = []
+    for domain in domains:
+        for name, parent in shapes:
+            key = f", sa.Column('{parent}_id', sa.Integer(), sa.ForeignKey('{domain}_{parent}.id'))"
+            lines.append(f"op.create_table('{domain}_{name}', "
+                         "sa.Column('id', sa.Integer(), primary_key=True), "
+                         "sa.Column('name', sa.String(80), nullable=False), "
+                         f"sa.Column('created', sa.DateTime()){key if parent else ''})")
+    manager = AlembicManager(project_root=root)
+    manager.init()
+    manager.revision("schema", autogenerate=False, upgrade_body="\n".join(lines))
+    email = f"op.add_column('{domains[0]}_customer', sa.Column('email', sa.String(120)))"
+    manager.revision("customer email", autogenerate=False, upgrade_body=email)
+    manager.upgrade()
+
+
 def shoot(theme: str, folder: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     root = folder / f"project-{theme}"
     root.mkdir()
     drop = demo_project(root)
+    erd_project(root / "small", DOMAINS[:1], tables=5)
+    erd_project(root / "large", DOMAINS)
     write_notebook(root / "tour.ipynb", [
         "%load_ext framefox_magic", "%migrate history", f"%migrate diff {drop}", f"%migrate show {drop}",
         "%migrate graph", "%migrate status", "%migrate panel",
+        "%migrate erd --url sqlite:///small/database.db --dir small/migrations",
+        "%migrate erd --url sqlite:///large/database.db --dir large/migrations",
     ])
     lab = start_lab(root, folder / f"jupyter-{theme}", theme)
     try:
