@@ -192,6 +192,13 @@ COMMANDS: tuple[Command, ...] = (
               YES),
         destructive=lambda a: True,
     ),
+    Command(
+        "squash", lambda m, a, ui: m.squash(a.rev_range, a.message, a.rev_id),
+        help=_doc(AlembicManager.squash),
+        args=(_arg("rev_range", help="the run to replace, A:B (first and last revision)", kind=REVISION),
+              MESSAGE, _arg("--rev-id", help="the id to give the new revision", dest="rev_id"), YES),
+        destructive=lambda a: True,
+    ),
     Command("init-version-table", lambda m, a, ui: m.create_version_table(),
             help=_doc(AlembicManager.create_version_table)),
     Command("clear-history", lambda m, a, ui: m.clear_history(), help=_doc(AlembicManager.clear_history),

@@ -225,6 +225,20 @@ def _narrows(old: Any, new: Any) -> bool:
     return True
 
 
+def drop_indexes_with_their_tables(container: Any) -> None:
+    """Leave out index drops for tables the same operations drop: the table takes its indexes with
+    it, and MySQL/MariaDB refuse to drop an index that backs a foreign key before the table goes."""
+    dropped = {(op.schema, op.table_name) for op in container.ops if type(op).__name__ == "DropTableOp"}
+
+    def kept(op: Any) -> bool:
+        return not (type(op).__name__ == "DropIndexOp" and (op.schema, op.table_name) in dropped)
+
+    container.ops = [op for op in container.ops if kept(op)]
+    for op in container.ops:
+        if hasattr(op, "ops") and (op.schema, op.table_name) in dropped:
+            op.ops = [inner for inner in op.ops if kept(inner)]
+
+
 def record_script(module: Any, dialect_name: str, direction: str = "upgrade") -> list[Any]:
     """Run a revision's upgrade() (or downgrade()) against recording operations; no database."""
     from alembic.operations import BatchOperations, Operations

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import schema, settings
-from .diff import record_script, rows_from_ops, unrecorded_row
+from .diff import drop_indexes_with_their_tables, record_script, rows_from_ops, unrecorded_row
 from .errors import (
     ConfigurationError,
     MigrationError,
@@ -45,6 +45,7 @@ from .results import (
     RevisionList,
     SqlBlock,
     SqlScript,
+    Squash,
     Status,
     TargetInfo,
 )
@@ -601,6 +602,9 @@ class AlembicManager:
 
         def note_changes(context: Any, revision: Any, directives: list) -> None:
             found_changes.append(any(not ops.is_empty() for d in directives for ops in d.upgrade_ops_list))
+            for directive in directives:
+                for downgrade in directive.downgrade_ops_list:
+                    drop_indexes_with_their_tables(downgrade)
 
         with self._connect(target) as connection:
             config = self._config(target, connection, autogenerate=autogenerate)
@@ -678,6 +682,55 @@ class AlembicManager:
             )
             found = self._script_directory(target).get_revision(written.revision)
             return self._info(found, set(), ())
+
+    def squash(self, rev_range: str, message: str, rev_id: str | None = None) -> Squash:
+        """Replace the linear run A:B with one revision, proven to build the same schema up and down."""
+        from alembic import util
+
+        from . import authoring
+
+        first, _, last = rev_range.partition(":")
+        if not first or not last:
+            raise ConfigurationError("Name the run to squash as A:B (its first and last revision).")
+        message = _docstring_safe(message)
+        with self._call() as target:
+            script = self._script_directory(target)
+            run = authoring.linear_run(script, self._one(script, first), self._one(script, last))
+            authoring.refuse_data_migrations(run, _dialect_name(target.url))
+            authoring.check_children_repointable(run)
+            with self._connect(target) as connection:
+                at_end = authoring.database_at_end(run, self._current_heads(target, connection))
+            if rev_id is not None:
+                _check_new_rev_id(script, rev_id)
+            new_id = rev_id or util.rev_id()
+            with authoring.temporary_folder() as scratch:
+                proof = authoring.build_and_prove(self, target, run, message, new_id, Path(scratch))
+                if not proof.ok:
+                    failed = "; ".join(detail for _, ok, detail in proof.checks if not ok)
+                    raise authoring.SquashRefused(f"The squashed revision does not build the same schema, so "
+                                                  f"nothing was changed: {failed}")
+                return self._install_squash(target, run, proof, new_id, at_end)
+
+    def _install_squash(self, target: settings.Target, run: Any, proof: Any, new_id: str,
+                        at_end: bool) -> Squash:
+        """New file in, revisions built on the run re-pointed, old files to the trash, database stamped."""
+        from . import authoring
+
+        installed = target.versions_dir / proof.path.name
+        shutil.copy2(proof.path, installed)
+        for child in run.children:
+            authoring.repoint(child, run.last, new_id)
+        trash = _to_trash(target, [Path(r.path) for r in run.revisions])
+        warnings = []
+        if at_end:
+            with self._connect(target) as connection:
+                _replace_version_row(connection, run.last, new_id)
+                now = self._current_heads(target, connection)
+            warnings.append(f"The database was at {run.last}: it now records {_heads_text(now)}.")
+        info = self._info(self._script_directory(target).get_revision(new_id), set(), ())
+        summary = (f"Squashed {len(run.ids)} revisions ({run.ids[0]}..{run.last}) into {new_id}; the old "
+                   f"files are kept in {trash}.")
+        return Squash(summary, info, tuple(run.ids), proof.checks, str(trash), warnings)
 
     def delete(self, rev: str, force: bool = False) -> Outcome:
         """Remove one revision file; an applied revision, or one others build on, needs force."""
@@ -1000,6 +1053,15 @@ def _created(found: Script) -> datetime | None:
         return datetime.fromtimestamp(Path(found.path).stat().st_mtime)
     except OSError:
         return None
+
+
+def _replace_version_row(connection: Connection, old: str, new: str) -> None:
+    """Record `new` where the version table records `old` (other heads left as they are)."""
+    from sqlalchemy import text
+
+    connection.execute(text("UPDATE alembic_version SET version_num = :new WHERE version_num = :old"),
+                       {"new": new, "old": old})
+    connection.commit()
 
 
 def _heads_text(heads: Sequence[str]) -> str:

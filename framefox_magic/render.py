@@ -768,3 +768,26 @@ def erd_text(erd: Any) -> str:
 
 _HTML["Erd"] = erd_html
 _TEXT["Erd"] = erd_text
+
+
+# ---------------------------------------------------------------- squash
+
+
+def squash_html(result: Any) -> str:
+    """What a squash replaced and wrote, and the checks that prove the new revision equal."""
+    rows = [("" if ok else "destructive", [_badge("ok", "ok") if ok else _badge("failed", "bad"),
+                                           _e(check), _e(detail)]) for check, ok, detail in result.checks]
+    warnings = "".join(f"<div>{_badge('note', 'warn')}{_e(w)}</div>" for w in result.warnings)
+    return _wrap(f"<div>{_badge('squashed', 'ok')}{_e(result.summary)}</div>{warnings}"
+                 f"<h4>Proof</h4>{_table(('', 'check', 'detail'), rows)}")
+
+
+def squash_text(result: Any) -> str:
+    """The same as plain text."""
+    lines = [result.summary, *(f"note: {w}" for w in result.warnings), "Proof:"]
+    lines += [f"  [{'ok' if ok else 'FAILED'}] {check}: {detail}" for check, ok, detail in result.checks]
+    return "\n".join(lines)
+
+
+_HTML["Squash"] = squash_html
+_TEXT["Squash"] = squash_text

@@ -298,3 +298,25 @@ class Erd(_Result):
             for t in self.tables for c in t.columns
         ]
         return _frame(rows, ERD_COLUMNS)
+
+
+@dataclass(repr=False)
+class Squash(_Result):
+    """One revision that replaced a linear run, and the proof that it builds the same schema."""
+
+    summary: str
+    revision: RevisionInfo | None = None
+    replaced: tuple[str, ...] = ()
+    checks: list[tuple[str, bool, str]] = field(default_factory=list)
+    trash: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every check of the proof passed."""
+        return all(ok for _, ok, _ in self.checks)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per check of the proof: check, ok, detail."""
+        rows = [{"check": c, "ok": ok, "detail": d} for c, ok, d in self.checks]
+        return _frame(rows, ("check", "ok", "detail"))

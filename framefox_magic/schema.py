@@ -216,3 +216,46 @@ def _type_text(type_: Any, dialect: Any) -> str:
         return str(type_)
     except Exception:
         return type(type_).__name__
+
+
+def snapshot(connection: Connection, skip: Iterable[str] = ()) -> dict[str, Any]:
+    """What makes two schemas the same, in comparable form: per table its columns (type and
+    nullability), primary key, foreign keys, indexes and unique constraints; PostgreSQL's enums.
+    Constraint and index names are left out: the same structure may carry other generated names."""
+    from sqlalchemy import inspect
+
+    inspector = inspect(connection)
+    skipped = set(skip)
+    found: dict[str, Any] = {}
+    for name in sorted(set(inspector.get_table_names()) - skipped):
+        found[name] = {
+            "columns": sorted((c["name"], _type_text(c["type"], connection.dialect), bool(c["nullable"]))
+                              for c in inspector.get_columns(name)),
+            "primary key": tuple(inspector.get_pk_constraint(name).get("constrained_columns") or ()),
+            "foreign keys": sorted((tuple(k["constrained_columns"]), k["referred_table"],
+                                    tuple(k["referred_columns"])) for k in inspector.get_foreign_keys(name)),
+            "indexes": sorted((tuple(map(str, i["column_names"])), bool(i["unique"]))
+                              for i in inspector.get_indexes(name)),
+            "unique constraints": sorted(tuple(u["column_names"])
+                                         for u in inspector.get_unique_constraints(name)),
+        }
+    if connection.dialect.name == "postgresql":
+        found["(enums)"] = sorted((e["name"], tuple(e["labels"])) for e in inspector.get_enums())
+    return found
+
+
+def differences(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    """Where two snapshots differ, one line each ('table: part: expected ... but found ...')."""
+    lines = []
+    for table in sorted(set(expected) | set(actual)):
+        if table not in actual:
+            lines.append(f"{table}: missing")
+        elif table not in expected:
+            lines.append(f"{table}: not expected")
+        elif table == "(enums)":
+            if expected[table] != actual[table]:
+                lines.append(f"enums: expected {expected[table]} but found {actual[table]}")
+        else:
+            lines += [f"{table}: {part}: expected {expected[table][part]} but found {actual[table][part]}"
+                      for part in expected[table] if expected[table][part] != actual[table][part]]
+    return lines
