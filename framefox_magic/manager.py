@@ -197,6 +197,7 @@ class AlembicManager:
                 up_to_date=not pending and set(current) == set(heads),
                 url=target.masked_url,
                 pending_revisions=[self._info(r, applied, current) for r in pending],
+                notes=script.notes(),
             )
 
     def history(self, rev_range: str | None = None) -> History:
@@ -207,7 +208,8 @@ class AlembicManager:
             applied = self._applied(script, current)
             base, _, head = (rev_range or "base:heads").partition(":")
             revisions = self._walk(script, base or "base", head or "heads")
-            return History([self._info(r, applied, current) for r in revisions], target.masked_url)
+            infos = [self._info(r, applied, current) for r in revisions]
+            return History(infos, target.masked_url, notes=script.notes())
 
     def current(self) -> RevisionList:
         """The revision(s) the database is at."""

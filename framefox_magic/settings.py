@@ -63,7 +63,7 @@ def resolve(
     found_url, url_source = next(_url_candidates(url, root, ini, pyproject))
     folder, dir_source = _migrations_dir(migrations_dir, root, ini, alembic_table, pyproject)
     return Target(
-        url=normalize_url(found_url, root),
+        url=_checked_url(found_url, url_source, root),
         url_source=url_source,
         migrations_dir=folder,
         dir_source=dir_source,
@@ -163,6 +163,20 @@ def _substitute(text: str, variables: Mapping[str, Any]) -> str:
         return str(variables.get(match["name"]) or match["default"] or "")
 
     return _ENV_REFERENCE.sub(value, text).strip()
+
+
+def _checked_url(url: str, source: str, root: Path) -> str:
+    """The URL normalized; a malformed one is refused naming where it came from."""
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return normalize_url(url, root)
+    except ArgumentError:
+        from .errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"The database URL from {source} is not a database URL (expected e.g. sqlite:///app.db)."
+        ) from None
 
 
 def normalize_url(url: str, project_root: Path) -> str:

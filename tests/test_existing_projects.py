@@ -127,6 +127,7 @@ def existing(tmp_path: Path, db_url: str, backend: str, style: str,
 
 
 every_style = pytest.mark.parametrize("style", STYLES)
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
 
 
 @pytest.mark.parametrize("style", (*STYLES, "missing_app"))
@@ -219,3 +220,154 @@ def test_plain_alembic_agrees(existing: Existing) -> None:
 
     assert existing.manager().status().current == ("a1",)
     assert existing.versions() == ["a1"]
+
+
+NOT_LITERAL = '''"""labelled from the application
+
+Revision ID: d4
+"""
+from corpus_not_installed import labels
+
+revision = "d4"
+down_revision = "b2"
+branch_labels = (labels.CONTRACT,)
+depends_on = None
+
+
+def upgrade():
+    pass
+
+
+def downgrade():
+    pass
+'''
+
+
+@sqlite_only
+def test_a_file_whose_header_is_not_literal_is_imported_alone_and_named(existing: Existing) -> None:
+    (existing.root / "migrations" / "versions" / "d4_labelled.py").write_text(NOT_LITERAL, encoding="utf-8")
+    manager = existing.manager()
+
+    history = manager.history()
+
+    assert history.ids == ("b2", "a1")
+    assert len(history.notes) == 1
+    assert history.notes[0].startswith(
+        "migrations/versions/d4_labelled.py was not listed: ModuleNotFoundError")
+    assert "d4_labelled.py" in repr(history) and "d4_labelled.py" in history._repr_html_()
+
+
+@sqlite_only
+def test_a_file_whose_header_is_not_literal_but_imports_is_listed(existing: Existing) -> None:
+    labelled = NOT_LITERAL.replace("from corpus_not_installed import labels\n", "LABEL = 'contract'\n")
+    labelled = labelled.replace("(labels.CONTRACT,)", "(LABEL,)")
+    (existing.root / "migrations" / "versions" / "d4_labelled.py").write_text(labelled, encoding="utf-8")
+
+    history = existing.manager().history()
+
+    assert history.ids == ("d4", "b2", "a1") and history[0].branch_labels == ("contract",)
+    assert history.notes == []
+
+
+@sqlite_only
+def test_version_locations_in_several_folders_are_all_listed(existing: Existing) -> None:
+    extra = existing.root / "plugins" / "billing" / "versions"
+    extra.mkdir(parents=True)
+    (existing.root / "migrations" / "versions" / "b2_create_team.py").rename(extra / "b2_create_team.py")
+    ini = existing.root / "alembic.ini"
+    ini.write_text(ini.read_text() + "version_locations = migrations/versions:plugins\n"
+                   "recursive_version_locations = true\n", encoding="utf-8")
+    manager = existing.manager()
+
+    assert manager.history().ids == ("b2", "a1")
+    manager.upgrade()
+    assert existing.versions() == ["b2"]
+    assert manager.status().up_to_date
+
+
+@sqlite_only
+def test_a_revision_file_that_is_not_utf8_is_named(existing: Existing) -> None:
+    path = existing.root / "migrations" / "versions" / "e5_latin1.py"
+    path.write_bytes(b'"""caf\xe9"""\nrevision = "e5"\ndown_revision = "b2"\n')
+
+    with pytest.raises(MigrationError, match=r"migrations/versions/e5_latin1\.py is not UTF-8"):
+        existing.manager().history()
+
+
+@sqlite_only
+def test_an_unknown_down_revision_is_named(existing: Existing) -> None:
+    orphan = (CORPUS / "versions" / "b2_create_team.py").read_text().replace('"b2"', '"f6"')
+    (existing.root / "migrations" / "versions" / "f6_orphan.py").write_text(
+        orphan.replace('down_revision = "a1"', 'down_revision = "zz9"'), encoding="utf-8")
+
+    named = r"migrations/versions/f6_orphan\.py: down_revision 'zz9' names no rev"
+    with pytest.raises(MigrationError, match=named):
+        existing.manager().history()
+
+
+@sqlite_only
+def test_an_empty_sqlalchemy_url_counts_as_absent(existing: Existing) -> None:
+    (existing.root / "alembic.ini").write_text("[alembic]\nscript_location = migrations\nsqlalchemy.url =\n",
+                                               encoding="utf-8")
+
+    info = existing.manager().config()
+
+    assert info.url_source.startswith("default")
+
+
+@sqlite_only
+def test_a_malformed_url_in_alembic_ini_names_the_file(existing: Existing) -> None:
+    (existing.root / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n"
+                                               "sqlalchemy.url = not a url\n", encoding="utf-8")
+
+    with pytest.raises(MigrationError, match=r"URL from alembic\.ini is not a database URL"):
+        existing.manager().status()
+
+
+# ---------------------------------------------------------------- the version table: read, or an error
+
+
+@sqlite_only
+def test_a_file_that_is_not_a_database_is_an_error_not_base(existing: Existing) -> None:
+    Path(sa.make_url(existing.url).database).write_bytes(b"this is not a database" * 100)
+    manager = existing.manager()
+
+    with pytest.raises(MigrationError, match="not a SQLite database"):
+        manager.status()
+    with pytest.raises(MigrationError, match="Cannot read the version table"):
+        manager.delete("a1")
+    assert (existing.root / "migrations" / "versions" / "a1_create_hero.py").exists()
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"])
+def test_a_user_who_may_not_read_the_version_table_gets_an_error_not_base(existing: Existing,
+                                                                         backend: str) -> None:
+    import uuid
+
+    existing.manager().upgrade("a1")
+    role = f"ffm_reader_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(existing.url, isolation_level="AUTOCOMMIT")
+    database = sa.make_url(existing.url).database
+    with admin.connect() as connection:
+        if backend == "postgresql":
+            connection.execute(sa.text(f"CREATE ROLE {role} LOGIN"))
+            connection.execute(sa.text(f"GRANT CONNECT ON DATABASE {database} TO {role}"))
+        else:
+            connection.execute(sa.text(f"CREATE USER '{role}'@'%'"))
+            connection.execute(sa.text(f"GRANT SELECT ON {database}.hero TO '{role}'@'%'"))
+    reader = sa.make_url(existing.url).set(username=role).render_as_string(False)
+    try:
+        manager = AlembicManager(url=reader, project_root=existing.root)
+        with pytest.raises(MigrationError, match="permission denied"):
+            manager.status()
+        with pytest.raises(MigrationError, match="Cannot read the version table"):
+            manager.delete("a1")
+        assert (existing.root / "migrations" / "versions" / "a1_create_hero.py").exists()
+    finally:
+        with admin.connect() as connection:
+            if backend == "postgresql":
+                connection.execute(sa.text(f"DROP OWNED BY {role}"))
+                connection.execute(sa.text(f"DROP ROLE {role}"))
+            else:
+                connection.execute(sa.text(f"DROP USER '{role}'@'%'"))
+        admin.dispose()
