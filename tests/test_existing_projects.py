@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -111,7 +112,7 @@ def existing(tmp_path: Path, db_url: str, backend: str, style: str,
     monkeypatch.setenv("CORPUS_FLASK_DATABASE_URL", db_url)
     monkeypatch.setattr(sys, "path", list(sys.path))
     _forget_application()
-    project = make_project(tmp_path / "project", style, db_url, backend)
+    project = make_project(tmp_path / "existing", style, db_url, backend)
     context = None
     if style == "flask_style":  # as a notebook does: import the app, push its context
         sys.path.insert(0, str(project.root / "app"))
@@ -131,10 +132,11 @@ sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
 
 
 @pytest.mark.parametrize("style", (*STYLES, "missing_app"))
-def test_history_and_status_without_the_application(existing: Existing) -> None:
+def test_history_and_status_with_and_without_the_application(existing: Existing) -> None:
+    manager = existing.manager()
+    assert manager.status().pending == ("a1", "b2")
     existing.remove_application()
     existing.record("a1")
-    manager = existing.manager()
 
     history = manager.history()
     status = manager.status()
@@ -145,16 +147,6 @@ def test_history_and_status_without_the_application(existing: Existing) -> None:
     assert manager.current().ids == ("a1",)
     assert manager.heads().ids == ("b2",)
     assert manager.graph().ids == ("b2", "a1")
-
-
-@every_style
-def test_history_and_status_with_the_application(existing: Existing) -> None:
-    manager = existing.manager()
-
-    status = manager.status()
-
-    assert status.current == () and status.pending == ("a1", "b2")
-    assert manager.history().ids == ("b2", "a1")
 
 
 def test_writing_without_the_application_names_env_py_and_the_module(tmp_path: Path, db_url: str,
@@ -371,3 +363,69 @@ def test_a_user_who_may_not_read_the_version_table_gets_an_error_not_base(existi
             else:
                 connection.execute(sa.text(f"DROP USER '{role}'@'%'"))
         admin.dispose()
+
+
+@pytest.mark.parametrize("style", ["async_env"])
+def test_an_async_env_runs_where_an_event_loop_is_running(existing: Existing) -> None:
+    import asyncio
+
+    async def in_a_notebook_cell() -> str:  # a Jupyter kernel runs cells inside its event loop
+        return existing.manager().upgrade().summary
+
+    summary = asyncio.run(in_a_notebook_cell())
+
+    assert summary.startswith("Upgraded 2 revision(s)")
+    assert existing.versions() == ["b2"]
+
+
+@sqlite_only
+@pytest.mark.parametrize("style", ["custom_table"])
+def test_a_version_table_env_py_computes_comes_from_the_settings(existing: Existing, shell: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    env = existing.root / "migrations" / "env.py"
+    computed = "config = context.config\nTABLE = 'app_' + 'versions'"
+    env.write_text(env.read_text().replace('version_table="app_versions"', "version_table=TABLE")
+                   .replace("config = context.config", computed))
+    existing.record("a1")
+    assert existing.manager().status().current == ()
+
+    (existing.root / "pyproject.toml").write_text('[tool.framefox_magic]\nversion_table = "app_versions"\n')
+    assert existing.manager().status().current == ("a1",)
+
+    (existing.root / "pyproject.toml").unlink()
+    monkeypatch.chdir(existing.root)  # the notebook opened in the project
+    shell.run_line_magic("config", "MigrateMagics.version_table = 'app_versions'")
+    assert shell.run_line_magic("migrate", "status").current == ("a1",)
+
+
+@pytest.mark.parametrize(("backend", "style"), [("postgresql", "custom_table")])
+def test_a_version_table_in_its_own_schema(existing: Existing) -> None:
+    env = existing.root / "migrations" / "env.py"
+    env.write_text(env.read_text().replace('version_table="app_versions"',
+                                           'version_table="app_versions", version_table_schema="meta"'))
+    engine = sa.create_engine(existing.url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE SCHEMA meta"))
+    manager = existing.manager()
+
+    manager.upgrade("a1")
+
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT version_num FROM meta.app_versions")).scalars().all()
+    assert rows == ["a1"]
+    engine.dispose()
+    assert manager.status().current == ("a1",) and manager.history()[1].applied
+
+
+@sqlite_only
+def test_an_env_py_that_fails_as_it_loads_is_named_with_its_line(existing: Existing) -> None:
+    env = existing.root / "migrations" / "env.py"
+    lines = env.read_text().splitlines()
+    lines.insert(5, 'raise RuntimeError("SECRET_KEY is not set")')
+    env.write_text("\n".join(lines) + "\n")
+
+    with pytest.raises(MigrationError) as raised:
+        existing.manager().upgrade()
+
+    assert str(raised.value) == "migrations/env.py, line 6: RuntimeError: SECRET_KEY is not set"
+    assert existing.manager().history().ids == ("b2", "a1")
