@@ -701,7 +701,13 @@ class AlembicManager:
         with _ALEMBIC_LOCK, _quiet_alembic_logging(), translated(target.url, self.url):
             if initialized and not (target.migrations_dir / "env.py").is_file():
                 raise NotInitialized(f"No migrations folder at {target.migrations_dir}: run `init` first.")
-            yield target
+            try:
+                yield target
+            except Exception as error:  # raised in one of the project's files: name it
+                named = environment.project_file_error(error, target.project_root, target.migrations_dir)
+                if named is None:
+                    raise
+                raise named from error
 
     def _config(
         self,

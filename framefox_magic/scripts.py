@@ -68,7 +68,8 @@ def _read_header_quickly(source: str) -> Header | None:
                   values["depends_on"], docstring.group(1))
 
 
-def _read_header_with_ast(source: str) -> Header | None:
+def _read_header_with_ast(source: str, partial: bool = False) -> Header | None:
+    """The header by parsing; with `partial`, labels and dependencies that are not literal are None."""
     cut = source.find("\ndef ")
     try:
         tree = ast.parse(source[:cut] if cut > 0 else source)
@@ -89,7 +90,9 @@ def _read_header_with_ast(source: str) -> Header | None:
             try:
                 values[target.id] = ast.literal_eval(value)
             except ValueError:
-                return None
+                if not partial or target.id in ("revision", "down_revision"):
+                    return None
+                values[target.id] = None
     if not isinstance(values.get("revision"), str) or "down_revision" not in values:
         return None
     return Header(
@@ -201,14 +204,20 @@ class CachedScriptDirectory(ScriptDirectory):
             ) from None
 
     def _imported_alone(self, path: Path) -> Script | None:
-        """A revision whose header is not literal, imported by itself; a failure becomes a note."""
+        """A revision whose header is not literal, imported by itself; if that fails, its literal
+        parts keep it in the history (with a note), else it is left out (with a note)."""
         try:
             return Script._from_path(self, str(path))
         except Exception as error:
-            reason = (str(error).strip().splitlines() or [""])[0]
-            self._skipped = [*(self._skipped or []), f"{self._relative(str(path))} was not listed: "
-                             f"{type(error).__name__}: {reason}".rstrip(": ")]
-            return None
+            reason = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+            header = _read_header_with_ast(path.read_text(encoding="utf-8"), partial=True)
+            name = self._relative(str(path))
+            if header is None:
+                self._skipped = [*(self._skipped or []), f"{name} was not listed: {reason}"]
+                return None
+            self._skipped = [*(self._skipped or []), f"{name}: its branch labels or dependencies are "
+                             f"not literal and importing it failed ({reason}); listed without them"]
+            return Script(_HeaderModule(path, header), header.revision, path)
 
 
 def _scan(folder: Path, recursive: bool = False, prefix: str = "") -> list[FileKey]:

@@ -242,11 +242,24 @@ def test_a_file_whose_header_is_not_literal_is_imported_alone_and_named(existing
 
     history = manager.history()
 
-    assert history.ids == ("b2", "a1")
+    assert history.ids == ("d4", "b2", "a1") and history[0].branch_labels == ()
     assert len(history.notes) == 1
-    assert history.notes[0].startswith(
-        "migrations/versions/d4_labelled.py was not listed: ModuleNotFoundError")
+    assert history.notes[0].startswith("migrations/versions/d4_labelled.py: its branch labels or "
+                                       "dependencies are not literal and importing it failed "
+                                       "(ModuleNotFoundError: No module named 'corpus_not_installed')")
     assert "d4_labelled.py" in repr(history) and "d4_labelled.py" in history._repr_html_()
+
+
+@sqlite_only
+def test_a_file_whose_revision_id_is_not_literal_is_left_out_and_named(existing: Existing) -> None:
+    broken = NOT_LITERAL.replace('revision = "d4"', "revision = labels.REVISION")
+    (existing.root / "migrations" / "versions" / "d4_labelled.py").write_text(broken, encoding="utf-8")
+
+    history = existing.manager().history()
+
+    assert history.ids == ("b2", "a1")
+    assert history.notes == ["migrations/versions/d4_labelled.py was not listed: ModuleNotFoundError: "
+                             "No module named 'corpus_not_installed'"]
 
 
 @sqlite_only
