@@ -758,7 +758,13 @@ class AlembicManager:
             return work(rev, context)
 
         try:
-            environment.run_env_file(kind, config, script, started, observer, options)
+            try:
+                environment.run_env_file(kind, config, script, started, observer, options)
+            except AttributeError as error:
+                if observer.started or not _wanted_an_engine(error, config.attributes.get("connection")):
+                    raise
+                config.attributes["connection"] = config.attributes["connection"].engine
+                environment.run_env_file(kind, config, script, started, observer, options)
         except Exception as error:
             named = environment.project_file_error(
                 error, Path(self.project_root).resolve(), Path(script.dir))
@@ -1040,6 +1046,18 @@ def _handed(shape: environment.EnvShape, connection: Any) -> Any:
     if connection is None or shape.wants == "url":
         return None
     return connection.engine if shape.wants == "engine" else connection
+
+
+def _wanted_an_engine(error: AttributeError, handed: Any) -> bool:
+    """env.py called .connect() (or used .begin() as a connection) on the Connection handed to it:
+    it expects an Engine there."""
+    from sqlalchemy.engine import Connection, Transaction
+
+    if not isinstance(handed, Connection):
+        return False
+    if isinstance(error.obj, Transaction):  # `with handed.begin() as connection:` gave a Transaction
+        return error.obj.connection is handed
+    return error.obj is handed and error.name == "connect"
 
 
 def _settle(connection: Connection, failed: bool) -> None:

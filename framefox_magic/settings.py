@@ -266,8 +266,18 @@ def _parse_ini(ini: Path) -> dict[str, str]:
     import configparser
 
     parser = configparser.ConfigParser(defaults={"here": str(ini.parent)})
-    parser.read(ini, encoding="utf-8")
-    return dict(parser["alembic"]) if parser.has_section("alembic") else {}
+    try:
+        parser.read(ini, encoding="utf-8")
+        return dict(parser["alembic"]) if parser.has_section("alembic") else {}
+    except (configparser.Error, UnicodeDecodeError) as error:
+        from .errors import ConfigurationError
+
+        errors = getattr(error, "errors", None)
+        line = getattr(error, "lineno", None) or (errors[0][0] if errors else None)
+        where = f"{ini.name}, line {line}" if line else ini.name
+        reason = type(error).__name__ if isinstance(error, UnicodeDecodeError) else \
+            str(error).splitlines()[0].split(": '")[0]
+        raise ConfigurationError(f"{where} cannot be read: {reason}.") from None
 
 
 def _pyproject_table(pyproject: Path, name: str) -> dict[str, Any]:

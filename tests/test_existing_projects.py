@@ -329,6 +329,26 @@ def test_a_malformed_url_in_alembic_ini_names_the_file(existing: Existing) -> No
         existing.manager().status()
 
 
+@pytest.mark.parametrize("style", ["expects_engine"])
+def test_an_env_py_that_wants_an_engine_in_a_way_not_read_from_its_source(existing: Existing) -> None:
+    env = existing.root / "migrations" / "env.py"
+    env.write_text(env.read_text().replace('config.attributes.get("connection")',
+                                           'getattr(config, "attributes").get("connection")'))
+
+    existing.manager().upgrade()
+
+    assert existing.versions() == ["b2"] and {"hero", "team"} <= table_names(existing.url)
+
+
+@sqlite_only
+def test_an_alembic_ini_that_cannot_be_parsed_is_named_with_its_line(existing: Existing) -> None:
+    ini = existing.root / "alembic.ini"
+    ini.write_text(ini.read_text() + "this line is not an option\n", encoding="utf-8")
+
+    with pytest.raises(MigrationError, match=r"^alembic\.ini, line 6 cannot be read"):
+        existing.manager().status()
+
+
 # ---------------------------------------------------------------- the version table: read, or an error
 
 
