@@ -176,3 +176,33 @@ def _scrubbed(error: Exception, secrets: tuple[str | None, ...]) -> Exception:
     with suppress(AttributeError, TypeError):
         error.args = tuple(redact(a, *secrets) if isinstance(a, str) else a for a in error.args)
     return error
+
+
+class VersionTableUnreadable(MigrationError):
+    """The version table exists (or may) but cannot be read: the state of the database is unknown."""
+
+
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_NOTADB = 5, 6, 26
+_PG_NO_PRIVILEGE = "42501"
+_MYSQL_NO_PRIVILEGE = (1142, 1044, 1045)
+
+
+def version_table_error(error: BaseException, table: str) -> VersionTableUnreadable:
+    """Why the version table could not be read, by the driver's error codes; never 'no revision'."""
+    original = getattr(error, "orig", None) or error
+    code = getattr(original, "sqlite_errorcode", None)
+    args = getattr(original, "args", ())
+    if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        cause = "the SQLite file is locked by another process (a migration running elsewhere?); try again"
+    elif code == _SQLITE_NOTADB:
+        cause = "the file is not a SQLite database"
+    elif getattr(original, "sqlstate", None) == _PG_NO_PRIVILEGE or (args and args[0] in _MYSQL_NO_PRIVILEGE):
+        cause = f"permission denied: this database user may not read {table} (GRANT SELECT on it)"
+    elif getattr(error, "connection_invalidated", False):
+        cause = "the connection to the database was lost"
+    else:
+        cause = _first_line(error)
+    return VersionTableUnreadable(
+        f"Cannot read the version table {table}: {cause}. The database's revision is unknown, "
+        "so nothing that depends on it was done."
+    )

@@ -40,6 +40,12 @@ class MigrateMagics(Magics):
     metadata = Unicode(None, allow_none=True,
                        help="module:attribute of the MetaData to autogenerate from "
                        "(default: SQLModel.metadata).").tag(config=True)
+    version_table = Unicode(None, allow_none=True,
+                            help="Version table name, when env.py names it in a way not read from its "
+                            "source (default: env.py's literal, else alembic_version).").tag(config=True)
+    version_table_schema = Unicode(None, allow_none=True,
+                                   help="Schema of the version table (default: env.py's literal, "
+                                   "else none).").tag(config=True)
     short_errors = Bool(True, help="Show errors as one short line; False shows the traceback."
                         ).tag(config=True)
     confirm_destructive = Bool(True, help="Destructive commands need --yes.").tag(config=True)
@@ -49,9 +55,11 @@ class MigrateMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.manager = AlembicManager(self.url, self.migrations_dir, self.metadata)
+        self.manager.version_table = self.version_table
+        self.manager.version_table_schema = self.version_table_schema
         self._cell_revisions: dict[str, str] = {}
 
-    @observe("url", "migrations_dir", "metadata")
+    @observe("url", "migrations_dir", "metadata", "version_table", "version_table_schema")
     def _target_changed(self, change: Any) -> None:
         setattr(self.manager, change["name"], change["new"])
 

@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import schema, settings
+from . import environment, schema, settings
 from .diff import drop_indexes_with_their_tables, record_script, rows_from_ops, unrecorded_row
 from .errors import (
     ConfigurationError,
@@ -61,7 +61,6 @@ if TYPE_CHECKING:
 _ALEMBIC_LOCK = threading.RLock()
 _REV_ID = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 _CREATE_DATE = re.compile(r"^Create Date:\s*(.+?)\s*$", re.MULTILINE)
-_OWN_ENV_MARKER = "written by framefox_magic"
 _LOCK_NAME = "framefox_magic_migrations"
 TEMPLATE_FILES = ("env.py", "script.py.mako")
 BACKUPS_KEPT = 20
@@ -71,6 +70,9 @@ StepCallback = Callable[[int, int, RevisionInfo], None]
 
 class AlembicManager:
     """Alembic migrations for one project: a database URL, a migrations folder and a MetaData."""
+
+    version_table: str | None = None  # when env.py names its version table in a way not read from source
+    version_table_schema: str | None = None
 
     def __init__(
         self,
@@ -174,10 +176,10 @@ class AlembicManager:
             return []
 
         with self._call() as target, self._connect(target) as connection:
-            config = self._config(target, connection)
-            self._run_env(config, self._script_directory(target, config), ensure)
-            connection.commit()
-            return Outcome("init-version-table", "The alembic_version table exists.")
+            observer = self._write_through_env(target, connection, ensure)
+            self._read_back(target, observer)
+            table = observer.options.get("version_table") or self._version_table(target)[0]
+            return Outcome("init-version-table", f"The {table} table exists.")
 
     # ---------------------------------------------------------------- reading
 
@@ -197,6 +199,7 @@ class AlembicManager:
                 up_to_date=not pending and set(current) == set(heads),
                 url=target.masked_url,
                 pending_revisions=[self._info(r, applied, current) for r in pending],
+                notes=script.notes(),
             )
 
     def history(self, rev_range: str | None = None) -> History:
@@ -207,7 +210,8 @@ class AlembicManager:
             applied = self._applied(script, current)
             base, _, head = (rev_range or "base:heads").partition(":")
             revisions = self._walk(script, base or "base", head or "heads")
-            return History([self._info(r, applied, current) for r in revisions], target.masked_url)
+            infos = [self._info(r, applied, current) for r in revisions]
+            return History(infos, target.masked_url, notes=script.notes())
 
     def current(self) -> RevisionList:
         """The revision(s) the database is at."""
@@ -274,7 +278,7 @@ class AlembicManager:
             if rev is not None:
                 return self._erd_at(target, script, self._one(script, rev))
             with self._connect(target) as connection:
-                tables = schema.from_connection(connection, skip=("alembic_version",))
+                tables = schema.from_connection(connection, skip=(self._version_table(target)[0],))
                 current = self._current_heads(target, connection)
             marked = script.get_revision(current[0]) if len(current) == 1 else None
             title = f"Database schema ({_heads_text(current)})"
@@ -442,8 +446,6 @@ class AlembicManager:
         return self._migrate(target, downgrade=True, on_step=on_step)
 
     def _migrate(self, target_rev: str, downgrade: bool, on_step: StepCallback | None) -> Outcome:
-        from sqlalchemy import event
-
         verb = "downgrade" if downgrade else "upgrade"
         _require_revision(target_rev)
         if ":" in target_rev:
@@ -454,63 +456,65 @@ class AlembicManager:
             planned = _steps(script, target_rev, current, downgrade)
             backup = _backup_sqlite(connection) if downgrade and planned else None
             done: list[RevisionInfo] = []
-            statements: list[str] = []
 
-            def log_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-                statements.append(statement)
-
-            def applied(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
-                info = self._info(planned[len(done)].revision, set(), tuple(heads))
-                done.append(info)
-                statements.clear()
+            def applied(step: Any, heads: tuple[str, ...]) -> None:
+                done.append(self._info(planned[len(done)].revision, set(), heads))
                 if on_step:
-                    on_step(len(done), len(planned), info)
+                    on_step(len(done), len(planned), done[-1])
 
             def steps(rev: Any, context: Any) -> Any:
                 if downgrade:
                     return script._downgrade_revs(target_rev, rev)
                 return script._upgrade_revs(target_rev, rev)
 
-            config = self._config(target, connection, on_version_apply=applied)
-            event.listen(connection, "before_cursor_execute", log_statement)
+            observer = environment.Observer(on_step=applied)
             try:
-                self._run_env(config, script, steps, destination_rev=target_rev)
-            except Exception as error:
-                if len(done) < len(planned):
-                    raise self._failure(planned[len(done)].revision, error, connection, statements) from error
+                self._write_through_env(target, connection, steps, observer, destination_rev=target_rev)
+            except MigrationError:
                 raise
-            finally:
-                event.remove(connection, "before_cursor_execute", log_statement)
-            now = self._current_heads(target, connection)
+            except Exception as error:
+                if observer.started and len(done) < len(planned):
+                    failed = planned[len(done)].revision
+                    raise self._failure(target, failed, error, connection, observer) from error
+                raise
+            now = self._read_back(target, observer)
+        _check_reached(verb, observer, planned, now)
         summary = (
             f"{verb.capitalize()}d {len(done)} revision(s); the database is now at {_heads_text(now)}."
             if done else f"Nothing to {verb}: the database is at {_heads_text(now)}."
         )
         return Outcome(verb, summary, steps=done, backup=backup)
 
-    def _failure(self, failed: Script, error: Exception, connection: Connection,
-                 statements: list[str]) -> MigrationFailed:
+    def _failure(self, target: settings.Target, failed: Script, error: Exception, connection: Connection,
+                 observer: environment.Observer) -> MigrationFailed:
         from .errors import database_message
 
         reason = database_message(error)
+        where = environment.project_file_error(error, target.project_root, target.migrations_dir)
+        if where is not None and not _is_database_error(error):
+            reason = str(where)
+        try:
+            now = f"the database is at {_heads_text(self._read_back(target, observer))}"
+        except MigrationError as unreadable:
+            now = str(unreadable)
         message = f"Revision {failed.revision} ({failed.doc}) failed: {reason}"
         if connection.dialect.name in ("mysql", "mariadb"):
-            ran = [s.strip() for s in statements if "alembic_version" not in s]
+            ran = [s.strip() for s in observer.statements if "alembic_version" not in s]
             listed = "; ".join(" ".join(s.split())[:120] for s in ran[-5:]) or "none"
             message += (
                 f"\nMySQL/MariaDB cannot roll back DDL: revision {failed.revision} may have left "
-                f"partial changes. Statements that ran: {listed}"
+                f"partial changes. Statements that ran: {listed}. Now {now}."
             )
         else:
-            message += f"\nNothing of {failed.revision} was kept; the revisions before it stay applied."
+            message += f"\nNothing of {failed.revision} was kept; {now}."
         return MigrationFailed(message, failed.revision)
 
     def stamp(self, rev: str, purge: bool = False) -> Outcome:
         """Record REV as the database's revision without running any migration."""
         with self._call() as target, self._connect(target) as connection, self._database_lock(connection):
             backup = _backup_sqlite(connection) if purge else None
-            self._stamp(target, connection, rev, purge)
-            now = self._current_heads(target, connection)
+            observer = self._stamp(target, connection, rev, purge)
+            now = self._read_back(target, observer)
             return Outcome("stamp", f"Stamped the database at {_heads_text(now)}.", backup=backup)
 
     def clear_history(self) -> Outcome:
@@ -518,18 +522,20 @@ class AlembicManager:
         with self._call() as target, self._connect(target) as connection, self._database_lock(connection):
             before = self._current_heads(target, connection)
             backup = _backup_sqlite(connection) if before else None
-            self._stamp(target, connection, "base", purge=True)
+            now = self._read_back(target, self._stamp(target, connection, "base", purge=True))
+            if now:
+                raise MigrationFailed(f"The version table still holds {_heads_text(now)} after clearing it.")
             return Outcome(
                 "clear-history",
                 f"Cleared the version history ({len(before)} row(s) removed: {_heads_text(before)}).",
                 backup=backup,
             )
 
-    def _stamp(self, target: settings.Target, connection: Connection, rev: str, purge: bool) -> None:
+    def _stamp(self, target: settings.Target, connection: Connection, rev: str,
+               purge: bool) -> environment.Observer:
         from alembic import util
 
-        config = self._config(target, connection)
-        script = self._script_directory(target, config)
+        script = self._script_directory(target)
         destination = util.to_tuple(rev, default=())
         for wanted in destination:  # resolve first: --purge must not empty the table for a typo
             if wanted != "base":
@@ -538,7 +544,9 @@ class AlembicManager:
         def stamp(heads: Any, context: Any) -> Any:
             return script._stamp_revs(destination, heads)
 
-        self._run_env(config, script, stamp, destination_rev=destination, purge=purge)
+        observer = environment.Observer()
+        self._write_through_env(target, connection, stamp, observer, destination_rev=destination, purge=purge)
+        return observer
 
     # ---------------------------------------------------------------- changing the scripts
 
@@ -724,7 +732,7 @@ class AlembicManager:
         warnings = []
         if at_end:
             with self._connect(target) as connection:
-                _replace_version_row(connection, run.last, new_id)
+                _replace_version_row(connection, self._version_table(target), run.last, new_id)
                 now = self._current_heads(target, connection)
             warnings.append(f"The database was at {run.last}: it now records {_heads_text(now)}.")
         info = self._info(self._script_directory(target).get_revision(new_id), set(), ())
@@ -786,7 +794,13 @@ class AlembicManager:
         with _ALEMBIC_LOCK, _quiet_alembic_logging(), translated(target.url, self.url):
             if initialized and not (target.migrations_dir / "env.py").is_file():
                 raise NotInitialized(f"No migrations folder at {target.migrations_dir}: run `init` first.")
-            yield target
+            try:
+                yield target
+            except Exception as error:  # raised in one of the project's files: name it
+                named = environment.project_file_error(error, target.project_root, target.migrations_dir)
+                if named is None:
+                    raise
+                raise named from error
 
     def _config(
         self,
@@ -805,8 +819,11 @@ class AlembicManager:
             output_buffer=output_buffer,
         )
         config.set_main_option("script_location", str(target.migrations_dir))
-        config.set_main_option("sqlalchemy.url", target.url.replace("%", "%%"))
-        config.attributes["connection"] = connection
+        shape = environment.env_shape(target.migrations_dir / "env.py")
+        url = environment.async_url(target.url) if shape.wants == "url" else target.url
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+        config.attributes["connection"] = _handed(shape, connection)
+        _anchor_paths(config, target.project_root)
         config.attributes["target_metadata"] = self.target_metadata() if autogenerate else MetaData()
         config.attributes["configure_options"] = configure_options
         config.cmd_opts = Namespace(quiet=True)  # no "Generating ..." lines on stdout
@@ -821,20 +838,69 @@ class AlembicManager:
         key = (target.migrations_dir, target.alembic_ini, target.pyproject)
         return self._scripts.get(lambda: config or self._config(target), key)
 
-    @staticmethod
-    def _run_env(config: Config, script: ScriptDirectory, work: Callable[[Any, Any], Any],
-                 **options: Any) -> None:
+    def _run_env(self, config: Config, script: ScriptDirectory, work: Callable[[Any, Any], Any],
+                 observer: environment.Observer | None = None, **options: Any) -> None:
         """Run env.py with `work` as its migration function, as alembic.command does, but on the
-        cached script directory (alembic.command would import every revision file again)."""
-        from alembic.runtime.environment import EnvironmentContext
+        cached script directory (alembic.command would import every revision file again).
+        A failure before `work` starts is env.py's own: the error names the file and line."""
+        observer = observer or environment.Observer()
+        kind = environment.observed_environment(observer)
 
-        with EnvironmentContext(config, script, fn=work, **options):
-            script.run_env()
+        def started(rev: Any, context: Any) -> Any:
+            observer.started = True
+            return work(rev, context)
+
+        try:
+            try:
+                environment.run_env_file(kind, config, script, started, observer, options)
+            except AttributeError as error:
+                if observer.started or not _wanted_an_engine(error, config.attributes.get("connection")):
+                    raise
+                config.attributes["connection"] = config.attributes["connection"].engine
+                environment.run_env_file(kind, config, script, started, observer, options)
+        except Exception as error:
+            named = environment.project_file_error(
+                error, Path(self.project_root).resolve(), Path(script.dir))
+            if not observer.started and named is not None:
+                raise named from error
+            raise
+
+    def _write_through_env(self, target: settings.Target, connection: Connection,
+                           work: Callable[[Any, Any], Any], observer: environment.Observer | None = None,
+                           **options: Any) -> environment.Observer:
+        """Run env.py to change the database, observed; then commit what was handed to it."""
+        observer = observer or environment.Observer()
+        config = self._config(target, connection)
+        script = self._script_directory(target, config)
+        try:
+            with environment.statements_listened(observer):
+                self._run_env(config, script, work, observer, **options)
+        except BaseException:
+            _settle(connection, failed=True)
+            raise
+        _settle(connection, failed=False)
+        return observer
+
+    def _read_back(self, target: settings.Target, observer: environment.Observer) -> tuple[str, ...]:
+        """The version table as a fresh connection of our own reads it after a write."""
+        table, schema = self._version_table(target)
+        where = (observer.options.get("version_table") or table,
+                 observer.options.get("version_table_schema") or schema)
+        with self._connect(target) as fresh:
+            return self._current_heads(target, fresh, where)
+
+    def _version_table(self, target: settings.Target) -> tuple[str, str | None]:
+        """The version table's name and schema: env.py's literal, else the setting, else alembic's."""
+        shape = environment.env_shape(target.migrations_dir / "env.py")
+        tool = settings.tool_defaults(target.project_root)
+        table = shape.version_table or self.version_table or tool.get("version_table")
+        schema = shape.version_table_schema or self.version_table_schema or tool.get("version_table_schema")
+        return table or environment.DEFAULT_VERSION_TABLE, schema
 
     @contextmanager
     def _connect(self, target: settings.Target) -> Iterator[Connection]:
         """A connection for one call; its engine is disposed afterwards."""
-        engine = _engine(target.url)
+        engine = _engine(environment.sync_url(target.url))
         try:
             with engine.connect() as connection:
                 yield connection
@@ -875,32 +941,11 @@ class AlembicManager:
             connection.execute(give)
             connection.commit()
 
-    def _current_heads(self, target: settings.Target, connection: Connection) -> tuple[str, ...]:
-        """The revisions recorded in the database's version table."""
-        if not _is_own_env(target):
-            return self._current_heads_via_env(target, connection)
-        from sqlalchemy import exc, text
-
-        try:  # one query; a missing table means no revision yet
-            heads = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
-        except exc.DBAPIError:
-            if connection.closed or connection.invalidated:
-                raise
-            heads = []
-        connection.rollback()
-        return tuple(heads)
-
-    def _current_heads_via_env(self, target: settings.Target, connection: Connection) -> tuple[str, ...]:
-        config = self._config(target, connection)
-        script = self._script_directory(target, config)
-        found: list[str] = []
-
-        def read(rev: Any, context: Any) -> list:
-            found.extend(context.get_current_heads())
-            return []
-
-        self._run_env(config, script, read, dont_mutate=True)
-        return tuple(found)
+    def _current_heads(self, target: settings.Target, connection: Connection,
+                       where: tuple[str, str | None] | None = None) -> tuple[str, ...]:
+        """The revisions recorded in the version table, read directly (env.py is not run)."""
+        table, schema = where or self._version_table(target)
+        return environment.read_versions(connection, table, schema)
 
     @staticmethod
     def _walk(script: ScriptDirectory, base: str = "base", head: str = "heads") -> list[Script]:
@@ -1055,12 +1100,12 @@ def _created(found: Script) -> datetime | None:
         return None
 
 
-def _replace_version_row(connection: Connection, old: str, new: str) -> None:
+def _replace_version_row(connection: Connection, where: tuple[str, str | None], old: str, new: str) -> None:
     """Record `new` where the version table records `old` (other heads left as they are)."""
-    from sqlalchemy import text
+    from sqlalchemy import column, table, update
 
-    connection.execute(text("UPDATE alembic_version SET version_num = :new WHERE version_num = :old"),
-                       {"new": new, "old": old})
+    versions = table(where[0], column("version_num"), schema=where[1])
+    connection.execute(update(versions).where(versions.c.version_num == old).values(version_num=new))
     connection.commit()
 
 
@@ -1105,11 +1150,75 @@ def _engine(url: str) -> Any:
     return engine
 
 
-def _is_own_env(target: settings.Target) -> bool:
-    try:
-        return _OWN_ENV_MARKER in (target.migrations_dir / "env.py").read_text(encoding="utf-8")[:400]
-    except OSError:
+def _handed(shape: environment.EnvShape, connection: Any) -> Any:
+    """What env.py expects in config.attributes["connection"]: a Connection, an Engine, or nothing."""
+    if connection is None or shape.wants == "url":
+        return None
+    return connection.engine if shape.wants == "engine" else connection
+
+
+def _wanted_an_engine(error: AttributeError, handed: Any) -> bool:
+    """env.py called .connect() (or used .begin() as a connection) on the Connection handed to it:
+    it expects an Engine there."""
+    from sqlalchemy.engine import Connection, Transaction
+
+    if not isinstance(handed, Connection):
         return False
+    if isinstance(error.obj, Transaction):  # `with handed.begin() as connection:` gave a Transaction
+        return error.obj.connection is handed
+    return error.obj is handed and error.name == "connect"
+
+
+def _settle(connection: Connection, failed: bool) -> None:
+    """Commit what env.py left open on the connection handed to it (alembic's cookbook leaves it to
+    the caller); after a failure, only where DDL is kept anyway (MySQL/MariaDB)."""
+    if connection.closed or connection.invalidated or not connection.in_transaction():
+        return
+    if failed and connection.dialect.name not in ("mysql", "mariadb"):
+        connection.rollback()
+        return
+    try:
+        connection.commit()
+    except Exception:
+        connection.rollback()
+        if not failed:
+            raise
+
+
+def _check_reached(verb: str, observer: environment.Observer, planned: Sequence[Any],
+                   now: Sequence[str]) -> None:
+    """A run that reports success must agree with the version table read back."""
+    if planned and not observer.steps:
+        raise MigrationFailed(
+            f"env.py finished without running the {len(planned)} planned revision(s); "
+            f"the database is at {_heads_text(now)}."
+        )
+    if observer.steps and set(observer.steps[-1]) != set(now):
+        raise MigrationFailed(
+            f"The {verb} ran to {_heads_text(observer.steps[-1])}, but the version table reads "
+            f"{_heads_text(now)}: env.py's changes were not kept (does it commit its own connection?)."
+        )
+
+
+def _is_database_error(error: BaseException) -> bool:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return isinstance(error, SQLAlchemyError)
+
+
+def _anchor_paths(config: Config, root: Path) -> None:
+    """prepend_sys_path and version_locations are relative to the project, not the kernel's folder."""
+    import sys
+
+    for entry in config.get_prepend_sys_paths_list() or []:
+        path = str((root / entry).resolve())
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    locations = config.get_version_locations_list()
+    if locations:
+        anchored = os.pathsep.join(str((root / location).resolve()) for location in locations)
+        config.set_main_option("path_separator", "os")
+        config.set_main_option("version_locations", anchored.replace("%", "%%"))
 
 
 def _template(name: str) -> str:

@@ -438,12 +438,24 @@ _TEXT: dict[str, Callable[[Any], str]] = {
 
 def html(result: Any) -> str:
     """The HTML of any result object."""
-    return _HTML[type(result).__name__](result)
+    return _HTML[type(result).__name__](result) + _notes_html(getattr(result, "notes", None) or ())
 
 
 def text(result: Any) -> str:
     """The plain text of any result object."""
-    return _TEXT[type(result).__name__](result)
+    return _TEXT[type(result).__name__](result) + _notes_text(getattr(result, "notes", None) or ())
+
+
+def _notes_html(notes: Sequence[str]) -> str:
+    """Notes under a result: e.g. revision files left out of a listing, and why."""
+    if not notes:
+        return ""
+    items = "".join(f"<li>{_e(note)}</li>" for note in notes)
+    return _wrap(f"<p class='muted'>Notes:</p><ul class='muted'>{items}</ul>")
+
+
+def _notes_text(notes: Sequence[str]) -> str:
+    return "".join(f"\n  note: {note}" for note in notes)
 
 
 def progress_html(verb: str, done: int, total: int, revision: str, message: str) -> str:

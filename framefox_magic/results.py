@@ -105,6 +105,8 @@ class _Revisions(_Result):
 class History(_Revisions):
     """Every revision, newest first, with applied / current / head flags."""
 
+    notes: list[str] = field(default_factory=list)  # files left out of the listing, and why
+
 
 @dataclass(repr=False)
 class Status(_Result):
@@ -116,6 +118,7 @@ class Status(_Result):
     up_to_date: bool = False
     url: str = ""
     pending_revisions: list[RevisionInfo] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def to_frame(self) -> pd.DataFrame:
         """The pending revisions, in the order an upgrade would apply them."""

@@ -68,7 +68,8 @@ def _read_header_quickly(source: str) -> Header | None:
                   values["depends_on"], docstring.group(1))
 
 
-def _read_header_with_ast(source: str) -> Header | None:
+def _read_header_with_ast(source: str, partial: bool = False) -> Header | None:
+    """The header by parsing; with `partial`, labels and dependencies that are not literal are None."""
     cut = source.find("\ndef ")
     try:
         tree = ast.parse(source[:cut] if cut > 0 else source)
@@ -89,7 +90,9 @@ def _read_header_with_ast(source: str) -> Header | None:
             try:
                 values[target.id] = ast.literal_eval(value)
             except ValueError:
-                return None
+                if not partial or target.id in ("revision", "down_revision"):
+                    return None
+                values[target.id] = None
     if not isinstance(values.get("revision"), str) or "down_revision" not in values:
         return None
     return Header(
@@ -123,11 +126,39 @@ class CachedScriptDirectory(ScriptDirectory):
 
     _ordered: list[Script] | None = None
     _ancestors: dict[tuple[str, ...], frozenset[str]] | None = None
+    _skipped: list[str] | None = None
+
+    def notes(self) -> list[str]:
+        """Revision files left out of the listing (their header is not literal and import failed)."""
+        self.ordered()
+        return list(self._skipped or [])
+
+    def _unknown_parent(self, missing: str) -> Exception:
+        """An error naming the revision files whose down_revision is `missing`."""
+        from .errors import ConfigurationError
+
+        recursive = bool(self.recursive_version_locations)
+        files = [
+            self._relative(str(Path(location) / key[0]))
+            for location in self._version_locations for key in _scan(Path(location), recursive)
+            if missing in util.to_tuple(
+                getattr(_cached_header(Path(location) / key[0], key), "down_revision", None), default=())
+        ]
+        where = ", ".join(files) or "a revision file"
+        return ConfigurationError(f"{where}: down_revision '{missing}' names no revision; fix it or "
+                                  "remove the file.")
+
+    def _relative(self, path: str) -> str:
+        base = Path(self.dir).parent
+        return str(Path(path).relative_to(base)) if Path(path).is_relative_to(base) else str(path)
 
     def ordered(self) -> list[Script]:
         """Every revision in alembic's walk order (newest first), computed once per map."""
         if self._ordered is None:
-            self._ordered = list(self.walk_revisions())
+            try:
+                self._ordered = list(self.walk_revisions())
+            except KeyError as error:  # alembic only warns about an unknown parent, then trips on it
+                raise self._unknown_parent(str(error.args[0])) from None
         return self._ordered
 
     def ancestors(self, heads: tuple[str, ...]) -> frozenset[str]:
@@ -140,39 +171,67 @@ class CachedScriptDirectory(ScriptDirectory):
         return self._ancestors[heads]
 
     def _plain_layout(self) -> bool:
-        return not self.sourceless and not self.recursive_version_locations
+        return not self.sourceless
 
     def signature(self) -> tuple[FileKey, ...]:
         """What the versions folders hold now: one key per revision file."""
-        return tuple(key for location in self._version_locations for key in _scan(Path(location)))
+        recursive = bool(self.recursive_version_locations)
+        return tuple(key for location in self._version_locations for key in _scan(Path(location), recursive))
 
     def _load_revisions(self) -> Iterator[Script]:
         if not self._plain_layout():
             yield from super()._load_revisions()
             return
+        self._skipped = []
         for location in self._version_locations:
             folder = Path(location)
-            for key in _scan(folder):
+            for key in _scan(folder, bool(self.recursive_version_locations)):
                 path = folder / key[0]
-                header = _cached_header(path, key)
-                if header is None:  # not literal: let alembic import it
-                    script = Script._from_path(self, path)
-                    if script is not None:
-                        yield script
-                    continue
-                yield Script(_HeaderModule(path, header), header.revision, path)
+                header = self._header(path, key)
+                if header is not None:
+                    yield Script(_HeaderModule(path, header), header.revision, path)
+                elif (script := self._imported_alone(path)) is not None:  # not literal: import it
+                    yield script
+
+    def _header(self, path: Path, key: FileKey) -> Header | None:
+        try:
+            return _cached_header(path, key)
+        except UnicodeDecodeError as error:
+            from .errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"{self._relative(str(path))} is not UTF-8 text (byte {error.start}); save it as UTF-8."
+            ) from None
+
+    def _imported_alone(self, path: Path) -> Script | None:
+        """A revision whose header is not literal, imported by itself; if that fails, its literal
+        parts keep it in the history (with a note), else it is left out (with a note)."""
+        try:
+            return Script._from_path(self, str(path))
+        except Exception as error:
+            reason = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+            header = _read_header_with_ast(path.read_text(encoding="utf-8"), partial=True)
+            name = self._relative(str(path))
+            if header is None:
+                self._skipped = [*(self._skipped or []), f"{name} was not listed: {reason}"]
+                return None
+            self._skipped = [*(self._skipped or []), f"{name}: its branch labels or dependencies are "
+                             f"not literal and importing it failed ({reason}); listed without them"]
+            return Script(_HeaderModule(path, header), header.revision, path)
 
 
-def _scan(folder: Path) -> list[FileKey]:
+def _scan(folder: Path, recursive: bool = False, prefix: str = "") -> list[FileKey]:
     try:
         entries = list(os.scandir(folder))
     except FileNotFoundError:
         return []
     keys = []
     for entry in entries:
-        if entry.name.endswith(".py") and _only_source_rev_file.match(entry.name):
+        if recursive and entry.is_dir() and entry.name != "__pycache__":
+            keys.extend(_scan(Path(entry.path), True, f"{prefix}{entry.name}/"))
+        elif entry.name.endswith(".py") and _only_source_rev_file.match(entry.name):
             stat = entry.stat()
-            keys.append((entry.name, stat.st_ino, stat.st_mtime_ns, stat.st_size))
+            keys.append((prefix + entry.name, stat.st_ino, stat.st_mtime_ns, stat.st_size))
     keys.sort()
     return keys
 

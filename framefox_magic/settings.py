@@ -63,7 +63,7 @@ def resolve(
     found_url, url_source = next(_url_candidates(url, root, ini, pyproject))
     folder, dir_source = _migrations_dir(migrations_dir, root, ini, alembic_table, pyproject)
     return Target(
-        url=normalize_url(found_url, root),
+        url=_checked_url(found_url, url_source, root),
         url_source=url_source,
         migrations_dir=folder,
         dir_source=dir_source,
@@ -165,6 +165,20 @@ def _substitute(text: str, variables: Mapping[str, Any]) -> str:
     return _ENV_REFERENCE.sub(value, text).strip()
 
 
+def _checked_url(url: str, source: str, root: Path) -> str:
+    """The URL normalized; a malformed one is refused naming where it came from."""
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return normalize_url(url, root)
+    except ArgumentError:
+        from .errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"The database URL from {source} is not a database URL (expected e.g. sqlite:///app.db)."
+        ) from None
+
+
 def normalize_url(url: str, project_root: Path) -> str:
     """Pick an installed driver for bare URLs and anchor relative SQLite files at the project."""
     from sqlalchemy.engine import make_url
@@ -252,8 +266,18 @@ def _parse_ini(ini: Path) -> dict[str, str]:
     import configparser
 
     parser = configparser.ConfigParser(defaults={"here": str(ini.parent)})
-    parser.read(ini, encoding="utf-8")
-    return dict(parser["alembic"]) if parser.has_section("alembic") else {}
+    try:
+        parser.read(ini, encoding="utf-8")
+        return dict(parser["alembic"]) if parser.has_section("alembic") else {}
+    except (configparser.Error, UnicodeDecodeError) as error:
+        from .errors import ConfigurationError
+
+        errors = getattr(error, "errors", None)
+        line = getattr(error, "lineno", None) or (errors[0][0] if errors else None)
+        where = f"{ini.name}, line {line}" if line else ini.name
+        reason = type(error).__name__ if isinstance(error, UnicodeDecodeError) else \
+            str(error).splitlines()[0].split(": '")[0]
+        raise ConfigurationError(f"{where} cannot be read: {reason}.") from None
 
 
 def _pyproject_table(pyproject: Path, name: str) -> dict[str, Any]:
