@@ -341,6 +341,22 @@ def test_an_env_py_that_wants_an_engine_in_a_way_not_read_from_its_source(existi
 
 
 @sqlite_only
+def test_a_revision_that_imports_a_missing_module_is_named_with_its_line(existing: Existing) -> None:
+    path = existing.root / "migrations" / "versions" / "b2_create_team.py"
+    path.write_text(path.read_text().replace("from alembic import op\n",
+                                             "from alembic import op\nimport corpus_reports\n"))
+    manager = existing.manager()
+    assert manager.history().ids == ("b2", "a1")
+
+    with pytest.raises(MigrationError) as raised:
+        manager.upgrade()
+
+    assert str(raised.value).startswith("migrations/versions/b2_create_team.py, line 9 imports "
+                                        "'corpus_reports', which this kernel cannot import")
+    assert existing.versions() == []
+
+
+@sqlite_only
 def test_an_alembic_ini_that_cannot_be_parsed_is_named_with_its_line(existing: Existing) -> None:
     ini = existing.root / "alembic.ini"
     ini.write_text(ini.read_text() + "this line is not an option\n", encoding="utf-8")
