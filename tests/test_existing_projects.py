@@ -202,15 +202,21 @@ def test_upgrade_downgrade_and_a_failing_revision_report_what_the_database_holds
 
 @pytest.mark.parametrize(("backend", "style"), [("sqlite", "cookbook"), ("postgresql", "async_env"),
                                                 ("mysql", "custom_table")])
-def test_plain_alembic_agrees(existing: Existing) -> None:
+def test_plain_alembic_agrees_and_stamps_are_kept(existing: Existing) -> None:
     existing.manager().upgrade()
 
     assert "b2 (head)" in existing.alembic("current")
 
     existing.alembic("downgrade", "a1")
 
-    assert existing.manager().status().current == ("a1",)
+    manager = existing.manager()
+    assert manager.status().current == ("a1",)
     assert existing.versions() == ["a1"]
+
+    assert manager.stamp("b2").summary == "Stamped the database at b2."
+    assert existing.versions() == ["b2"] and "b2 (head)" in existing.alembic("current")
+    manager.clear_history()
+    assert existing.versions() == [] and manager.status().current == ()
 
 
 NOT_LITERAL = '''"""labelled from the application
