@@ -271,10 +271,12 @@ def project_file_error(error: BaseException, root: Path, migrations_dir: Path) -
     """A short error naming the project file (and line) the failure came from, if it did."""
     import traceback
 
+    from alembic.script.revision import RevisionError
+    from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
-    if isinstance(error, MigrationError | SQLAlchemyError):
-        return None
+    if isinstance(error, MigrationError | SQLAlchemyError | CommandError | RevisionError):
+        return None  # alembic's and the database's own verdicts: errors.py words them
     frames = [f for f in traceback.extract_tb(error.__traceback__) if _inside(f.filename, migrations_dir)]
     if isinstance(error, SyntaxError) and error.filename and _inside(error.filename, migrations_dir):
         return ConfigurationError(f"{_relative(error.filename, root)}, line {error.lineno}: "

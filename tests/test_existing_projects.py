@@ -131,7 +131,11 @@ every_style = pytest.mark.parametrize("style", STYLES)
 sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
 
 
-@pytest.mark.parametrize("style", (*STYLES, "missing_app"))
+@pytest.mark.parametrize(("backend", "style"), [
+    *(("sqlite", style) for style in (*STYLES, "missing_app")),
+    *((backend, style) for backend in ("postgresql", "mysql") for style in ("cookbook", "custom_table",
+                                                                            "missing_app")),
+])
 def test_history_and_status_with_and_without_the_application(existing: Existing) -> None:
     manager = existing.manager()
     assert manager.status().pending == ("a1", "b2")
@@ -163,7 +167,7 @@ def test_writing_without_the_application_names_env_py_and_the_module(tmp_path: P
 
 
 @every_style
-def test_upgrade_and_downgrade_keep_what_they_report(existing: Existing) -> None:
+def test_upgrade_downgrade_and_a_failing_revision_report_what_the_database_holds(existing: Existing) -> None:
     manager = existing.manager()
     seen: list[str] = []
 
@@ -182,12 +186,7 @@ def test_upgrade_and_downgrade_keep_what_they_report(existing: Existing) -> None
     assert "team" not in table_names(existing.url) and "hero" in table_names(existing.url)
     assert manager.status().current == ("a1",)
 
-
-@every_style
-def test_a_failing_revision_is_named_and_the_state_reported_is_the_databases(existing: Existing) -> None:
     existing.add_revision("c3_broken.py")
-    manager = existing.manager()
-
     with pytest.raises(MigrationFailed) as raised:
         manager.upgrade()
 
@@ -198,20 +197,26 @@ def test_a_failing_revision_is_named_and_the_state_reported_is_the_databases(exi
     assert manager.status().current == tuple(held)
     assert f"the database is at {', '.join(held) or 'base'}" in message
     if existing.url.startswith("mysql"):
-        assert "CREATE TABLE sidekick" in message
+        assert "Statements that ran: CREATE TABLE sidekick" in message
 
 
 @pytest.mark.parametrize(("backend", "style"), [("sqlite", "cookbook"), ("postgresql", "async_env"),
                                                 ("mysql", "custom_table")])
-def test_plain_alembic_agrees(existing: Existing) -> None:
+def test_plain_alembic_agrees_and_stamps_are_kept(existing: Existing) -> None:
     existing.manager().upgrade()
 
     assert "b2 (head)" in existing.alembic("current")
 
     existing.alembic("downgrade", "a1")
 
-    assert existing.manager().status().current == ("a1",)
+    manager = existing.manager()
+    assert manager.status().current == ("a1",)
     assert existing.versions() == ["a1"]
+
+    assert manager.stamp("b2").summary == "Stamped the database at b2."
+    assert existing.versions() == ["b2"] and "b2 (head)" in existing.alembic("current")
+    manager.clear_history()
+    assert existing.versions() == [] and manager.status().current == ()
 
 
 NOT_LITERAL = '''"""labelled from the application
@@ -300,6 +305,7 @@ def test_a_revision_file_that_is_not_utf8_is_named(existing: Existing) -> None:
 
 
 @sqlite_only
+@pytest.mark.filterwarnings("ignore:Revision zz9 referenced")
 def test_an_unknown_down_revision_is_named(existing: Existing) -> None:
     orphan = (CORPUS / "versions" / "b2_create_team.py").read_text().replace('"b2"', '"f6"')
     (existing.root / "migrations" / "versions" / "f6_orphan.py").write_text(
@@ -338,6 +344,22 @@ def test_an_env_py_that_wants_an_engine_in_a_way_not_read_from_its_source(existi
     existing.manager().upgrade()
 
     assert existing.versions() == ["b2"] and {"hero", "team"} <= table_names(existing.url)
+
+
+@sqlite_only
+def test_a_revision_that_imports_a_missing_module_is_named_with_its_line(existing: Existing) -> None:
+    path = existing.root / "migrations" / "versions" / "b2_create_team.py"
+    path.write_text(path.read_text().replace("from alembic import op\n",
+                                             "from alembic import op\nimport corpus_reports\n"))
+    manager = existing.manager()
+    assert manager.history().ids == ("b2", "a1")
+
+    with pytest.raises(MigrationError) as raised:
+        manager.upgrade()
+
+    assert str(raised.value).startswith("migrations/versions/b2_create_team.py, line 9 imports "
+                                        "'corpus_reports', which this kernel cannot import")
+    assert existing.versions() == []
 
 
 @sqlite_only
