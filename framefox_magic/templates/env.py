@@ -10,6 +10,7 @@ What autogenerate compares with: config.attributes["target_metadata"], else the
 """
 
 import importlib
+import logging
 import os
 
 from alembic import context
@@ -76,7 +77,9 @@ def enable_postgresql_enums(dialect_name):
     try:
         import alembic_postgresql_enum  # noqa: F401  registers its comparators on import
     except ImportError:
-        pass
+        return
+    # once imported it runs for every database in the process; it only warns that it skips others
+    logging.getLogger("alembic.alembic_postgresql_enum").setLevel(logging.ERROR)
 
 
 def database_url():
