@@ -293,3 +293,56 @@ def schema_of(url: str) -> dict:
     finally:
         engine.dispose()
     return {"tables": tables, "enums": enum_types(url)}
+
+
+# ---------------------------------------------------------------- PostgreSQL enums
+
+
+def mood_table(*values: str, extra: bool = False) -> Models:
+    def define(metadata: sa.MetaData) -> None:
+        sa.Table("team", metadata, sa.Column("id", sa.Integer, primary_key=True))
+        if values:
+            sa.Table("hero", metadata, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("mood", sa.Enum(*values, name="mood")))
+        if extra:
+            metadata.tables["team"].append_column(sa.Column("vibe", sa.Enum("calm", "loud", name="vibe")))
+    return define
+
+
+ENUM_SCENARIOS = {
+    "table with an enum created": (mood_table(), mood_table("happy", "sad")),
+    "enum column added": (mood_table("happy"), mood_table("happy", extra=True)),
+    "enum value added": (mood_table("happy", "sad"), mood_table("happy", "sad", "angry")),
+    "enum value removed": (mood_table("happy", "sad", "angry"), mood_table("happy", "sad")),
+    "table with an enum dropped": (mood_table("happy", "sad"), mood_table()),
+}
+
+
+def enum_values(url: str) -> dict[str, list[str]]:
+    """Each native enum type with its values, in order."""
+    found: dict[str, list[str]] = {}
+    for name, label in rows(url, "SELECT t.typname, e.enumlabel FROM pg_type t JOIN pg_enum e "
+                                 "ON e.enumtypid = t.oid ORDER BY t.typname, e.enumsortorder"):
+        found.setdefault(name, []).append(label)
+    return found
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+@pytest.mark.parametrize("scenario", ENUM_SCENARIOS)
+def test_postgresql_enums_follow_the_models_up_down_and_up(scenario: str, project: Path, db_url: str) -> None:
+    before, after = ENUM_SCENARIOS[scenario]
+    manager = AlembicManager(url=db_url, metadata=models(before), project_root=project)
+    manager.init()
+    manager.revision("before")
+    manager.upgrade()
+    at_start = enum_values(db_url)
+    manager.metadata = models(after)
+    assert manager.revision("after") is not None
+    manager.upgrade()
+    at_end = enum_values(db_url)
+    assert at_end != at_start
+    assert manager.diff().rows == []
+    manager.downgrade("-1")
+    assert enum_values(db_url) == at_start
+    manager.upgrade()
+    assert enum_values(db_url) == at_end
