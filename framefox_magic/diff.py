@@ -31,8 +31,12 @@ OP_NAMES = {
     "DropTableCommentOp": "drop_table_comment",
     "BulkInsertOp": "bulk_insert",
     "ExecuteSQLOp": "execute",
+    "CreateEnumOp": "create_enum",
+    "DropEnumOp": "drop_enum",
+    "SyncEnumValuesOp": "sync_enum_values",
+    "RenamingSyncEnumValuesOp": "sync_enum_values",
 }
-_ALWAYS_DESTRUCTIVE = {"drop_table", "drop_column", "drop_index", "drop_constraint"}
+_ALWAYS_DESTRUCTIVE = {"drop_table", "drop_column", "drop_index", "drop_constraint", "drop_enum"}
 _DATA_CHANGING_SQL = re.compile(r"\b(delete|update|drop|truncate|replace)\b", re.IGNORECASE)
 _WIDER_TYPES = {
     ("SmallInteger", "Integer"), ("SmallInteger", "BigInteger"), ("Integer", "BigInteger"),
@@ -202,6 +206,19 @@ def _describe_bulk_insert(operation: Any) -> tuple[str | None, str]:
     return None, f"{len(operation.rows)} row(s)"
 
 
+def _describe_enum(operation: Any) -> tuple[str | None, str]:
+    """alembic-postgresql-enum's operations: the type, its values, what is renamed."""
+    name = f"{operation.schema}.{operation.name}" if operation.schema else operation.name
+    values = getattr(operation, "enum_values", None)
+    if values is not None:
+        return name, ", ".join(values)
+    detail = f"{', '.join(operation.old_values)} -> {', '.join(operation.new_values)}"
+    renamed = getattr(operation, "renamed_values", ())
+    if renamed:
+        detail += "; renamed " + ", ".join(f"{old} to {new}" for old, new in renamed)
+    return name, detail
+
+
 def _describe_generic(operation: Any) -> tuple[str | None, str]:
     return None, ""
 
@@ -222,6 +239,9 @@ _DESCRIBE: dict[str, Callable[[Any], tuple[str | None, str]]] = {
     "rename_table": _describe_rename_table,
     "execute": _describe_execute,
     "bulk_insert": _describe_bulk_insert,
+    "create_enum": _describe_enum,
+    "drop_enum": _describe_enum,
+    "sync_enum_values": _describe_enum,
 }
 
 

@@ -25,8 +25,8 @@ class RenameCandidate:
 
     @property
     def spec(self) -> str:
-        """How the user names it: hero.name:full_name or hero:person."""
-        return f"{self.table}.{self.old}:{self.new}" if self.kind == "column" else f"{self.old}:{self.new}"
+        """How the user names it: hero.name:full_name, hero:person, or ENUM.VALUE:NEW."""
+        return f"{self.old}:{self.new}" if self.kind == "table" else f"{self.table}.{self.old}:{self.new}"
 
 
 def parse_renames(specs: Iterable[str]) -> list[RenameCandidate]:
@@ -49,7 +49,8 @@ def parse_renames(specs: Iterable[str]) -> list[RenameCandidate]:
 
 def rename_candidates(upgrade_ops: Any) -> list[RenameCandidate]:
     """Every drop + add in these operations that could be one rename."""
-    return [*_column_candidates(upgrade_ops), *_table_candidates(upgrade_ops)]
+    return [*_column_candidates(upgrade_ops), *_table_candidates(upgrade_ops),
+            *_enum_value_candidates(upgrade_ops)]
 
 
 def _column_candidates(upgrade_ops: Any) -> list[RenameCandidate]:
@@ -80,6 +81,24 @@ def _table_candidates(upgrade_ops: Any) -> list[RenameCandidate]:
         for create in creates
         if drop.schema == create.schema and _same_columns(drop.to_table(), create.to_table())
     ]
+
+
+def _enum_value_candidates(upgrade_ops: Any) -> list[RenameCandidate]:
+    """A PostgreSQL enum that loses a value and gains another (alembic-postgresql-enum's sync op)."""
+    found = []
+    for op in upgrade_ops.ops:
+        if not _is_enum_sync(op):
+            continue
+        renamed = dict(getattr(op, "renamed_values", ()))
+        removed = [v for v in op.old_values if v not in op.new_values and v not in renamed]
+        added = [v for v in op.new_values if v not in op.old_values and v not in renamed.values()]
+        found += [RenameCandidate("enum value", op.name, old, new, op.schema)
+                  for old in removed for new in added]
+    return found
+
+
+def _is_enum_sync(op: Any) -> bool:
+    return any(cls.__name__ == "SyncEnumValuesOp" for cls in type(op).__mro__)
 
 
 def compatible(reflected: Any, model: Any) -> bool:
@@ -115,6 +134,8 @@ def mark_candidates(rows: list, generated_revisions: Sequence[Any]) -> list:
 
 def _is_part_of(row: Any, candidate: RenameCandidate) -> bool:
     prefix = f"{candidate.schema}." if candidate.schema else ""
+    if candidate.kind == "enum value":
+        return row.op == "sync_enum_values" and row.target == prefix + str(candidate.table)
     if candidate.kind == "column":
         return row.table == prefix + str(candidate.table) and (
             (row.op, row.target) in (("drop_column", candidate.old), ("add_column", candidate.new))
@@ -142,7 +163,8 @@ def resolve_renames(migration_context: Any, script: Any, renames: Sequence[Renam
         if not any(_same(rename, candidate) for candidate in candidates):
             raise ConfigurationError(_not_a_candidate(rename, candidates))
     for rename in renames:
-        _apply(migration_context, script.upgrade_ops, rename)
+        matched = next(candidate for candidate in candidates if _same(rename, candidate))
+        _apply(migration_context, script.upgrade_ops, matched)
     left = rename_candidates(script.upgrade_ops)
     if left and not no_rename:
         raise RenameQuestion(question(left), left)
@@ -173,8 +195,10 @@ def _renames_first(operations: Any) -> None:
 
 
 def _same(rename: RenameCandidate, candidate: RenameCandidate) -> bool:
-    return (rename.kind, rename.table, rename.old, rename.new) == (
-        candidate.kind, candidate.table, candidate.old, candidate.new
+    """TABLE.COLUMN:NEW names a column or, for an enum type, one of its values."""
+    kinds = {"column", "enum value"} if rename.kind == "column" else {rename.kind}
+    return candidate.kind in kinds and (rename.table, rename.old, rename.new) == (
+        candidate.table, candidate.old, candidate.new
     )
 
 
@@ -191,6 +215,8 @@ def question(candidates: Sequence[RenameCandidate]) -> str:
 def _said(candidate: RenameCandidate) -> str:
     if candidate.kind == "column":
         return f"{candidate.table}.{candidate.old} -> {candidate.new} (--rename {candidate.spec})"
+    if candidate.kind == "enum value":
+        return f"enum {candidate.table} value {candidate.old} -> {candidate.new} (--rename {candidate.spec})"
     return f"table {candidate.old} -> {candidate.new} (--rename {candidate.spec})"
 
 
@@ -203,8 +229,44 @@ def _not_a_candidate(rename: RenameCandidate, candidates: Sequence[RenameCandida
 def _apply(migration_context: Any, upgrade_ops: Any, rename: RenameCandidate) -> None:
     if rename.kind == "column":
         _rename_column(migration_context, upgrade_ops, rename)
+    elif rename.kind == "enum value":
+        _rename_enum_value(upgrade_ops, rename)
     else:
         _rename_table(migration_context, upgrade_ops, rename)
+
+
+def _rename_enum_value(upgrade_ops: Any, rename: RenameCandidate) -> None:
+    """The enum's sync operation casts the old value to the new one (rows keep their value)."""
+    sync = next(op for op in upgrade_ops.ops if _is_enum_sync(op) and op.name == rename.table)
+    renaming = _enum_renaming_op(type(sync))
+    replaced = renaming(sync.schema, sync.name, sync.old_values, sync.new_values, sync.affected_columns,
+                        sync.indexes_to_recreate)
+    replaced.renamed_values = (*getattr(sync, "renamed_values", ()), (rename.old, rename.new))
+    upgrade_ops.ops[upgrade_ops.ops.index(sync)] = replaced
+
+
+@functools.cache
+def _enum_renaming_op(sync_op: type) -> type:
+    """alembic-postgresql-enum's sync operation, rendered and reversed with values renamed."""
+    from alembic.autogenerate import renderers
+
+    class RenamingSyncEnumValuesOp(sync_op):  # type: ignore[misc, valid-type]
+        renamed_values: tuple[tuple[str, str], ...] = ()
+
+        def reverse(self) -> Any:
+            back = RenamingSyncEnumValuesOp(self.schema, self.name, self.new_values, self.old_values,
+                                            self.affected_columns, self.indexes_to_recreate)
+            back.renamed_values = tuple((new, old) for old, new in self.renamed_values)
+            return back
+
+    render_sync = renderers.dispatch(sync_op)
+
+    @renderers.dispatch_for(RenamingSyncEnumValuesOp)
+    def render(autogen_context: Any, op: Any) -> str:
+        text = render_sync(autogen_context, op)
+        return text.replace("enum_values_to_rename=[]", f"enum_values_to_rename={list(op.renamed_values)!r}")
+
+    return RenamingSyncEnumValuesOp
 
 
 def _rename_column(migration_context: Any, upgrade_ops: Any, rename: RenameCandidate) -> None:

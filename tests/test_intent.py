@@ -346,3 +346,27 @@ def test_postgresql_enums_follow_the_models_up_down_and_up(scenario: str, projec
     assert enum_values(db_url) == at_start
     manager.upgrade()
     assert enum_values(db_url) == at_end
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_renamed_enum_value_keeps_the_rows_that_hold_it(project: Path, db_url: str) -> None:
+    manager = AlembicManager(url=db_url, metadata=models(mood_table("happy", "sad")), project_root=project)
+    manager.init()
+    manager.revision("moods")
+    manager.upgrade()
+    engine = sa.create_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO hero (id, mood) VALUES (1, 'sad'), (2, 'happy')"))
+    engine.dispose()
+    manager.metadata = models(mood_table("happy", "blue"))
+    marked = [row for row in manager.diff().rows if "--rename mood.sad:blue" in row.detail]
+    assert [row.op for row in marked] == ["sync_enum_values"]
+    with pytest.raises(RenameQuestion, match=r"enum mood value sad -> blue"):
+        manager.revision("blue")
+    manager.revision("blue", renames=["mood.sad:blue"])
+    manager.upgrade()
+    assert rows(db_url, "SELECT id, mood::text FROM hero ORDER BY id") == [(1, "blue"), (2, "happy")]
+    assert manager.diff().rows == []
+    manager.downgrade("-1")
+    assert rows(db_url, "SELECT id, mood::text FROM hero ORDER BY id") == [(1, "sad"), (2, "happy")]
+    assert enum_values(db_url) == {"mood": ["happy", "sad"]}
