@@ -118,8 +118,9 @@ def _type_text(type_: Any) -> str:
         except Exception:
             return type(type_).__name__
     enums = getattr(type_, "enums", None)
-    if enums and "(" not in text:
-        text = f"{text}({', '.join(repr(value) for value in enums)})"
+    if enums:
+        name = getattr(type_, "name", None)
+        text = f"{name + ' ' if name else ''}ENUM({', '.join(repr(value) for value in enums)})"
     return text
 
 

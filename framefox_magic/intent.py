@@ -10,6 +10,10 @@ from typing import Any
 
 from .errors import ConfigurationError, MigrationError, RenameQuestion
 
+NAMING_NOTE = (
+    "When the models set no naming convention, its env.py gives them one (uq_/fk_/pk_<table>_<column>), "
+    "so that constraints get names and downgrades can drop them"
+)
 _RENAME_SPEC = re.compile(r"^(?P<old>[\w$]+(?:\.[\w$]+)?):(?P<new>[\w$]+)$")
 
 

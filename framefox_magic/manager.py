@@ -147,6 +147,10 @@ class AlembicManager:
                 f"Initialized {target.migrations_dir}" if created
                 else f"{target.migrations_dir} was already initialized; nothing changed"
             )
+            if str(target.migrations_dir / "env.py") in created:
+                from .intent import NAMING_NOTE
+
+                summary += f". {NAMING_NOTE}"
             return Outcome("init", summary, files=created)
 
     def _write_alembic_ini(self, target: settings.Target) -> Path | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import column_names, table_names
+from conftest import column_names, table_names, version_rows
 
 from framefox_magic import AlembicManager
 from framefox_magic.errors import ConfigurationError, RenameQuestion
@@ -370,3 +370,50 @@ def test_a_renamed_enum_value_keeps_the_rows_that_hold_it(project: Path, db_url:
     manager.downgrade("-1")
     assert rows(db_url, "SELECT id, mood::text FROM hero ORDER BY id") == [(1, "sad"), (2, "happy")]
     assert enum_values(db_url) == {"mood": ["happy", "sad"]}
+
+
+# ---------------------------------------------------------------- schemas, and types as the database says
+
+
+def audit_in_other_schema(timezone: bool) -> Models:
+    def define(metadata: sa.MetaData) -> None:
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        sa.Table("hero", metadata, sa.Column("id", sa.Integer, primary_key=True))
+        sa.Table("audit", metadata, sa.Column("id", sa.Integer, primary_key=True),
+                 sa.Column("at", sa.DateTime(timezone=timezone)),
+                 sa.Column("tags", ARRAY(sa.Integer)),
+                 sa.Column("level", sa.Enum("info", "warn", name="level", schema="other")),
+                 schema="other")
+    return define
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_table_in_another_schema_is_created_once_and_shown_with_its_schema(project: Path,
+                                                                             db_url: str) -> None:
+    engine = sa.create_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE SCHEMA other"))
+    engine.dispose()
+    manager = AlembicManager(url=db_url, metadata=models(audit_in_other_schema(False)), project_root=project)
+    manager.init()
+    written = manager.revision("audit")
+    created = {row.table: row.detail for row in written.diff.rows if row.op == "create_table"}
+    assert "other.audit" in created
+    assert "INTEGER[]" in created["other.audit"] and "level ENUM('info', 'warn')" in created["other.audit"]
+    manager.upgrade()
+    assert manager.diff().rows == []  # not proposed again after the upgrade
+    manager.metadata = models(audit_in_other_schema(True))
+    changed = [row for row in manager.diff().rows if row.op == "alter_column"]
+    assert [(row.table, row.target) for row in changed] == [("other.audit", "at")]
+    assert "TIMESTAMP WITHOUT TIME ZONE -> TIMESTAMP WITH TIME ZONE" in changed[0].detail
+    assert version_rows(db_url) == [written.revision]  # the version table stays in the default schema
+
+
+def test_init_says_unnamed_constraints_get_names(project: Path) -> None:
+    url = f"sqlite:///{project / 'app.db'}"
+    manager = AlembicManager(url=url, metadata=models(chain_v1), project_root=project)
+    assert "naming convention" in manager.init().summary
+    written = manager.revision("teams")
+    assert "op.f('uq_team_name')" in Path(written.path).read_text()
+    assert "naming convention" not in manager.init().summary  # already initialized: nothing said again
