@@ -216,6 +216,15 @@ def question(candidates: Sequence[RenameCandidate]) -> str:
     )
 
 
+def clear_renames(candidates: Sequence[RenameCandidate]) -> list[str] | None:
+    """The renames to offer as one answer, when no drop or add could pair with two others."""
+    olds = [(c.kind, c.table, c.old) for c in candidates]
+    news = [(c.kind, c.table, c.new) for c in candidates]
+    if len(set(olds)) < len(olds) or len(set(news)) < len(news):
+        return None
+    return [c.spec for c in candidates]
+
+
 def _said(candidate: RenameCandidate) -> str:
     if candidate.kind == "column":
         return f"{candidate.table}.{candidate.old} -> {candidate.new} (--rename {candidate.spec})"

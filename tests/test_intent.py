@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -417,3 +418,56 @@ def test_init_says_unnamed_constraints_get_names(project: Path) -> None:
     written = manager.revision("teams")
     assert "op.f('uq_team_name')" in Path(written.path).read_text()
     assert "naming convention" not in manager.init().summary  # already initialized: nothing said again
+
+
+# ---------------------------------------------------------------- in the notebook
+
+FULL_NAME_CELL = '''%%revision -m "full name" {options}
+class Hero(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    full_name: str
+'''
+
+
+def test_a_revision_cell_asks_then_renames_with_the_data_kept(shell: Any, db_url: str,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import HERO_CELL
+    from IPython.core.error import UsageError
+
+    assert shell.run_cell(f"%migrate init --url {db_url}").success
+    assert shell.run_cell(HERO_CELL).success and shell.run_cell("%migrate upgrade").success
+    engine = sa.create_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO hero (id, name) VALUES (1, 'Tony')"))
+    engine.dispose()
+    capsys.readouterr()
+    asked = shell.run_cell(FULL_NAME_CELL.format(options=""))
+    assert isinstance(asked.error_in_exec, UsageError)
+    shown = capsys.readouterr()
+    assert "Traceback" not in shown.out + shown.err
+    assert "--rename hero.name:full_name" in str(asked.error_in_exec)
+    renamed = shell.run_cell(FULL_NAME_CELL.format(options="--rename hero.name:full_name --apply"))
+    assert renamed.success, renamed.error_in_exec
+    assert rows(db_url, "SELECT id, full_name FROM hero") == [(1, "Tony")]
+
+
+def test_the_panel_asks_and_confirm_writes_the_renames(project: Path) -> None:
+    from framefox_magic.widgets import MigrationPanel
+
+    url = f"sqlite:///{project / 'app.db'}"
+    manager = AlembicManager(url=url, metadata=models(hero_v1), project_root=project)
+    manager.init()
+    manager.revision("heroes")
+    manager.upgrade()
+    manager.metadata = models(renamed_columns)
+    panel = MigrationPanel(manager)
+    panel.message.value = "rename"
+    panel.buttons["New revision"].click()
+    assert "Did you rename?" in panel.output.value
+    assert panel.confirmation.layout.display != "none"
+    assert "hero.name:full_name" in panel.question.value and "hero.nick:alias" in panel.question.value
+    assert manager.status().pending == ()  # nothing written before Confirm
+    panel.confirm.click()
+    (pending,) = manager.status().pending
+    assert "new_column_name='full_name'" in Path(manager.show(pending).path).read_text()
+    assert panel.confirmation.layout.display == "none"
