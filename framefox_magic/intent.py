@@ -21,8 +21,8 @@ _RENAME_SPEC = re.compile(r"^(?P<old>[\w$]+(?:\.[\w$]+)?):(?P<new>[\w$]+)$")
 class RenameCandidate:
     """A dropped column (or table) and an added one that could be the same thing renamed."""
 
-    kind: str  # "column" or "table"
-    table: str | None  # the column's table; None for a table rename
+    kind: str  # "column", "table" or "enum value"
+    table: str | None  # the column's table or the enum type; None for a table rename
     old: str
     new: str
     schema: str | None = None
