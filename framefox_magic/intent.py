@@ -384,10 +384,10 @@ def _rename_ops() -> tuple[type, type]:
 
 def order_for_dialect(script: Any) -> None:
     """Up and down, operations in an order every database accepts."""
+    if _drop_tables_in_dependency_order(script.upgrade_ops):
+        script.downgrade_ops = script.upgrade_ops.reverse()  # as alembic makes it, from the new order
+        _renames_first(script.downgrade_ops)
     for operations in (script.upgrade_ops, script.downgrade_ops):
-        if operations is None:
-            continue
-        _drop_tables_in_dependency_order(operations)
         _skip_index_drops_of_dropped_tables(operations)
         for group in operations.ops:
             if hasattr(group, "ops") and hasattr(group, "table_name"):
@@ -425,20 +425,41 @@ def _skip_index_drops_of_dropped_tables(operations: Any) -> None:
                       if not (isinstance(op, ops.ModifyTableOps) and op.is_empty())]
 
 
-def _drop_tables_in_dependency_order(operations: Any) -> None:
-    """Tables that refer to others are dropped before the tables they refer to."""
+def _drop_tables_in_dependency_order(operations: Any) -> bool:
+    """Tables that refer to others are dropped before the tables they refer to; whether it moved any."""
     from alembic.operations import ops
 
-    slots = [i for i, op in enumerate(operations.ops) if isinstance(op, ops.DropTableOp)]
-    drops = [operations.ops[i] for i in slots]
+    units = _drop_units(operations.ops)
+    slots = [i for i, unit in enumerate(units) if isinstance(unit[-1], ops.DropTableOp)]
+    drops = [units[i][-1] for i in slots]
     ordered: list[Any] = []
     while drops:
         names = {op.table_name for op in drops}
         free = [op for op in drops if not (_referrers(op, drops) & names)] or drops[:1]
         ordered.extend(free)
         drops = [op for op in drops if op not in free]
-    for slot, op in zip(slots, ordered, strict=True):
-        operations.ops[slot] = op
+    unit_of = {id(units[i][-1]): units[i] for i in slots}
+    moved = [units[i][-1] for i in slots] != ordered
+    for slot, drop in zip(slots, ordered, strict=True):
+        units[slot] = unit_of[id(drop)]
+    operations.ops = [op for unit in units for op in unit]
+    return moved
+
+
+def _drop_units(operations: list[Any]) -> list[list[Any]]:
+    """The operations, each drop_table together with the changes to its table just before it."""
+    from alembic.operations import ops
+
+    units: list[list[Any]] = []
+    for op in operations:
+        before = units[-1] if units else []
+        if (isinstance(op, ops.DropTableOp) and len(before) == 1
+                and isinstance(before[0], ops.ModifyTableOps)
+                and _touches(before[0], op.table_name, op.schema)):
+            before.append(op)
+        else:
+            units.append([op])
+    return units
 
 
 def _referrers(op: Any, drops: Sequence[Any]) -> set[str]:

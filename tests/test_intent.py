@@ -471,3 +471,26 @@ def test_the_panel_asks_and_confirm_writes_the_renames(project: Path) -> None:
     (pending,) = manager.status().pending
     assert "new_column_name='full_name'" in Path(manager.show(pending).path).read_text()
     assert panel.confirmation.layout.display == "none"
+
+
+def linked_tables(metadata: sa.MetaData) -> None:
+    """Four tables, each referring to the one before."""
+    sa.Table("t0", metadata, sa.Column("id", sa.Integer, primary_key=True))
+    for number in range(1, 4):
+        sa.Table(f"t{number}", metadata, sa.Column("id", sa.Integer, primary_key=True),
+                 sa.Column("up_id", sa.Integer, sa.ForeignKey(f"t{number - 1}.id"), index=True))
+
+
+def test_tables_removed_together_are_dropped_children_first(project: Path, db_url: str) -> None:
+    manager = AlembicManager(url=db_url, metadata=models(linked_tables), project_root=project)
+    manager.init()
+    manager.revision("linked")
+    manager.upgrade()
+    linked = schema_of(db_url)
+    manager.metadata = sa.MetaData()
+    written = manager.revision("all gone")
+    assert [row.table for row in written.diff.rows if row.op == "drop_table"] == ["t3", "t2", "t1", "t0"]
+    manager.upgrade()
+    assert table_names(db_url) <= {"alembic_version"}
+    manager.downgrade("-1")
+    assert schema_of(db_url) == linked  # tables, keys and indexes back
