@@ -90,6 +90,10 @@ REVISION_OPTIONS = (
          action="append"),
     _arg("--rev-id", help="the id to give the revision instead of a generated one", dest="rev_id"),
     _arg("--apply", help="upgrade to the new revision right after writing it", action="store_true"),
+    _arg("--rename", help="TABLE.COLUMN:NEW or TABLE:NEW: write this drop + add as a rename (data kept)",
+         dest="renames", action="append", default=[]),
+    _arg("--no-rename", help="write drops + adds as they are, even where one could be a rename",
+         dest="no_rename", action="store_true"),
 )
 TARGET_OPTIONS = (
     _arg("--url", help="database URL (kept for this session; never written to disk)"),
@@ -115,6 +119,7 @@ def _revision(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -
     written = manager.revision(
         args.message, autogenerate=args.autogenerate, head=args.head, splice=args.splice,
         branch_label=args.branch_label, depends_on=args.depends_on, rev_id=args.rev_id,
+        renames=args.renames, no_rename=args.no_rename,
     )
     if written is None:
         return Outcome("revision", "No changes detected: no revision was written.")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from types import SimpleNamespace
 from typing import Any
 
@@ -29,14 +31,19 @@ OP_NAMES = {
     "DropTableCommentOp": "drop_table_comment",
     "BulkInsertOp": "bulk_insert",
     "ExecuteSQLOp": "execute",
+    "CreateEnumOp": "create_enum",
+    "DropEnumOp": "drop_enum",
+    "SyncEnumValuesOp": "sync_enum_values",
+    "RenamingSyncEnumValuesOp": "sync_enum_values",
 }
-_ALWAYS_DESTRUCTIVE = {"drop_table", "drop_column", "drop_index", "drop_constraint"}
+_ALWAYS_DESTRUCTIVE = {"drop_table", "drop_column", "drop_index", "drop_constraint", "drop_enum"}
 _DATA_CHANGING_SQL = re.compile(r"\b(delete|update|drop|truncate|replace)\b", re.IGNORECASE)
 _WIDER_TYPES = {
     ("SmallInteger", "Integer"), ("SmallInteger", "BigInteger"), ("Integer", "BigInteger"),
     ("String", "Text"), ("Unicode", "UnicodeText"), ("String", "Unicode"), ("Float", "Double"),
     ("VARCHAR", "TEXT"), ("AutoString", "Text"), ("AutoString", "String"), ("String", "AutoString"),
 }
+_DIALECT: ContextVar[str | None] = ContextVar("framefox_magic_diff_dialect", default=None)
 
 
 def flatten(operations: Iterable[Any]) -> Iterator[Any]:
@@ -48,9 +55,14 @@ def flatten(operations: Iterable[Any]) -> Iterator[Any]:
             yield operation
 
 
-def rows_from_ops(operations: Iterable[Any], revision: str | None = None) -> list[DiffRow]:
-    """One row per operation, in order."""
-    return [row_from_op(operation, revision) for operation in flatten(operations)]
+def rows_from_ops(operations: Iterable[Any], revision: str | None = None,
+                  dialect: str | None = None) -> list[DiffRow]:
+    """One row per operation, in order; types written as the database's dialect names them."""
+    token = _DIALECT.set(dialect)
+    try:
+        return [row_from_op(operation, revision) for operation in flatten(operations)]
+    finally:
+        _DIALECT.reset(token)
 
 
 def row_from_op(operation: Any, revision: str | None = None) -> DiffRow:
@@ -82,20 +94,44 @@ def unrecorded_row(revision: str | None, error: BaseException) -> DiffRow:
 
 
 def _table_of(operation: Any) -> str | None:
+    """The table, with its schema when it is not the default one (other.audit)."""
+    name = None
     for attribute in ("table_name", "source_table"):
         if value := getattr(operation, attribute, None):
-            return str(value)
-    table = getattr(operation, "table", None)
-    return getattr(table, "name", None)
+            name = str(value)
+            break
+    else:
+        name = getattr(getattr(operation, "table", None), "name", None)
+    schema = getattr(operation, "schema", None) or getattr(operation, "source_schema", None)
+    return f"{schema}.{name}" if name and schema else name
 
 
 def _type_text(type_: Any) -> str:
+    """A type as the database names it (TIMESTAMP WITH TIME ZONE, INTEGER[]), enums with their values."""
     if type_ is None:
         return "?"
     try:
-        return str(type_)
+        text = type_.compile(dialect=_dialect(_DIALECT.get()))
     except Exception:
-        return type(type_).__name__
+        try:
+            text = str(type_)
+        except Exception:
+            return type(type_).__name__
+    enums = getattr(type_, "enums", None)
+    if enums:
+        name = getattr(type_, "name", None)
+        text = f"{name + ' ' if name else ''}ENUM({', '.join(repr(value) for value in enums)})"
+    return text
+
+
+@functools.cache
+def _dialect(name: str | None) -> Any:
+    """A dialect to compile types with; SQLAlchemy's default one when the database is unknown."""
+    from sqlalchemy.engine import default, make_url
+
+    if name is None:
+        return default.StrCompileDialect()
+    return make_url(f"{name}://").get_dialect()()
 
 
 def _column_text(column: Any) -> str:
@@ -171,6 +207,19 @@ def _describe_bulk_insert(operation: Any) -> tuple[str | None, str]:
     return None, f"{len(operation.rows)} row(s)"
 
 
+def _describe_enum(operation: Any) -> tuple[str | None, str]:
+    """alembic-postgresql-enum's operations: the type, its values, what is renamed."""
+    name = f"{operation.schema}.{operation.name}" if operation.schema else operation.name
+    values = getattr(operation, "enum_values", None)
+    if values is not None:
+        return name, ", ".join(values)
+    detail = f"{', '.join(operation.old_values)} -> {', '.join(operation.new_values)}"
+    renamed = getattr(operation, "renamed_values", ())
+    if renamed:
+        detail += "; renamed " + ", ".join(f"{old} to {new}" for old, new in renamed)
+    return name, detail
+
+
 def _describe_generic(operation: Any) -> tuple[str | None, str]:
     return None, ""
 
@@ -191,6 +240,9 @@ _DESCRIBE: dict[str, Callable[[Any], tuple[str | None, str]]] = {
     "rename_table": _describe_rename_table,
     "execute": _describe_execute,
     "bulk_insert": _describe_bulk_insert,
+    "create_enum": _describe_enum,
+    "drop_enum": _describe_enum,
+    "sync_enum_values": _describe_enum,
 }
 
 

@@ -17,6 +17,14 @@ class ConfigurationError(MigrationError):
     """The target (URL, migrations folder, metadata) is missing or malformed."""
 
 
+class RenameQuestion(MigrationError):
+    """Autogenerate saw a drop and an add that could be one rename; the user says which."""
+
+    def __init__(self, message: str, candidates: tuple = ()) -> None:
+        super().__init__(message)
+        self.candidates = tuple(candidates)
+
+
 class NotInitialized(ConfigurationError):
     """The migrations folder does not exist yet."""
 

@@ -85,7 +85,8 @@ class MigrateMagics(Magics):
         """Write a revision from this cell: model code (autogenerate) or, with --manual, upgrade code.
 
         %%revision -m MESSAGE [--manual] [--apply] [--head REV] [--splice] [--branch-label LABEL]
-                              [--depends-on REV] [--rev-id ID] [-o NAME]
+                              [--depends-on REV] [--rev-id ID] [--rename OLD:NEW] [--no-rename]
+                              [-o NAME]
 
         Without --manual the cell runs first (define or edit SQLModel / SQLAlchemy models in it),
         then the models are compared with the database. Re-running the cell while its revision is
@@ -135,6 +136,7 @@ class MigrateMagics(Magics):
         return {
             "head": args.head, "splice": args.splice, "branch_label": args.branch_label,
             "depends_on": args.depends_on, "rev_id": args.rev_id,
+            "renames": args.renames, "no_rename": args.no_rename,
         }
 
     def _cell_key(self, message: str) -> str:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as w
 
 from . import render
-from .errors import MigrationError, NotUpToDate
+from .errors import MigrationError, NotUpToDate, RenameQuestion
+from .intent import clear_renames
 from .manager import AlembicManager
 from .results import Graph, History, Outcome, RevisionInfo
 
@@ -179,19 +180,33 @@ class MigrationPanel(w.VBox):
         if not message:
             self.output.value = render.error_html("Type a message for the new revision first.")
             return
+        self._write_revision(message)
+
+    def _write_revision(self, message: str) -> None:
+        """Run the autogenerate; pick what it wrote."""
         written: list[RevisionInfo] = []
+        self._run(self._revision_action(message, (), written))
+        if written:
+            self.message.value = ""
+            self.picker.value = written[0].revision
+
+    def _revision_action(self, message: str, renames: Sequence[str], written: list[RevisionInfo]) -> Action:
+        """Autogenerate; when it could hold renames, the confirmation step offers them (data kept)."""
 
         def write() -> Any:
-            info = self.manager.revision(message, autogenerate=True)
+            try:
+                info = self.manager.revision(message, autogenerate=True, renames=renames)
+            except RenameQuestion as asked:
+                if offered := clear_renames(asked.candidates):
+                    self._ask(f"Write {', '.join(offered)} as rename(s), keeping the data?",
+                              self._revision_action(message, offered, written))
+                raise
             if info is None:
                 return Outcome("revision", "No changes detected: no revision was written.")
             written.append(info)
             return info
 
-        self._run(write)
-        if written:
-            self.message.value = ""
-            self.picker.value = written[0].revision
+        return write
 
     def _refresh_clicked(self, _: w.Button | None = None) -> None:
         """Refresh: re-read everything, through the same guard as the commands."""

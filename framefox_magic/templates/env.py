@@ -10,6 +10,7 @@ What autogenerate compares with: config.attributes["target_metadata"], else the
 """
 
 import importlib
+import logging
 import os
 
 from alembic import context
@@ -18,9 +19,22 @@ from sqlalchemy.engine import Connection, make_url
 
 config = context.config
 
+# constraint names for models that set none, so that downgrades can drop what upgrades created
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
 
 def target_metadata():
     """The MetaData that autogenerate compares the database with."""
+    return with_naming_convention(models_metadata())
+
+
+def models_metadata():
+    """The MetaData as the project defines it."""
     metadata = config.attributes.get("target_metadata")
     if metadata is not None:
         return metadata
@@ -32,6 +46,40 @@ def target_metadata():
     for name in (attribute or "metadata").split("."):
         value = getattr(value, name)
     return getattr(value, "metadata", value)
+
+
+def with_naming_convention(metadata):
+    """Give the models NAMING_CONVENTION when they have none; name their unnamed constraints."""
+    if metadata is None or set(metadata.naming_convention) - {"ix"}:
+        return metadata
+    metadata.naming_convention = {**NAMING_CONVENTION, **metadata.naming_convention}
+    for table in metadata.tables.values():
+        for item in [*table.constraints, *table.indexes]:
+            if item.name is None:
+                item.dispatch.after_parent_attach(item, table)
+    return metadata
+
+
+def schema_filter(metadata):
+    """Compare only the schemas the models use; the version table stays in the default schema."""
+    schemas = {None} | {table.schema for table in getattr(metadata, "tables", {}).values()}
+
+    def include_name(name, type_, parent_names):
+        return type_ != "schema" or name in schemas
+
+    return include_name
+
+
+def enable_postgresql_enums(dialect_name):
+    """Native enums created, altered and dropped with their tables (alembic-postgresql-enum)."""
+    if dialect_name != "postgresql":
+        return
+    try:
+        import alembic_postgresql_enum  # noqa: F401  registers its comparators on import
+    except ImportError:
+        return
+    # once imported it runs for every database in the process; it only warns that it skips others
+    logging.getLogger("alembic.alembic_postgresql_enum").setLevel(logging.ERROR)
 
 
 def database_url():
@@ -56,13 +104,17 @@ def skip_empty_autogenerate(migration_context, revision, directives):
 
 def configure_options(dialect_name):
     """The options every run shares; a caller may add hooks through config.attributes."""
+    metadata = target_metadata()
     options = {
-        "target_metadata": target_metadata(),
+        "target_metadata": metadata,
         "compare_type": True,
         "transaction_per_migration": True,
         "render_as_batch": dialect_name == "sqlite",
         "process_revision_directives": skip_empty_autogenerate,
+        "include_schemas": True,
+        "include_name": schema_filter(metadata),
     }
+    enable_postgresql_enums(dialect_name)
     options.update(config.attributes.get("configure_options") or {})
     return options
 
