@@ -276,10 +276,20 @@ def execute(manager: AlembicManager, args: argparse.Namespace, ui: Frontend, con
     command = BY_NAME[args.command]
     apply_target(manager, args)
     if confirm and command.destructive(args) and not getattr(args, "yes", False):
+        note = _backup_note(manager, command)
         raise ConfirmationRequired(
-            f"`{command.name}` changes or removes data: add --yes to go ahead. Nothing was changed."
+            f"`{command.name}` changes or removes data: add --yes to go ahead.{note} Nothing was changed."
         )
     return command.run(manager, args, ui)
+
+
+BACKED_UP = frozenset({"downgrade", "stamp", "clear-history", "reset"})
+
+
+def _backup_note(manager: AlembicManager, command: Command) -> str:
+    """For a command that backs up a SQLite file first: where no backup can be made, say so."""
+    note = manager.backup_note() if command.name in BACKED_UP else None
+    return f" Note: {note}." if note else ""
 
 
 # ---------------------------------------------------------------- completion

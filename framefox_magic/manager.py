@@ -10,9 +10,7 @@ import shutil
 import string
 import textwrap
 import threading
-import time
 import weakref
-import zlib
 from argparse import Namespace
 from collections.abc import Callable, Iterator, Sequence, Set
 from contextlib import contextmanager
@@ -21,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import settings
+from . import dialects, settings
 from .diff import record_script, rows_from_ops, unrecorded_row
 from .errors import (
     ConfigurationError,
@@ -60,9 +58,8 @@ _ALEMBIC_LOCK = threading.RLock()
 _REV_ID = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 _CREATE_DATE = re.compile(r"^Create Date:\s*(.+?)\s*$", re.MULTILINE)
 _OWN_ENV_MARKER = "written by framefox_magic"
-_LOCK_NAME = "framefox_magic_migrations"
 TEMPLATE_FILES = ("env.py", "script.py.mako")
-BACKUPS_KEPT = 20
+BACKUPS_KEPT = dialects.BACKUPS_KEPT
 
 StepCallback = Callable[[int, int, RevisionInfo], None]
 
@@ -77,12 +74,16 @@ class AlembicManager:
         metadata: Any = None,
         project_root: str | os.PathLike[str] = ".",
         lock_timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        ddl_lock_timeout: float | None = None,
     ) -> None:
         self.url = url
         self.migrations_dir = migrations_dir
         self.metadata = metadata
         self.project_root = project_root
         self.lock_timeout = lock_timeout
+        self.connect_timeout = connect_timeout
+        self.ddl_lock_timeout = ddl_lock_timeout
         self._scripts: ScriptCache | None = None
         self._reflection = ReflectionCache()
 
@@ -120,6 +121,11 @@ class AlembicManager:
         for name, value in (("url", url), ("migrations_dir", migrations_dir), ("metadata", metadata)):
             if value:
                 setattr(self, name, value)
+
+    def backup_note(self) -> str | None:
+        """Why no backup is taken before a destructive change of this database (None when one is)."""
+        with translated(self.url):
+            return dialects.no_backup_reason(self.target().url)
 
     def metadata_spec(self) -> Any:
         """The metadata as configured: this manager's, else pyproject's [tool.framefox_magic]."""
@@ -411,7 +417,7 @@ class AlembicManager:
             script = self._script_directory(target)
             current = self._current_heads(target, connection)
             planned = _steps(script, target_rev, current, downgrade)
-            backup = _backup_sqlite(connection) if downgrade and planned else None
+            backup = dialects.backup_sqlite(connection) if downgrade and planned else None
             done: list[RevisionInfo] = []
             statements: list[str] = []
 
@@ -445,7 +451,9 @@ class AlembicManager:
             f"{verb.capitalize()}d {len(done)} revision(s); the database is now at {_heads_text(now)}."
             if done else f"Nothing to {verb}: the database is at {_heads_text(now)}."
         )
-        return Outcome(verb, summary, steps=done, backup=backup)
+        unsaved = [f"No backup was taken: {dialects.no_backup_reason(target.url)}."] \
+            if downgrade and done and backup is None and dialects.no_backup_reason(target.url) else []
+        return Outcome(verb, summary, steps=done, backup=backup, warnings=unsaved)
 
     def _failure(self, failed: Script, error: Exception, connection: Connection,
                  statements: list[str]) -> MigrationFailed:
@@ -467,7 +475,7 @@ class AlembicManager:
     def stamp(self, rev: str, purge: bool = False) -> Outcome:
         """Record REV as the database's revision without running any migration."""
         with self._call() as target, self._connect(target) as connection, self._database_lock(connection):
-            backup = _backup_sqlite(connection) if purge else None
+            backup = dialects.backup_sqlite(connection) if purge else None
             self._stamp(target, connection, rev, purge)
             now = self._current_heads(target, connection)
             return Outcome("stamp", f"Stamped the database at {_heads_text(now)}.", backup=backup)
@@ -476,7 +484,7 @@ class AlembicManager:
         """Empty the alembic_version table (the schema itself is left as it is)."""
         with self._call() as target, self._connect(target) as connection, self._database_lock(connection):
             before = self._current_heads(target, connection)
-            backup = _backup_sqlite(connection) if before else None
+            backup = dialects.backup_sqlite(connection) if before else None
             self._stamp(target, connection, "base", purge=True)
             return Outcome(
                 "clear-history",
@@ -525,8 +533,9 @@ class AlembicManager:
         message = _docstring_safe(message)
         manual = upgrade_body is not None or downgrade_body is not None
         bodies = _indented_bodies(upgrade_body, downgrade_body) if manual else ("", "")
+        fresh_id = util.rev_id()
         with self._call() as target, self._replacing(target, replace) as replaced, \
-                _no_leftovers(target.versions_dir):
+                _no_leftovers(target, lambda: rev_id or fresh_id):
             if rev_id is not None:
                 _check_new_rev_id(self._script_directory(target), rev_id)
             if replaced:  # in its old place: on its parent, which may have other children now
@@ -534,7 +543,7 @@ class AlembicManager:
                 head, splice = replaced.head_arg, True
                 branch_label = branch_label or replaced.branch_label
             options = {"head": head, "splice": splice, "branch_label": branch_label,
-                       "depends_on": depends_on, "rev_id": rev_id or util.rev_id()}
+                       "depends_on": depends_on, "rev_id": rev_id or fresh_id}
             if manual:
                 config = self._config(target)
                 written = self._script_directory(target, config).generate_revision(
@@ -614,7 +623,7 @@ class AlembicManager:
                 f"{found.revision} is applied or has children; it can no longer be replaced."
             )
         replacement = _Replacement(found)
-        replacement.set_aside()
+        replacement.set_aside(target)
         try:
             yield replacement
         except BaseException:
@@ -627,13 +636,14 @@ class AlembicManager:
         from alembic import util
 
         message = _docstring_safe(message)
-        with self._call() as target, _no_leftovers(target.versions_dir):
+        new_id = rev_id or util.rev_id()
+        with self._call() as target, _no_leftovers(target, lambda: new_id):
             config = self._config(target)
             script = self._script_directory(target, config)
             if rev_id is not None:
                 _check_new_rev_id(script, rev_id)
             written = script.generate_revision(
-                rev_id or util.rev_id(), message, refresh=True, head=revisions,
+                new_id, message, refresh=True, head=revisions,
                 branch_labels=branch_label, config=config,
             )
             found = self._script_directory(target).get_revision(written.revision)
@@ -741,7 +751,8 @@ class AlembicManager:
     @contextmanager
     def _connect(self, target: settings.Target) -> Iterator[Connection]:
         """A connection for one call; its engine is disposed afterwards."""
-        engine = _engine(target.url)
+        engine = dialects.engine(target.url, dialects.Timeouts(
+            self.connect_timeout, self.lock_timeout, self.ddl_lock_timeout))
         try:
             with engine.connect() as connection:
                 yield connection
@@ -750,37 +761,9 @@ class AlembicManager:
 
     @contextmanager
     def _database_lock(self, connection: Connection) -> Iterator[None]:
-        """Serialize migrations across processes: pg_advisory_lock / GET_LOCK, released always."""
-        from sqlalchemy import text
-
-        dialect = connection.dialect.name
-        if dialect == "postgresql":
-            key = zlib.crc32(_LOCK_NAME.encode())
-            take = text("SELECT pg_try_advisory_lock(:key)").bindparams(key=key)
-            give = text("SELECT pg_advisory_unlock(:key)").bindparams(key=key)
-        elif dialect in ("mysql", "mariadb"):
-            name = f"{_LOCK_NAME}:{connection.engine.url.database}"[:64]
-            take = text("SELECT GET_LOCK(:name, 0)").bindparams(name=name)
-            give = text("SELECT RELEASE_LOCK(:name)").bindparams(name=name)
-        else:
+        """Serialize migrations across processes; whoever holds the lock is named when it times out."""
+        with dialects.migration_lock(connection, self.lock_timeout):
             yield
-            return
-        deadline = time.monotonic() + self.lock_timeout
-        while not connection.execute(take).scalar():
-            connection.commit()
-            if time.monotonic() > deadline:
-                raise MigrationError(
-                    f"Another process is migrating this database (waited {self.lock_timeout:g} s "
-                    "for its lock); try again when it has finished."
-                )
-            time.sleep(0.05)
-        connection.commit()
-        try:
-            yield
-        finally:
-            connection.rollback()
-            connection.execute(give)
-            connection.commit()
 
     def _current_heads(self, target: settings.Target, connection: Connection) -> tuple[str, ...]:
         """The revisions recorded in the database's version table."""
@@ -860,22 +843,26 @@ def _header_fields(found: Script) -> dict[str, Any]:
 
 
 class _Replacement:
-    """An unapplied head set aside while its cell is written again."""
+    """An unapplied head set aside while its cell is written again: its file goes to the trash
+    (copied there before it leaves the versions folder, so that it always exists somewhere) and
+    comes back if writing the new one fails."""
 
     def __init__(self, found: Script) -> None:
         self.revision = found.revision
         self.path = Path(found.path)
-        self.content = self.path.read_bytes()
         parents = tuple(found._versioned_down_revisions)
         self.head_arg = parents[0] if len(parents) == 1 else ("base" if not parents else "heads")
         self.branch_label = ",".join(sorted(found.branch_labels)) or None
+        self.kept: Path | None = None
 
-    def set_aside(self) -> None:
+    def set_aside(self, target: settings.Target) -> None:
+        self.kept = _copy_to_trash(target, self.path)
         self.path.unlink()
         _drop_bytecode(self.path)
 
     def restore(self) -> None:
-        self.path.write_bytes(self.content)
+        if self.kept is not None and not self.path.exists():
+            shutil.copy2(self.kept, self.path)
 
 
 _RESERVED_IDS = frozenset({"base", "head", "heads", "current"})
@@ -917,16 +904,30 @@ def _docstring_safe(message: str | None) -> str | None:
 
 
 @contextmanager
-def _no_leftovers(versions: Path) -> Iterator[None]:
-    """If writing a revision fails, remove any file it left in the versions folder."""
-    before = set(versions.glob("*.py"))
+def _no_leftovers(target: settings.Target, rev_id: Callable[[], str | None]) -> Iterator[None]:
+    """If writing a revision fails, move the file it wrote (new, carrying its id) to the trash;
+    files that others wrote meanwhile stay where they are."""
+    before = set(target.versions_dir.glob("*.py"))
     try:
         yield
     except BaseException:
-        for path in set(versions.glob("*.py")) - before:
-            path.unlink(missing_ok=True)
-            _drop_bytecode(path)
+        ours = rev_id()
+        written = [path for path in set(target.versions_dir.glob("*.py")) - before
+                   if ours and _revision_id_of(path) == ours]
+        if written:
+            _to_trash(target, written)
         raise
+
+
+def _revision_id_of(path: Path) -> str | None:
+    """The revision id a file declares, read from its source without running it."""
+    from .scripts import read_header
+
+    try:
+        header = read_header(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return None
+    return header.revision if header else None
 
 
 def _revision_args() -> dict[str, Any]:
@@ -976,24 +977,6 @@ def _dialect_name(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).get_backend_name()
-
-
-def _engine(url: str) -> Any:
-    """An engine for one call; on SQLite, DDL runs inside real transactions."""
-    from sqlalchemy import create_engine, event, pool
-
-    engine = create_engine(url, poolclass=pool.NullPool)
-    if engine.dialect.name == "sqlite":
-        # pysqlite commits DDL on its own; take over BEGIN so a failed revision rolls back whole
-        @event.listens_for(engine, "connect")
-        def _autocommit_driver(dbapi_connection: Any, record: Any) -> None:
-            dbapi_connection.isolation_level = None
-
-        @event.listens_for(engine, "begin")
-        def _begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN")
-
-    return engine
 
 
 def _is_own_env(target: settings.Target) -> bool:
@@ -1073,6 +1056,17 @@ def _stamp_now() -> str:
     return datetime.now().strftime("%Y%m%d-%H%M%S-%f")
 
 
+def _copy_to_trash(target: settings.Target, path: Path) -> Path:
+    """A durable copy of a revision file in the trash, written before the original goes."""
+    trash = target.migrations_dir / ".trash" / _stamp_now()
+    trash.mkdir(parents=True)
+    kept = trash / path.name
+    shutil.copy2(path, kept)
+    with open(kept, "rb") as copy:
+        os.fsync(copy.fileno())
+    return kept
+
+
 def _to_trash(target: settings.Target, files: Sequence[Path]) -> Path:
     """Move revision files out of the versions folder into migrations/.trash/<time>/."""
     trash = target.migrations_dir / ".trash" / _stamp_now()
@@ -1081,28 +1075,6 @@ def _to_trash(target: settings.Target, files: Sequence[Path]) -> Path:
         shutil.move(path, trash / path.name)
         _drop_bytecode(path)
     return trash
-
-
-def _backup_sqlite(connection: Connection, keep: int = BACKUPS_KEPT) -> str | None:
-    """Copy a SQLite database file before a destructive change; keep the newest few copies."""
-    import sqlite3
-
-    database = connection.engine.url.database
-    if connection.dialect.name != "sqlite" or not database or database == ":memory:":
-        return None
-    source = Path(database)
-    if not source.is_file() or source.stat().st_size == 0:
-        return None
-    folder = source.parent / ".backups"
-    folder.mkdir(exist_ok=True)
-    destination = folder / f"{source.stem}-{_stamp_now()}{source.suffix or '.db'}"
-    connection.rollback()
-    with sqlite3.connect(destination) as copy:
-        connection.connection.driver_connection.backup(copy)
-    copy.close()
-    for old in sorted(folder.glob(f"{source.stem}-*"))[:-keep]:
-        old.unlink()
-    return str(destination)
 
 
 @contextmanager
