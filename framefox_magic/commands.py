@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from .errors import ConfirmationRequired, MigrationError
 from .manager import AlembicManager, StepCallback
 from .results import Outcome, RevisionInfo
+from .settings import SecretUrl
 
 REVISION = "revision"  # a positional or option that takes a revision id: completed from the history
 SYMBOLS = ("head", "heads", "base")
@@ -92,7 +93,7 @@ REVISION_OPTIONS = (
     _arg("--apply", help="upgrade to the new revision right after writing it", action="store_true"),
 )
 TARGET_OPTIONS = (
-    _arg("--url", help="database URL (kept for this session; never written to disk)"),
+    _arg("--url", help="database URL (kept for this session; never written to disk)", type=SecretUrl),
     _arg("--dir", help="migrations folder", dest="migrations_dir"),
     _arg("--metadata", help="module:attribute of the MetaData (default: SQLModel.metadata)"),
 )

@@ -50,6 +50,8 @@ def engine(url: str, timeouts: Timeouts = Timeouts()) -> Engine:
     made = create_engine(parsed, poolclass=pool.NullPool, connect_args=connect_args(parsed, timeouts))
     if made.dialect.name == "sqlite":
         _take_over_sqlite_transactions(made)
+    if made.dialect.driver == "pymysql":
+        _unbounded_reads(made)
     elif made.dialect.name in ("mysql", "mariadb") and timeouts.ddl_lock:
         _set_on_connect(made, f"SET SESSION lock_wait_timeout = {max(1, round(timeouts.ddl_lock))}")
     return made
@@ -64,11 +66,24 @@ def connect_args(url: Any, timeouts: Timeouts) -> dict[str, Any]:
         if timeouts.ddl_lock:
             options["options"] = f"-c lock_timeout={round(timeouts.ddl_lock * 1000)}"
         return options
-    if backend in ("mysql", "mariadb") and driver in ("", "pymysql", "mysqldb"):
+    if backend in ("mysql", "mariadb") and driver == "pymysql":
+        # pymysql's connect_timeout covers the TCP connect only; the handshake is bounded by a read
+        # timeout that _unbounded_reads lifts once connected (a long migration may read for hours)
+        return {"connect_timeout": seconds, "read_timeout": seconds}
+    if backend in ("mysql", "mariadb") and driver in ("", "mysqldb"):
         return {"connect_timeout": seconds}
     if backend == "sqlite":
         return {"timeout": timeouts.migration_lock}  # the busy timeout: wait for a writer, then fail
     return {}
+
+
+def _unbounded_reads(made: Engine) -> None:
+    from sqlalchemy import event
+
+    @event.listens_for(made, "connect")
+    def _no_read_timeout(dbapi_connection: Any, record: Any) -> None:
+        if hasattr(dbapi_connection, "_read_timeout"):
+            dbapi_connection._read_timeout = None  # pymysql re-applies it before its next read
 
 
 def _set_on_connect(made: Engine, statement: str) -> None:

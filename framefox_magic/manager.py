@@ -87,6 +87,15 @@ class AlembicManager:
         self._scripts: ScriptCache | None = None
         self._reflection = ReflectionCache()
 
+    @property
+    def url(self) -> str | None:
+        """The database URL given to this manager (its repr masks the password)."""
+        return self._url
+
+    @url.setter
+    def url(self, value: str | None) -> None:
+        self._url = settings.secret(value)
+
     def __repr__(self) -> str:
         target = self.target()
         return f"AlembicManager(url={target.masked_url!r}, migrations_dir={str(target.migrations_dir)!r})"
@@ -113,6 +122,7 @@ class AlembicManager:
     def set_target(self, url: str | None = None, migrations_dir: str | None = None,
                    metadata: str | None = None) -> None:
         """Make these the target from now on; a malformed value is refused and changes nothing."""
+        url = settings.secret(url)
         if url:
             with translated(url):
                 settings.normalize_url(url, Path(self.project_root).resolve())
@@ -420,14 +430,18 @@ class AlembicManager:
             backup = dialects.backup_sqlite(connection) if downgrade and planned else None
             done: list[RevisionInfo] = []
             statements: list[str] = []
+            autocommitted: list[str] = []
 
             def log_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
                 statements.append(statement)
+                if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+                    autocommitted.append(statement)  # outside any transaction: kept even on failure
 
             def applied(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
                 info = self._info(planned[len(done)].revision, set(), tuple(heads))
                 done.append(info)
                 statements.clear()
+                autocommitted.clear()
                 if on_step:
                     on_step(len(done), len(planned), info)
 
@@ -441,9 +455,10 @@ class AlembicManager:
             try:
                 self._run_env(config, script, steps, destination_rev=target_rev)
             except Exception as error:
-                if len(done) < len(planned):
-                    raise self._failure(planned[len(done)].revision, error, connection, statements) from error
-                raise
+                if not planned:
+                    raise
+                failed = planned[min(len(done), len(planned) - 1)].revision  # the last one: its commit
+                raise self._failure(failed, error, connection, statements, autocommitted) from error
             finally:
                 event.remove(connection, "before_cursor_execute", log_statement)
             now = self._current_heads(target, connection)
@@ -451,22 +466,24 @@ class AlembicManager:
             f"{verb.capitalize()}d {len(done)} revision(s); the database is now at {_heads_text(now)}."
             if done else f"Nothing to {verb}: the database is at {_heads_text(now)}."
         )
-        unsaved = [f"No backup was taken: {dialects.no_backup_reason(target.url)}."] \
-            if downgrade and done and backup is None and dialects.no_backup_reason(target.url) else []
+        unsaved = _no_backup_warning(target, bool(downgrade and done), backup)
         return Outcome(verb, summary, steps=done, backup=backup, warnings=unsaved)
 
     def _failure(self, failed: Script, error: Exception, connection: Connection,
-                 statements: list[str]) -> MigrationFailed:
+                 statements: list[str], autocommitted: Sequence[str] = ()) -> MigrationFailed:
         from .errors import database_message
 
         reason = database_message(error)
         message = f"Revision {failed.revision} ({failed.doc}) failed: {reason}"
         if connection.dialect.name in ("mysql", "mariadb"):
-            ran = [s.strip() for s in statements if "alembic_version" not in s]
-            listed = "; ".join(" ".join(s.split())[:120] for s in ran[-5:]) or "none"
             message += (
                 f"\nMySQL/MariaDB cannot roll back DDL: revision {failed.revision} may have left "
-                f"partial changes. Statements that ran: {listed}"
+                f"partial changes. Statements that ran: {_listed(statements)}"
+            )
+        elif autocommitted:
+            message += (
+                f"\nStatements of {failed.revision} ran outside a transaction (autocommit_block) and "
+                f"may have been kept: {_listed(autocommitted)}"
             )
         else:
             message += f"\nNothing of {failed.revision} was kept; the revisions before it stay applied."
@@ -961,6 +978,18 @@ def _created(found: Script) -> datetime | None:
         return datetime.fromtimestamp(Path(found.path).stat().st_mtime)
     except OSError:
         return None
+
+
+def _listed(statements: Sequence[str]) -> str:
+    """The last few statements that ran (version table bookkeeping left out), one line each."""
+    ran = [s.strip() for s in statements if "alembic_version" not in s]
+    return "; ".join(" ".join(s.split())[:120] for s in ran[-5:]) or "none"
+
+
+def _no_backup_warning(target: settings.Target, changed: bool, backup: str | None) -> list[str]:
+    """After a downgrade that changed the database without a backup, say that none was taken."""
+    reason = dialects.no_backup_reason(target.url) if changed and backup is None else None
+    return [f"No backup was taken: {reason}."] if reason else []
 
 
 def _heads_text(heads: Sequence[str]) -> str:
