@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from .errors import ConfirmationRequired, MigrationError
 from .manager import AlembicManager, StepCallback
 from .results import Outcome, RevisionInfo
+from .settings import SecretUrl
 
 REVISION = "revision"  # a positional or option that takes a revision id: completed from the history
 SYMBOLS = ("head", "heads", "base")
@@ -96,7 +97,7 @@ REVISION_OPTIONS = (
          dest="no_rename", action="store_true"),
 )
 TARGET_OPTIONS = (
-    _arg("--url", help="database URL (kept for this session; never written to disk)"),
+    _arg("--url", help="database URL (kept for this session; never written to disk)", type=SecretUrl),
     _arg("--dir", help="migrations folder", dest="migrations_dir"),
     _arg("--metadata", help="module:attribute of the MetaData (default: SQLModel.metadata)"),
 )
@@ -293,10 +294,20 @@ def execute(manager: AlembicManager, args: argparse.Namespace, ui: Frontend, con
     command = BY_NAME[args.command]
     apply_target(manager, args)
     if confirm and command.destructive(args) and not getattr(args, "yes", False):
+        note = _backup_note(manager, command)
         raise ConfirmationRequired(
-            f"`{command.name}` changes or removes data: add --yes to go ahead. Nothing was changed."
+            f"`{command.name}` changes or removes data: add --yes to go ahead.{note} Nothing was changed."
         )
     return command.run(manager, args, ui)
+
+
+BACKED_UP = frozenset({"downgrade", "stamp", "clear-history", "reset"})
+
+
+def _backup_note(manager: AlembicManager, command: Command) -> str:
+    """For a command that backs up a SQLite file first: where no backup can be made, say so."""
+    note = manager.backup_note() if command.name in BACKED_UP else None
+    return f" Note: {note}." if note else ""
 
 
 # ---------------------------------------------------------------- completion

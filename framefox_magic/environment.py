@@ -157,6 +157,7 @@ class Observer:
     on_step: Callable[[Any, tuple[str, ...]], None] | None = None
     steps: list[tuple[str, ...]] = field(default_factory=list)
     statements: list[str] = field(default_factory=list)
+    autocommitted: list[str] = field(default_factory=list)  # outside any transaction: kept on failure
     options: dict[str, Any] = field(default_factory=dict)
     started: bool = False
     threads: set[int] = field(default_factory=set)
@@ -166,12 +167,15 @@ class Observer:
         """alembic's on_version_apply: one step done; statements from now on belong to the next."""
         self.steps.append(tuple(heads))
         self.statements.clear()
+        self.autocommitted.clear()
         if self.on_step:
             self.on_step(step, tuple(heads))
 
     def statement(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if threading.get_ident() in self.threads:
             self.statements.append(statement)
+            if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+                self.autocommitted.append(statement)
 
 
 def observed_environment(observer: Observer) -> Callable[..., Any]:

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
-from .settings import redact
+from .settings import password_forms, redact
 
 
 class MigrationError(Exception):
@@ -180,9 +180,14 @@ def translated(*secrets: str | None) -> Iterator[None]:
 
 
 def _scrubbed(error: Exception, secrets: tuple[str | None, ...]) -> Exception:
-    """The original error, kept for the full traceback, with passwords removed from its text."""
+    """The original error, kept for the full traceback, with passwords removed from its text and
+    its traceback ending before the first frame holding a password (a driver's connect arguments)."""
     with suppress(AttributeError, TypeError):
         error.args = tuple(redact(a, *secrets) if isinstance(a, str) else a for a in error.args)
+    forms = password_forms(*secrets)
+    if forms:
+        for link in _chain(error):
+            _cut_before_secrets(link, forms)
     return error
 
 
@@ -214,3 +219,40 @@ def version_table_error(error: BaseException, table: str) -> VersionTableUnreada
         f"Cannot read the version table {table}: {cause}. The database's revision is unknown, "
         "so nothing that depends on it was done."
     )
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """The error and every error it was raised from or during, each once."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [error]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack += [current.__cause__, current.__context__]
+
+
+def _cut_before_secrets(error: BaseException, forms: set[str]) -> None:
+    tb, previous = error.__traceback__, None
+    while tb is not None:
+        if _holds_secret(tb.tb_frame, forms):
+            if previous is None:
+                error.__traceback__ = None
+            else:
+                previous.tb_next = None
+            return
+        previous, tb = tb, tb.tb_next
+
+
+def _holds_secret(frame: object, forms: set[str]) -> bool:
+    """Whether a traceback would show a password among this frame's variables."""
+    for value in getattr(frame, "f_locals", {}).values():
+        try:
+            shown = repr(value)
+        except Exception:
+            continue
+        if any(form in shown for form in forms):
+            return True
+    return False

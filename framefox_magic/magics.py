@@ -10,7 +10,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from traitlets import Bool, Unicode, observe
+from traitlets import Bool, Float, Unicode, observe
 
 from . import commands
 from .errors import MigrationError
@@ -18,6 +18,7 @@ from .manager import AlembicManager, StepCallback
 from .metadata import Redefinition, forget_redefined
 from .reflection import unregister_plugin
 from .results import Outcome, RevisionInfo
+from .settings import mask_url
 
 OUTPUT = commands.Arg(
     ("-o", "--output"), "also store the result in this variable", options={"dest": "output"}
@@ -34,7 +35,8 @@ class MigrateMagics(Magics):
     """Alembic migrations from the notebook; settings via %config MigrateMagics.<name>."""
 
     url = Unicode(None, allow_none=True, help="Database URL (default: DATABASE_URL, project "
-                  "settings, alembic.ini, then SQLite in the project folder).").tag(config=True)
+                  "settings, alembic.ini, then SQLite in the project folder). Shown with its "
+                  "password masked; the real one is kept by the manager only.").tag(config=True)
     migrations_dir = Unicode(None, allow_none=True, help="Migrations folder (default: migrations, "
                              "or the script_location of alembic.ini).").tag(config=True)
     metadata = Unicode(None, allow_none=True,
@@ -51,17 +53,30 @@ class MigrateMagics(Magics):
     confirm_destructive = Bool(True, help="Destructive commands need --yes.").tag(config=True)
     show_progress = Bool(True, help="Show progress per revision during upgrade/downgrade."
                          ).tag(config=True)
+    connect_timeout = Float(10.0, help="Seconds to wait for a database connection.").tag(config=True)
+    ddl_lock_timeout = Float(None, allow_none=True, help="Seconds a migration statement may wait for "
+                             "a table lock on PostgreSQL / MariaDB (lock_timeout / lock_wait_timeout) "
+                             "before it fails; None waits as long as the server does.").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
-        self.manager = AlembicManager(self.url, self.migrations_dir, self.metadata)
+        self.manager = AlembicManager(self.url, self.migrations_dir, self.metadata,
+                                      connect_timeout=self.connect_timeout,
+                                      ddl_lock_timeout=self.ddl_lock_timeout)
         self.manager.version_table = self.version_table
         self.manager.version_table_schema = self.version_table_schema
         self._cell_revisions: dict[str, str] = {}
+        self._remember_target()  # a URL from the configuration is shown masked from now on
 
-    @observe("url", "migrations_dir", "metadata", "version_table", "version_table_schema")
+    @observe("url", "migrations_dir", "metadata", "version_table", "version_table_schema", "connect_timeout",
+             "ddl_lock_timeout")
     def _target_changed(self, change: Any) -> None:
-        setattr(self.manager, change["name"], change["new"])
+        name, value = change["name"], change["new"]
+        if name == "url" and value is not None and value == _masked(self.manager.url):
+            return  # the trait showing the manager's own URL masked
+        setattr(self.manager, name, value)
+        if name == "url":
+            self._remember_target()
 
     # ---------------------------------------------------------------- the magics
 
@@ -121,6 +136,8 @@ class MigrateMagics(Magics):
         """Keep the traits equal to the target set with --url / --dir / --metadata."""
         for name in ("url", "migrations_dir", "metadata"):
             value = getattr(self.manager, name)
+            if name == "url":
+                value = _masked(value)
             if (value is None or isinstance(value, str)) and getattr(self, name) != value:
                 setattr(self, name, value)
 
@@ -225,6 +242,11 @@ class MigrateMagics(Magics):
 
 
 MigrateMagics.migrate.__doc__ = commands.overview()
+
+
+def _masked(url: str | None) -> str | None:
+    """What the url trait shows: the URL with its password hidden."""
+    return None if url is None else mask_url(url)
 
 
 def split_manual_cell(cell: str) -> tuple[str, str]:

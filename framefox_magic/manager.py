@@ -10,9 +10,7 @@ import shutil
 import string
 import textwrap
 import threading
-import time
 import weakref
-import zlib
 from argparse import Namespace
 from collections.abc import Callable, Iterator, Sequence, Set
 from contextlib import contextmanager
@@ -21,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import environment, schema, settings
+from . import dialects, environment, schema, settings
 from .diff import drop_indexes_with_their_tables, record_script, rows_from_ops, unrecorded_row
 from .errors import (
     ConfigurationError,
@@ -61,9 +59,8 @@ if TYPE_CHECKING:
 _ALEMBIC_LOCK = threading.RLock()
 _REV_ID = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 _CREATE_DATE = re.compile(r"^Create Date:\s*(.+?)\s*$", re.MULTILINE)
-_LOCK_NAME = "framefox_magic_migrations"
 TEMPLATE_FILES = ("env.py", "script.py.mako")
-BACKUPS_KEPT = 20
+BACKUPS_KEPT = dialects.BACKUPS_KEPT
 
 StepCallback = Callable[[int, int, RevisionInfo], None]
 
@@ -81,14 +78,27 @@ class AlembicManager:
         metadata: Any = None,
         project_root: str | os.PathLike[str] = ".",
         lock_timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        ddl_lock_timeout: float | None = None,
     ) -> None:
         self.url = url
         self.migrations_dir = migrations_dir
         self.metadata = metadata
         self.project_root = project_root
         self.lock_timeout = lock_timeout
+        self.connect_timeout = connect_timeout
+        self.ddl_lock_timeout = ddl_lock_timeout
         self._scripts: ScriptCache | None = None
         self._reflection = ReflectionCache()
+
+    @property
+    def url(self) -> str | None:
+        """The database URL given to this manager (its repr masks the password)."""
+        return self._url
+
+    @url.setter
+    def url(self, value: str | None) -> None:
+        self._url = settings.secret(value)
 
     def __repr__(self) -> str:
         target = self.target()
@@ -116,6 +126,7 @@ class AlembicManager:
     def set_target(self, url: str | None = None, migrations_dir: str | None = None,
                    metadata: str | None = None) -> None:
         """Make these the target from now on; a malformed value is refused and changes nothing."""
+        url = settings.secret(url)
         if url:
             with translated(url):
                 settings.normalize_url(url, Path(self.project_root).resolve())
@@ -124,6 +135,11 @@ class AlembicManager:
         for name, value in (("url", url), ("migrations_dir", migrations_dir), ("metadata", metadata)):
             if value:
                 setattr(self, name, value)
+
+    def backup_note(self) -> str | None:
+        """Why no backup is taken before a destructive change of this database (None when one is)."""
+        with translated(self.url):
+            return dialects.no_backup_reason(self.target().url)
 
     def metadata_spec(self) -> Any:
         """The metadata as configured: this manager's, else pyproject's [tool.framefox_magic]."""
@@ -461,7 +477,7 @@ class AlembicManager:
             script = self._script_directory(target)
             current = self._current_heads(target, connection)
             planned = _steps(script, target_rev, current, downgrade)
-            backup = _backup_sqlite(connection) if downgrade and planned else None
+            backup = dialects.backup_sqlite(connection) if downgrade and planned else None
             done: list[RevisionInfo] = []
 
             def applied(step: Any, heads: tuple[str, ...]) -> None:
@@ -480,8 +496,8 @@ class AlembicManager:
             except MigrationError:
                 raise
             except Exception as error:
-                if observer.started and len(done) < len(planned):
-                    failed = planned[len(done)].revision
+                if observer.started and planned:
+                    failed = planned[min(len(done), len(planned) - 1)].revision  # the last one: its commit
                     raise self._failure(target, failed, error, connection, observer) from error
                 raise
             now = self._read_back(target, observer)
@@ -490,7 +506,8 @@ class AlembicManager:
             f"{verb.capitalize()}d {len(done)} revision(s); the database is now at {_heads_text(now)}."
             if done else f"Nothing to {verb}: the database is at {_heads_text(now)}."
         )
-        return Outcome(verb, summary, steps=done, backup=backup)
+        unsaved = _no_backup_warning(target, bool(downgrade and done), backup)
+        return Outcome(verb, summary, steps=done, backup=backup, warnings=unsaved)
 
     def _failure(self, target: settings.Target, failed: Script, error: Exception, connection: Connection,
                  observer: environment.Observer) -> MigrationFailed:
@@ -506,11 +523,14 @@ class AlembicManager:
             now = str(unreadable)
         message = f"Revision {failed.revision} ({failed.doc}) failed: {reason}"
         if connection.dialect.name in ("mysql", "mariadb"):
-            ran = [s.strip() for s in observer.statements if "alembic_version" not in s]
-            listed = "; ".join(" ".join(s.split())[:120] for s in ran[-5:]) or "none"
             message += (
                 f"\nMySQL/MariaDB cannot roll back DDL: revision {failed.revision} may have left "
-                f"partial changes. Statements that ran: {listed}. Now {now}."
+                f"partial changes. Statements that ran: {_listed(observer.statements)}. Now {now}."
+            )
+        elif observer.autocommitted:
+            message += (
+                f"\nStatements of {failed.revision} ran outside a transaction (autocommit_block) and "
+                f"may have been kept: {_listed(observer.autocommitted)}. Now {now}."
             )
         else:
             message += f"\nNothing of {failed.revision} was kept; {now}."
@@ -519,7 +539,7 @@ class AlembicManager:
     def stamp(self, rev: str, purge: bool = False) -> Outcome:
         """Record REV as the database's revision without running any migration."""
         with self._call() as target, self._connect(target) as connection, self._database_lock(connection):
-            backup = _backup_sqlite(connection) if purge else None
+            backup = dialects.backup_sqlite(connection) if purge else None
             observer = self._stamp(target, connection, rev, purge)
             now = self._read_back(target, observer)
             return Outcome("stamp", f"Stamped the database at {_heads_text(now)}.", backup=backup)
@@ -528,7 +548,7 @@ class AlembicManager:
         """Empty the alembic_version table (the schema itself is left as it is)."""
         with self._call() as target, self._connect(target) as connection, self._database_lock(connection):
             before = self._current_heads(target, connection)
-            backup = _backup_sqlite(connection) if before else None
+            backup = dialects.backup_sqlite(connection) if before else None
             now = self._read_back(target, self._stamp(target, connection, "base", purge=True))
             if now:
                 raise MigrationFailed(f"The version table still holds {_heads_text(now)} after clearing it.")
@@ -587,8 +607,9 @@ class AlembicManager:
         message = _docstring_safe(message)
         manual = upgrade_body is not None or downgrade_body is not None
         bodies = _indented_bodies(upgrade_body, downgrade_body) if manual else ("", "")
+        fresh_id = util.rev_id()
         with self._call() as target, self._replacing(target, replace) as replaced, \
-                _no_leftovers(target.versions_dir):
+                _no_leftovers(target, lambda: rev_id or fresh_id):
             if rev_id is not None:
                 _check_new_rev_id(self._script_directory(target), rev_id)
             if replaced:  # in its old place: on its parent, which may have other children now
@@ -596,7 +617,7 @@ class AlembicManager:
                 head, splice = replaced.head_arg, True
                 branch_label = branch_label or replaced.branch_label
             options = {"head": head, "splice": splice, "branch_label": branch_label,
-                       "depends_on": depends_on, "rev_id": rev_id or util.rev_id()}
+                       "depends_on": depends_on, "rev_id": rev_id or fresh_id}
             intent = {"renames": parse_renames(renames), "no_rename": no_rename}
             if manual:
                 config = self._config(target)
@@ -683,7 +704,7 @@ class AlembicManager:
                 f"{found.revision} is applied or has children; it can no longer be replaced."
             )
         replacement = _Replacement(found)
-        replacement.set_aside()
+        replacement.set_aside(target)
         try:
             yield replacement
         except BaseException:
@@ -696,13 +717,14 @@ class AlembicManager:
         from alembic import util
 
         message = _docstring_safe(message)
-        with self._call() as target, _no_leftovers(target.versions_dir):
+        new_id = rev_id or util.rev_id()
+        with self._call() as target, _no_leftovers(target, lambda: new_id):
             config = self._config(target)
             script = self._script_directory(target, config)
             if rev_id is not None:
                 _check_new_rev_id(script, rev_id)
             written = script.generate_revision(
-                rev_id or util.rev_id(), message, refresh=True, head=revisions,
+                new_id, message, refresh=True, head=revisions,
                 branch_labels=branch_label, config=config,
             )
             found = self._script_directory(target).get_revision(written.revision)
@@ -917,7 +939,8 @@ class AlembicManager:
     @contextmanager
     def _connect(self, target: settings.Target) -> Iterator[Connection]:
         """A connection for one call; its engine is disposed afterwards."""
-        engine = _engine(environment.sync_url(target.url))
+        engine = dialects.engine(environment.sync_url(target.url), dialects.Timeouts(
+            self.connect_timeout, self.lock_timeout, self.ddl_lock_timeout))
         try:
             with engine.connect() as connection:
                 yield connection
@@ -926,37 +949,9 @@ class AlembicManager:
 
     @contextmanager
     def _database_lock(self, connection: Connection) -> Iterator[None]:
-        """Serialize migrations across processes: pg_advisory_lock / GET_LOCK, released always."""
-        from sqlalchemy import text
-
-        dialect = connection.dialect.name
-        if dialect == "postgresql":
-            key = zlib.crc32(_LOCK_NAME.encode())
-            take = text("SELECT pg_try_advisory_lock(:key)").bindparams(key=key)
-            give = text("SELECT pg_advisory_unlock(:key)").bindparams(key=key)
-        elif dialect in ("mysql", "mariadb"):
-            name = f"{_LOCK_NAME}:{connection.engine.url.database}"[:64]
-            take = text("SELECT GET_LOCK(:name, 0)").bindparams(name=name)
-            give = text("SELECT RELEASE_LOCK(:name)").bindparams(name=name)
-        else:
+        """Serialize migrations across processes; whoever holds the lock is named when it times out."""
+        with dialects.migration_lock(connection, self.lock_timeout):
             yield
-            return
-        deadline = time.monotonic() + self.lock_timeout
-        while not connection.execute(take).scalar():
-            connection.commit()
-            if time.monotonic() > deadline:
-                raise MigrationError(
-                    f"Another process is migrating this database (waited {self.lock_timeout:g} s "
-                    "for its lock); try again when it has finished."
-                )
-            time.sleep(0.05)
-        connection.commit()
-        try:
-            yield
-        finally:
-            connection.rollback()
-            connection.execute(give)
-            connection.commit()
 
     def _current_heads(self, target: settings.Target, connection: Connection,
                        where: tuple[str, str | None] | None = None) -> tuple[str, ...]:
@@ -1015,22 +1010,26 @@ def _header_fields(found: Script) -> dict[str, Any]:
 
 
 class _Replacement:
-    """An unapplied head set aside while its cell is written again."""
+    """An unapplied head set aside while its cell is written again: its file goes to the trash
+    (copied there before it leaves the versions folder, so that it always exists somewhere) and
+    comes back if writing the new one fails."""
 
     def __init__(self, found: Script) -> None:
         self.revision = found.revision
         self.path = Path(found.path)
-        self.content = self.path.read_bytes()
         parents = tuple(found._versioned_down_revisions)
         self.head_arg = parents[0] if len(parents) == 1 else ("base" if not parents else "heads")
         self.branch_label = ",".join(sorted(found.branch_labels)) or None
+        self.kept: Path | None = None
 
-    def set_aside(self) -> None:
+    def set_aside(self, target: settings.Target) -> None:
+        self.kept = _copy_to_trash(target, self.path)
         self.path.unlink()
         _drop_bytecode(self.path)
 
     def restore(self) -> None:
-        self.path.write_bytes(self.content)
+        if self.kept is not None and not self.path.exists():
+            shutil.copy2(self.kept, self.path)
 
 
 _RESERVED_IDS = frozenset({"base", "head", "heads", "current"})
@@ -1072,16 +1071,30 @@ def _docstring_safe(message: str | None) -> str | None:
 
 
 @contextmanager
-def _no_leftovers(versions: Path) -> Iterator[None]:
-    """If writing a revision fails, remove any file it left in the versions folder."""
-    before = set(versions.glob("*.py"))
+def _no_leftovers(target: settings.Target, rev_id: Callable[[], str | None]) -> Iterator[None]:
+    """If writing a revision fails, move the file it wrote (new, carrying its id) to the trash;
+    files that others wrote meanwhile stay where they are."""
+    before = set(target.versions_dir.glob("*.py"))
     try:
         yield
     except BaseException:
-        for path in set(versions.glob("*.py")) - before:
-            path.unlink(missing_ok=True)
-            _drop_bytecode(path)
+        ours = rev_id()
+        written = [path for path in set(target.versions_dir.glob("*.py")) - before
+                   if ours and _revision_id_of(path) == ours]
+        if written:
+            _to_trash(target, written)
         raise
+
+
+def _revision_id_of(path: Path) -> str | None:
+    """The revision id a file declares, read from its source without running it."""
+    from .scripts import read_header
+
+    try:
+        header = read_header(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return None
+    return header.revision if header else None
 
 
 def _revision_args() -> dict[str, Any]:
@@ -1126,6 +1139,18 @@ def _replace_version_row(connection: Connection, where: tuple[str, str | None], 
     connection.commit()
 
 
+def _listed(statements: Sequence[str]) -> str:
+    """The last few statements that ran (version table bookkeeping left out), one line each."""
+    ran = [s.strip() for s in statements if "alembic_version" not in s]
+    return "; ".join(" ".join(s.split())[:120] for s in ran[-5:]) or "none"
+
+
+def _no_backup_warning(target: settings.Target, changed: bool, backup: str | None) -> list[str]:
+    """After a downgrade that changed the database without a backup, say that none was taken."""
+    reason = dialects.no_backup_reason(target.url) if changed and backup is None else None
+    return [f"No backup was taken: {reason}."] if reason else []
+
+
 def _heads_text(heads: Sequence[str]) -> str:
     return ", ".join(heads) if heads else "base (no revision)"
 
@@ -1147,24 +1172,6 @@ def _dialect_name(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).get_backend_name()
-
-
-def _engine(url: str) -> Any:
-    """An engine for one call; on SQLite, DDL runs inside real transactions."""
-    from sqlalchemy import create_engine, event, pool
-
-    engine = create_engine(url, poolclass=pool.NullPool)
-    if engine.dialect.name == "sqlite":
-        # pysqlite commits DDL on its own; take over BEGIN so a failed revision rolls back whole
-        @event.listens_for(engine, "connect")
-        def _autocommit_driver(dbapi_connection: Any, record: Any) -> None:
-            dbapi_connection.isolation_level = None
-
-        @event.listens_for(engine, "begin")
-        def _begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN")
-
-    return engine
 
 
 def _handed(shape: environment.EnvShape, connection: Any) -> Any:
@@ -1308,6 +1315,17 @@ def _stamp_now() -> str:
     return datetime.now().strftime("%Y%m%d-%H%M%S-%f")
 
 
+def _copy_to_trash(target: settings.Target, path: Path) -> Path:
+    """A durable copy of a revision file in the trash, written before the original goes."""
+    trash = target.migrations_dir / ".trash" / _stamp_now()
+    trash.mkdir(parents=True)
+    kept = trash / path.name
+    shutil.copy2(path, kept)
+    with open(kept, "rb") as copy:
+        os.fsync(copy.fileno())
+    return kept
+
+
 def _to_trash(target: settings.Target, files: Sequence[Path]) -> Path:
     """Move revision files out of the versions folder into migrations/.trash/<time>/."""
     trash = target.migrations_dir / ".trash" / _stamp_now()
@@ -1316,28 +1334,6 @@ def _to_trash(target: settings.Target, files: Sequence[Path]) -> Path:
         shutil.move(path, trash / path.name)
         _drop_bytecode(path)
     return trash
-
-
-def _backup_sqlite(connection: Connection, keep: int = BACKUPS_KEPT) -> str | None:
-    """Copy a SQLite database file before a destructive change; keep the newest few copies."""
-    import sqlite3
-
-    database = connection.engine.url.database
-    if connection.dialect.name != "sqlite" or not database or database == ":memory:":
-        return None
-    source = Path(database)
-    if not source.is_file() or source.stat().st_size == 0:
-        return None
-    folder = source.parent / ".backups"
-    folder.mkdir(exist_ok=True)
-    destination = folder / f"{source.stem}-{_stamp_now()}{source.suffix or '.db'}"
-    connection.rollback()
-    with sqlite3.connect(destination) as copy:
-        connection.connection.driver_connection.backup(copy)
-    copy.close()
-    for old in sorted(folder.glob(f"{source.stem}-*"))[:-keep]:
-        old.unlink()
-    return str(destination)
 
 
 @contextmanager

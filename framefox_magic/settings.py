@@ -27,6 +27,20 @@ _CREDENTIALS = re.compile(r"(?P<scheme>[\w+.-]+://)(?P<user>[^:/@\s]*):(?P<passw
 _ENV_REFERENCE = re.compile(r"\$\{(?P<name>\w+)(?::-(?P<default>[^}]*))?\}")
 
 
+class SecretUrl(str):
+    """A database URL that shows itself masked: in reprs, tracebacks' locals and `%config`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(mask_url(str(self)))
+
+
+def secret(url: str | None) -> SecretUrl | None:
+    """The URL wrapped so that its repr hides the password (None stays None)."""
+    return None if url is None else SecretUrl(url)
+
+
 @dataclass(frozen=True)
 class Target:
     """The resolved database URL and migrations folder, with where each came from."""
@@ -63,7 +77,7 @@ def resolve(
     found_url, url_source = next(_url_candidates(url, root, ini, pyproject))
     folder, dir_source = _migrations_dir(migrations_dir, root, ini, alembic_table, pyproject)
     return Target(
-        url=_checked_url(found_url, url_source, root),
+        url=SecretUrl(_checked_url(found_url, url_source, root)),
         url_source=url_source,
         migrations_dir=folder,
         dir_source=dir_source,
@@ -183,7 +197,7 @@ def normalize_url(url: str, project_root: Path) -> str:
     """Pick an installed driver for bare URLs and anchor relative SQLite files at the project."""
     from sqlalchemy.engine import make_url
 
-    url = url.strip()
+    url = encode_credentials(url.strip())
     if url.startswith("postgres://"):
         url = "postgresql://" + url.removeprefix("postgres://")
     parsed = make_url(url)
@@ -204,39 +218,57 @@ def _installed_driver(backend: str) -> str:
     return backend
 
 
+def encode_credentials(url: str) -> str:
+    """Percent-encode user and password when the password holds a bare `@` (the host follows the
+    last `@`, as browsers read it), so that no part of the password is taken for the host."""
+    from urllib.parse import quote, unquote
+
+    scheme, separator, rest = url.partition("://")
+    at = rest.rfind("@")
+    if not separator or scheme.startswith("sqlite") or rest.count("@") < 2 or ":" not in rest[:at]:
+        return url
+    user, _, password = rest[:at].partition(":")
+    return (f"{scheme}://{quote(unquote(user), safe='')}:{quote(unquote(password), safe='')}"
+            f"@{rest[at + 1:]}")
+
+
 def mask_url(url: str) -> str:
     """Show a URL with its password replaced by ***."""
     try:
         from sqlalchemy.engine import make_url
 
-        return make_url(url).render_as_string(hide_password=True)
+        return make_url(encode_credentials(str(url))).render_as_string(hide_password=True)
     except Exception:
         return _CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", url)
 
 
 def redact(text: str, *urls: str | None) -> str:
     """Remove the passwords of the given URLs (and of any URL-shaped text) from a message."""
-    from urllib.parse import quote, unquote
-
-    for url in urls:
-        password = _password(url) if url else None
-        if password:
-            for form in {password, quote(password, safe=""), unquote(password)}:
-                if form:
-                    text = text.replace(form, "***")
+    for form in sorted(password_forms(*urls), key=len, reverse=True):
+        text = text.replace(form, "***")
     return _CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", text)
 
 
 def _password(url: str) -> str | None:
-    match = _CREDENTIALS.search(url)
-    if match and match["password"]:
-        return match["password"]
     try:
         from sqlalchemy.engine import make_url
 
-        return make_url(url).password
+        return make_url(encode_credentials(str(url))).password
     except Exception:
-        return None
+        match = _CREDENTIALS.search(url)
+        return match["password"] if match and match["password"] else None
+
+
+def password_forms(*urls: str | None) -> set[str]:
+    """Each given URL's password as typed, percent-encoded and decoded."""
+    from urllib.parse import quote, unquote
+
+    forms: set[str] = set()
+    for url in urls:
+        password = _password(url) if url else None
+        if password:
+            forms |= {password, quote(password, safe=""), unquote(password)}
+    return forms - {""}
 
 
 def _existing(path: Path) -> Path | None:

@@ -164,7 +164,9 @@ class MigrationPanel(w.VBox):
     def _downgrade(self, _: w.Button | None = None) -> None:
         """Downgrade to the picked revision, or by one revision."""
         target = self.picker.value or "-1"
-        self._run(lambda: self._migrate(self.manager.downgrade, "downgrade", target))
+        note = _no_backup_note(self.manager)
+        self._ask(f"Downgrade to {target}? Data in what it reverts may be lost.{note}",
+                  lambda: self._migrate(self.manager.downgrade, "downgrade", target))
 
     def _migrate(self, command: Callable[..., Outcome], verb: str, target: str) -> Outcome:
         """One upgrade or downgrade, with the progress bar following each revision."""
@@ -315,3 +317,12 @@ def _attempt(read: Action, to_html: Callable[[Any], str] = render.html) -> tuple
 def _html_of(read: Action, to_html: Callable[[Any], str] = render.html) -> str:
     """Call the manager and give its result, or its error, as HTML."""
     return _attempt(read, to_html)[1]
+
+
+def _no_backup_note(manager: AlembicManager) -> str:
+    """Where the database cannot be backed up first, the sentence that says so."""
+    try:
+        note = manager.backup_note()
+    except MigrationError:
+        return ""
+    return f" Note: {note}." if note else ""

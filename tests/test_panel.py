@@ -149,17 +149,22 @@ def test_upgrade_to_the_picked_revision(panel: MigrationPanel, proj: Project) ->
 def test_downgrade_goes_back_one_or_to_the_picked_revision(panel: MigrationPanel, proj: Project) -> None:
     click(panel, "Upgrade")
     click(panel, "Downgrade")
+    assert shown(panel.confirmation) and "-1" in panel.question.value
+    assert version_rows(proj.url) == [proj.second]  # nothing runs before Confirm
+    click(panel, "Confirm")
     assert version_rows(proj.url) == [proj.first]
     assert "team" not in table_names(proj.url)
     assert "1 pending" in text(panel.status.value)
     click(panel, "Upgrade")
     panel.picker.value = proj.first
     click(panel, "Downgrade")
+    click(panel, "Confirm")
     assert version_rows(proj.url) == [proj.first]
 
 
 def test_downgrade_at_base_shows_the_short_error(panel: MigrationPanel, proj: Project) -> None:
     click(panel, "Downgrade")
+    click(panel, "Confirm")
     shown_text = text(panel.output.value)
     assert shown_text.startswith("error ")
     assert "Traceback" not in shown_text
@@ -306,7 +311,7 @@ def test_no_second_command_while_one_runs(panel: MigrationPanel, proj: Project) 
         if change["new"] != 1:
             return
         seen.append((all(b.disabled for b in panel.buttons.values()), ""))
-        other = threading.Thread(target=panel.buttons["Downgrade"].click)
+        other = threading.Thread(target=panel.buttons["Upgrade"].click)
         other.start()
         other.join(timeout=30)
         seen.append((not other.is_alive(), text(panel.output.value)))

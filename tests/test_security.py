@@ -940,3 +940,147 @@ def test_password_never_appears_in_the_panel(secret_url, tmp_path):
     assert version_rows(url) == ["p1"]
     assert "nowhere" in panel.output.value  # the failure is shown
     assert evidence.leaks(secret) == []
+
+
+# ================================================================ the password stays inside
+
+
+def shell_in(project: Path, monkeypatch: pytest.MonkeyPatch) -> InteractiveShell:
+    project.mkdir(exist_ok=True)
+    monkeypatch.chdir(project)
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance(config=config)
+    shell.run_line_magic("load_ext", "framefox_magic")
+    return shell
+
+
+@pytest.mark.servers
+def test_config_shows_the_url_masked_after_init_with_a_password(secret_url, tmp_path, monkeypatch, capsys):
+    url, secret = secret_url
+    shell = shell_in(tmp_path / "project", monkeypatch)
+    try:
+        shell.run_line_magic("migrate", f"init --url {url}")
+        capsys.readouterr()
+        shell.run_line_magic("config", "MigrateMagics")
+        shell.run_line_magic("config", "MigrateMagics.url")
+        magics = shell.magics_manager.registry["MigrateMagics"]
+        shown = capsys.readouterr().out + repr(magics.url) + repr(magics.manager.url)
+        kept = str(magics.manager.url)
+    finally:
+        discard_shell(shell)
+    assert "***" in shown and secret not in shown
+    assert kept == url
+
+
+@pytest.mark.servers
+def test_setting_the_url_trait_keeps_the_real_url_and_shows_it_masked(secret_url, tmp_path, monkeypatch):
+    url, secret = secret_url
+    shell = shell_in(tmp_path / "project", monkeypatch)
+    try:
+        shell.run_line_magic("migrate", "init")
+        magics = shell.magics_manager.registry["MigrateMagics"]
+        magics.url = url
+        assert secret not in magics.url and "***" in magics.url
+        assert str(magics.manager.url) == url  # the manager keeps the real one
+        assert shell.run_line_magic("migrate", "status").current == ()
+    finally:
+        discard_shell(shell)
+
+
+@pytest.mark.servers
+def test_every_repr_masks_the_password(secret_url, tmp_path):
+    url, secret = secret_url
+    manager = AlembicManager(url=url, project_root=tmp_path)
+    shown = [repr(manager), repr(manager.target()), repr(manager.url), repr(manager.target().url),
+             repr(manager.config()), repr(vars(manager)), repr(commands.parse(f"status --url {url}"))]
+    assert [text for text in shown if secret in text] == []
+
+
+@pytest.mark.servers
+def test_a_password_with_a_bare_at_sign_is_parsed_right(tmp_path):
+    token = uuid.uuid4().hex[:12]
+    head, tail = f"head{token}", f"tail{token}"
+    role, database = f"ffm_role_{token}", f"ffm_{token}"
+    admin = sa.create_engine(SERVER_URLS["postgresql"], isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE ROLE {role} LOGIN PASSWORD '{head}@{tail}'")
+        connection.exec_driver_sql(f"CREATE DATABASE {database} OWNER {role}")
+    try:
+        url = f"postgresql://{role}:{head}@{tail}@127.0.0.1:5432/{database}"  # not percent-encoded
+        manager = AlembicManager(url=url, project_root=tmp_path)
+        manager.init()
+        shown = [repr(manager.config()), repr(manager.status())]
+        with pytest.raises(MigrationError) as caught:
+            AlembicManager(url=url.replace(":5432", ":1"), project_root=tmp_path).status()
+        shown.append(str(caught.value))
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            connection.exec_driver_sql(f"DROP ROLE IF EXISTS {role}")
+        admin.dispose()
+    assert f"{role}:***@127.0.0.1" in shown[0]
+    assert [text for text in shown if head in text or tail in text] == []
+
+
+VERBOSE_CELLS = (
+    "%config MigrateMagics.short_errors = False",
+    "%xmode Verbose",
+    BROKEN_CELL,
+    "%migrate upgrade",  # a revision fails
+    "%migrate status",  # the database does not answer (DATABASE_URL points at a closed port)
+    "%migrate upgrade",
+)
+
+
+@pytest.mark.servers
+def test_verbose_tracebacks_carry_no_password(secret_url, tmp_path, monkeypatch, capsys):
+    url, secret = secret_url
+    shell = shell_in(tmp_path / "project", monkeypatch)
+    monkeypatch.setenv("DATABASE_URL", url)
+    outputs = []
+    try:
+        shell.run_line_magic("migrate", "init")
+        for number, cell in enumerate(VERBOSE_CELLS):
+            if number == 4:
+                monkeypatch.setenv("DATABASE_URL", wrong_port(url))
+            shell.run_cell(cell)
+            outputs.append(ANSI.sub("", "".join(capsys.readouterr())))
+    finally:
+        discard_shell(shell)
+    assert "Traceback" in outputs[3] and "Traceback" in outputs[4]
+    assert [cell for cell, out in zip(VERBOSE_CELLS, outputs, strict=True) if secret in out] == []
+
+
+@pytest.mark.servers
+def test_a_saved_notebook_holds_no_password(secret_url, tmp_path, python3_kernel):
+    import nbformat
+    from nbclient import NotebookClient
+
+    url, secret = secret_url
+    project = tmp_path / "saved"
+    project.mkdir()
+    (project / "url.txt").write_text(url)
+    cells = [
+        "url = open('url.txt').read()",
+        "%load_ext framefox_magic",
+        "%migrate init --url $url",
+        "%config MigrateMagics",
+        "%migrate config",
+        "from framefox_magic import AlembicManager\nAlembicManager(url=url).target()",
+        "%config MigrateMagics.short_errors = False\n%xmode Verbose",
+        BROKEN_CELL,
+        "%migrate upgrade",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
+    NotebookClient(nb, kernel_name=python3_kernel, timeout=180, allow_errors=True,
+                   resources={"metadata": {"path": str(project)}}).execute()
+    saved = project / "saved.ipynb"
+    nbformat.write(nb, saved)
+
+    text = saved.read_text()
+    assert "Traceback" in text or "traceback" in text  # the failing upgrade is in there
+    assert "***" in text
+    assert secret not in text
