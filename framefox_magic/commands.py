@@ -201,6 +201,11 @@ COMMANDS: tuple[Command, ...] = (
     Command("reset", lambda m, a, ui: m.reset(), help=_doc(AlembicManager.reset),
             args=(YES,), destructive=lambda a: True),
     Command("graph", lambda m, a, ui: m.graph(), help=_doc(AlembicManager.graph)),
+    Command(
+        "rehearse", lambda m, a, ui: m.rehearse(a.target), help=_doc(AlembicManager.rehearse),
+        args=(_arg("target", help="head (default) or a revision", kind=REVISION, nargs="?",
+                   default="head"),),
+    ),
     Command("panel", lambda m, a, ui: ui.panel(m), help="Show the point-and-click panel."),
 )
 BY_NAME = {command.name: command for command in COMMANDS}

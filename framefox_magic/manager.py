@@ -40,6 +40,7 @@ from .results import (
     History,
     Outcome,
     Plan,
+    Rehearsal,
     RevisionInfo,
     RevisionList,
     SqlBlock,
@@ -389,6 +390,31 @@ class AlembicManager:
             direction = "downgrade" if downgrade else "upgrade"
             diffs = {s.revision.revision: self._recorded_diff(s.revision, target, direction) for s in steps}
             return Plan(direction, target_rev, infos, diffs)
+
+    # ---------------------------------------------------------------- safety before apply
+
+    def rehearse(self, target: str = "head") -> Rehearsal:
+        """Apply pending revisions on a throwaway copy, down again, up again; the database stays."""
+        from . import safety
+
+        _require_revision(target)
+        with self._call() as resolved, self._connect(resolved) as connection:
+            script = self._script_directory(resolved)
+            current = self._current_heads(resolved, connection)
+            steps = _steps(script, target, current, downgrade=False)
+            plan = safety.RehearsalPlan(script, current, target, tuple(s.revision for s in steps))
+            return safety.rehearse(self._rehearsal_runner(resolved, script), resolved, connection, plan)
+
+    def _rehearsal_runner(self, target: settings.Target, script: ScriptDirectory) -> Any:
+        """How a rehearsal runs env.py on its throwaway connection, through this manager's plumbing."""
+        from .safety import Runner
+
+        def run(where: settings.Target, connection: Connection, work: Callable[[Any, Any], Any],
+                destination: Any, applied: Callable[..., None]) -> None:
+            config = self._config(where, connection, on_version_apply=applied)
+            self._run_env(config, script, work, destination_rev=destination)
+
+        return Runner(run, self._connect, _is_own_env(target))
 
     # ---------------------------------------------------------------- changing the database
 

@@ -398,6 +398,75 @@ def targetinfo_text(info: Any) -> str:
     ])
 
 
+# ---------------------------------------------------------------- safety before apply
+
+
+def _verdict(value: bool | None, good: str, bad: str) -> str:
+    if value is None:
+        return _badge("not reached", "info")
+    return _badge(good, "ok") if value else _badge(bad, "bad")
+
+
+def _rehearsal_badges(rehearsal: Any) -> str:
+    failed = rehearsal.failed
+    overall = (_badge(f"failed: {failed.revision} {failed.direction}", "bad") if failed
+               else _badge("passed", "ok") if rehearsal.ok else _badge("differences", "warn"))
+    if not rehearsal.steps:
+        return overall
+    return overall + _verdict(rehearsal.down_leaves_no_trace, "down leaves no trace", "down leaves a trace") \
+        + _verdict(rehearsal.up_again_equals_up, "up again equals up", "up again differs")
+
+
+def rehearsal_html(rehearsal: Any) -> str:
+    """Steps up, down and up again on the throwaway copy, the two verdicts and what differed."""
+    title = f"<h4>Rehearsal to {_e(rehearsal.target)}</h4>"
+    facts = (f"<dl><dt>on</dt><dd>{_e(rehearsal.mode)}</dd>"
+             f"<dt>database</dt><dd><code>{_e(rehearsal.url)}</code> (not changed)</dd></dl>")
+    rows = [
+        ("destructive" if not step.ok else "", [
+            f'<span class="rev">{_e(step.revision)}</span>', _e(step.message), _e(step.direction),
+            f"{step.seconds:.3f}", _mark("ok", "ok") if step.ok else _mark("failed", "bad"),
+            str(step.statements), _e(step.error),
+        ])
+        for step in rehearsal.steps
+    ]
+    table = _table(("revision", "message", "direction", "seconds", "ok", "statements", "error"), rows) \
+        if rows else ""
+    lists = "".join(
+        f"<h4>{_e(heading)}</h4><pre>{_e(chr(10).join(lines))}</pre>"
+        for heading, lines in (("What down left behind (+) or took along (-)", rehearsal.traces),
+                               ("How up again differs from up", rehearsal.differences)) if lines
+    )
+    notes = "".join(f"<p class='muted'>{_e(note)}</p>" for note in rehearsal.notes)
+    return _wrap(f"{title}<div>{_rehearsal_badges(rehearsal)}</div>{facts}{table}{lists}{notes}")
+
+
+def _verdict_text(value: bool | None, good: str, bad: str) -> str:
+    return "not reached" if value is None else good if value else bad
+
+
+def rehearsal_text(rehearsal: Any) -> str:
+    failed = rehearsal.failed
+    state = f"FAILED at {failed.revision} ({failed.direction})" if failed else \
+        "passed" if rehearsal.ok else "differences found"
+    lines = [f"Rehearsal to {rehearsal.target}: {state}", f"  on: {rehearsal.mode}",
+             f"  database: {rehearsal.url} (not changed)"]
+    if rehearsal.steps:
+        down = _verdict_text(rehearsal.down_leaves_no_trace, "down leaves no trace", "down leaves a trace")
+        lines += [
+            f"  {down}",
+            f"  {_verdict_text(rehearsal.up_again_equals_up, 'up again equals up', 'up again differs')}",
+            "", _text_table(("revision", "direction", "seconds", "ok", "statements", "error"), [
+                (s.revision, s.direction, f"{s.seconds:.3f}", "ok" if s.ok else "FAILED", s.statements,
+                 s.error) for s in rehearsal.steps]),
+        ]
+    for heading, found in (("Down left behind (+) or took along (-):", rehearsal.traces),
+                           ("Up again differs from up:", rehearsal.differences)):
+        if found:
+            lines += ["", heading, *(f"  {line}" for line in found)]
+    return "\n".join(lines + rehearsal.notes)
+
+
 def _unwrap(fragment: str) -> str:
     """A rendered fragment without its outer wrapper, for nesting inside another."""
     opening = f'<div class="ffm tex2jax_ignore mathjax_ignore">{STYLE}'
@@ -414,6 +483,7 @@ _HTML: dict[str, Callable[[Any], str]] = {
     "Outcome": outcome_html,
     "Plan": plan_html,
     "TargetInfo": targetinfo_html,
+    "Rehearsal": rehearsal_html,
 }
 _TEXT: dict[str, Callable[[Any], str]] = {
     "Status": status_text,
@@ -425,6 +495,7 @@ _TEXT: dict[str, Callable[[Any], str]] = {
     "Outcome": outcome_text,
     "Plan": plan_text,
     "TargetInfo": targetinfo_text,
+    "Rehearsal": rehearsal_text,
 }
 
 

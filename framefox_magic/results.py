@@ -269,3 +269,50 @@ class TargetInfo(_Result):
 @dataclass(repr=False)
 class Graph(_Revisions):
     """The revision graph: branches, merges, heads, the database's position, pending revisions."""
+
+
+REHEARSAL_COLUMNS = ("revision", "message", "direction", "seconds", "ok", "error", "statements")
+
+
+@dataclass(frozen=True)
+class RehearsalStep:
+    """One revision run up or down on the throwaway database."""
+
+    revision: str
+    message: str
+    direction: str
+    seconds: float
+    ok: bool
+    error: str
+    statements: int
+
+
+@dataclass(repr=False)
+class Rehearsal(_Result):
+    """Pending revisions applied, reverted and applied again on a throwaway copy of the database."""
+
+    target: str
+    mode: str
+    url: str = ""
+    steps: list[RehearsalStep] = field(default_factory=list)
+    down_leaves_no_trace: bool | None = None
+    up_again_equals_up: bool | None = None
+    traces: list[str] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> RehearsalStep | None:
+        """The step that failed, if one did."""
+        return next((step for step in self.steps if not step.ok), None)
+
+    @property
+    def ok(self) -> bool:
+        """Every step ran, down left no trace and up again built the same schema."""
+        return self.failed is None and self.down_leaves_no_trace is not False \
+            and self.up_again_equals_up is not False
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per step: revision, message, direction, seconds, ok, error, statements."""
+        return _frame([{f.name: getattr(s, f.name) for f in fields(s)} for s in self.steps],
+                      REHEARSAL_COLUMNS)
