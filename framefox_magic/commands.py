@@ -206,6 +206,11 @@ COMMANDS: tuple[Command, ...] = (
         args=(_arg("target", help="head (default) or a revision", kind=REVISION, nargs="?",
                    default="head"),),
     ),
+    Command(
+        "lint", lambda m, a, ui: m.lint(a.rev_range), help=_doc(AlembicManager.lint),
+        args=(_arg("rev_range", help="A:B, or a target (default: every pending revision)", kind=REVISION,
+                   nargs="?"),),
+    ),
     Command("panel", lambda m, a, ui: ui.panel(m), help="Show the point-and-click panel."),
 )
 BY_NAME = {command.name: command for command in COMMANDS}

@@ -38,6 +38,7 @@ from .results import (
     Diff,
     Graph,
     History,
+    Lint,
     Outcome,
     Plan,
     Rehearsal,
@@ -415,6 +416,37 @@ class AlembicManager:
             self._run_env(config, script, work, destination_rev=destination)
 
         return Runner(run, self._connect, _is_own_env(target))
+
+    def lint(self, rev_range: str | None = None) -> Lint:
+        """Risks per operation of the pending revisions (or RANGE), counted on the live database."""
+        from . import safety
+
+        with self._call() as target, self._connect(target) as connection:
+            script = self._script_directory(target)
+            current = self._current_heads(target, connection)
+            revisions = self._lint_revisions(script, current, rev_range)
+            title = f"Lint of {rev_range}" if rev_range else "Lint of the pending revisions"
+            result = safety.lint(connection, revisions, f"{title} ({len(revisions)} revision(s))")
+        result._sampler = self._sample_rows
+        return result
+
+    @staticmethod
+    def _lint_revisions(script: ScriptDirectory, current: Sequence[str],
+                        rev_range: str | None) -> list[Script]:
+        """A:B: the revisions after A up to B; B alone: the pending ones up to B; nothing: all pending."""
+        start, colon, end = (rev_range or "heads").rpartition(":")
+        _require_revision(end)
+        if not colon:
+            return [step.revision for step in _steps(script, end, current, downgrade=False)]
+        steps = script._upgrade_revs(end, () if start in ("", "base") else start)
+        return [step.revision for step in steps]
+
+    def _sample_rows(self, query: Any) -> Any:
+        """The rows a lint finding is about, read from the database now."""
+        import pandas as pd
+
+        with self._call() as target, self._connect(target) as connection:
+            return pd.read_sql(query, connection)
 
     # ---------------------------------------------------------------- changing the database
 

@@ -467,6 +467,53 @@ def rehearsal_text(rehearsal: Any) -> str:
     return "\n".join(lines + rehearsal.notes)
 
 
+_SEVERITY_KIND = {"danger": "bad", "warn": "warn", "info": "info"}
+
+
+def severity_mark(severity: str | None) -> str:
+    """A small coloured mark for a severity (danger / warn / info); nothing for none."""
+    if not severity:
+        return ""
+    return _mark(severity, _SEVERITY_KIND.get(severity, "info"), f"highest lint severity: {severity}")
+
+
+def _lint_summary(lint: Any) -> str:
+    counts = {s: sum(f.severity == s for f in lint.findings) for s in ("danger", "warn", "info")}
+    badges = "".join(_badge(f"{n} {s}", _SEVERITY_KIND[s]) for s, n in counts.items() if n)
+    return badges or _badge("no risks found", "ok")
+
+
+def lint_html(lint: Any) -> str:
+    """One row per risky operation: severity, revision, operation, rule, rows, message, the safer way."""
+    title = f"<h4>{_e(lint.title)}</h4>"
+    server = f"<p class='muted'>Rules for {_e(lint.dialect)} {_e(lint.server_version)}; rows counted on " \
+             f"the database now ({lint.counting_seconds:.3f} s).</p>"
+    rows = [
+        ("destructive" if f.severity == "danger" else "", [
+            severity_mark(f.severity), f'<span class="rev">{_e(f.revision)}</span>',
+            f"<code>{_e(f.op)}</code>",
+            _e(f.table), f"<code>{_e(f.rule)}</code>", "" if f.rows is None else str(f.rows), _e(f.message),
+            _e(f.suggestion),
+        ])
+        for f in lint.findings
+    ]
+    headers = ("", "revision", "op", "table", "rule", "rows", "message", "safer way")
+    table = _table(headers, rows) if rows else ""
+    return _wrap(f"{title}<div>{_lint_summary(lint)}</div>{server}{table}")
+
+
+def lint_text(lint: Any) -> str:
+    head = f"{lint.title}: " + (", ".join(
+        f"{sum(f.severity == s for f in lint.findings)} {s}" for s in ("danger", "warn", "info")
+        if any(f.severity == s for f in lint.findings)) or "no risks found")
+    lines = [head, f"  rules for {lint.dialect} {lint.server_version}"]
+    for f in lint.findings:
+        rows = "" if f.rows is None else f", {f.rows} row(s)"
+        lines += [f"{f.severity.upper():6} {f.revision} {f.op} {f.table or ''} [{f.rule}{rows}]",
+                  f"       {f.message}", f"       safer: {f.suggestion}"]
+    return "\n".join(lines)
+
+
 def _unwrap(fragment: str) -> str:
     """A rendered fragment without its outer wrapper, for nesting inside another."""
     opening = f'<div class="ffm tex2jax_ignore mathjax_ignore">{STYLE}'
@@ -484,6 +531,7 @@ _HTML: dict[str, Callable[[Any], str]] = {
     "Plan": plan_html,
     "TargetInfo": targetinfo_html,
     "Rehearsal": rehearsal_html,
+    "Lint": lint_html,
 }
 _TEXT: dict[str, Callable[[Any], str]] = {
     "Status": status_text,
@@ -496,6 +544,7 @@ _TEXT: dict[str, Callable[[Any], str]] = {
     "Plan": plan_text,
     "TargetInfo": targetinfo_text,
     "Rehearsal": rehearsal_text,
+    "Lint": lint_text,
 }
 
 

@@ -316,3 +316,80 @@ class Rehearsal(_Result):
         """One row per step: revision, message, direction, seconds, ok, error, statements."""
         return _frame([{f.name: getattr(s, f.name) for f in fields(s)} for s in self.steps],
                       REHEARSAL_COLUMNS)
+
+
+LINT_COLUMNS = ("revision", "op", "table", "rule", "severity", "rows", "message", "suggestion")
+SEVERITIES = ("info", "warn", "danger")
+
+
+def highest_severity(severities: Any) -> str | None:
+    """The worst of these severities (danger > warn > info); None when there are none."""
+    found = [s for s in severities if s in SEVERITIES]
+    return max(found, key=SEVERITIES.index) if found else None
+
+
+@dataclass(frozen=True)
+class LintFinding:
+    """One operation that carries a risk, with the rows it touches and the safer way."""
+
+    revision: str
+    op: str
+    table: str | None
+    rule: str
+    severity: str
+    rows: int | None
+    message: str
+    suggestion: str
+
+
+@dataclass(repr=False)
+class Lint(_Result):
+    """Risks per operation of a range of revisions, counted on the live database."""
+
+    findings: list[LintFinding] = field(default_factory=list)
+    title: str = "Lint"
+    revisions: list[str] = field(default_factory=list)
+    dialect: str = ""
+    server_version: str = ""
+    counting_seconds: float = 0.0
+    checking_seconds: float = 0.0
+    _queries: list[Any] = field(default_factory=list)
+    _sampler: Any = None
+
+    def __len__(self) -> int:
+        return len(self.findings)
+
+    def __iter__(self):
+        return iter(self.findings)
+
+    @property
+    def highest(self) -> str | None:
+        """The worst severity found."""
+        return highest_severity(f.severity for f in self.findings)
+
+    def severity_of(self, revision: str) -> str | None:
+        """The worst severity found in one revision."""
+        return highest_severity(f.severity for f in self.findings if f.revision == revision)
+
+    @property
+    def dangers(self) -> list[LintFinding]:
+        """The findings where data would be lost or the migration would fail on the rows present."""
+        return [f for f in self.findings if f.severity == "danger"]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per finding: revision, op, table, rule, severity, rows, message, suggestion."""
+        frame = _frame([{f.name: getattr(x, f.name) for f in fields(x)} for x in self.findings],
+                       LINT_COLUMNS)
+        return frame.astype({"rows": "Int64"})
+
+    def samples(self, rule: str, table: str | None = None) -> pd.DataFrame:
+        """Up to 20 rows behind the first finding of RULE (on TABLE), read from the database now."""
+        for finding, query in zip(self.findings, self._queries, strict=True):
+            if finding.rule == rule and table in (None, finding.table) and query is not None:
+                return self._sampler(query)
+        known = sorted({f.rule for f, q in zip(self.findings, self._queries, strict=True) if q is not None})
+        from .errors import MigrationError
+
+        raise MigrationError(
+            f"No rows to show for '{rule}'; rules with samples here: {', '.join(known) or 'none'}."
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 import sqlite3
@@ -9,12 +10,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, closing, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .diff import OP_NAMES, flatten, integer_bytes, narrows, record_script, string_length, type_family
 from .errors import MigrationError, database_message
-from .results import Rehearsal, RehearsalStep
+from .results import Lint, LintFinding, Rehearsal, RehearsalStep
 
 if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
@@ -326,3 +328,487 @@ def _differences(expected: frozenset[str], found: frozenset[str]) -> list[str]:
     return [f"+ {fact}" for fact in sorted(found - expected)] + [
         f"- {fact}" for fact in sorted(expected - found)
     ]
+
+
+# ---------------------------------------------------------------- lint
+
+_VOLATILE_DEFAULT = re.compile(
+    r"\b(random|gen_random_uuid|uuid_generate_v\d\w*|clock_timestamp|timeofday|nextval)\s*\(", re.IGNORECASE
+)
+
+
+@dataclass
+class LintContext:
+    """The live database a lint counts on, and what it found so far."""
+
+    connection: Connection
+    dialect: str  # sqlite, postgresql, mysql or mariadb
+    version: tuple[int, ...]
+    tables: dict[str, set[str]]  # live table -> its columns
+    revision: str = ""
+    findings: list[LintFinding] = field(default_factory=list)
+    queries: list[Any] = field(default_factory=list)
+    counting_seconds: float = 0.0
+
+    def live(self, table: str | None, column: str | None = None) -> bool:
+        """Whether the table (and column) exist in the database now, so that rows can be counted."""
+        return table in self.tables and (column is None or column in self.tables[table])
+
+    def count(self, query: Any) -> int | None:
+        """Run a counting query on the live database; None when it cannot be run."""
+        from sqlalchemy import exc
+
+        started = time.perf_counter()
+        try:
+            return int(self.connection.execute(query).scalar() or 0)
+        except exc.DBAPIError:
+            self.connection.rollback()
+            return None
+        finally:
+            self.counting_seconds += time.perf_counter() - started
+
+    def add(self, op: str, table: str | None, rule: str, severity: str, rows: int | None, message: str,
+            suggestion: str, sample: Any = None) -> None:
+        """Record one finding, with the query that lists its offending rows."""
+        self.findings.append(LintFinding(self.revision, op, table, rule, severity, rows, message, suggestion))
+        self.queries.append(sample)
+
+
+def lint(connection: Connection, revisions: Sequence[Any], title: str) -> Lint:
+    """One finding per risky operation of each revision script, counted on the live database."""
+    started = time.perf_counter()
+    context = _lint_context(connection)
+    for revision in revisions:
+        context.revision = revision.revision
+        for operation in _recorded(context, revision):
+            name = OP_NAMES.get(type(operation).__name__, "")
+            for rule in RULES.get(name, ()):
+                rule(context, name, operation)
+    connection.rollback()
+    result = Lint(context.findings, title, [r.revision for r in revisions], context.dialect,
+                  ".".join(map(str, context.version)))
+    result.counting_seconds = round(context.counting_seconds, 4)
+    result.checking_seconds = round(time.perf_counter() - started - context.counting_seconds, 4)
+    result._queries = context.queries
+    return result
+
+
+def _recorded(context: LintContext, revision: Any) -> list[Any]:
+    """The revision's upgrade operations, recorded without running them; a finding when it cannot be."""
+    dialect = "mysql" if context.dialect == "mariadb" else context.dialect
+    try:
+        return list(flatten(record_script(revision.module, dialect, "upgrade")))
+    except Exception as error:
+        context.add("unrecorded", None, "not-checked", "info", None,
+                    f"The operations could not be read without running them ({database_message(error)}).",
+                    "Rehearse it instead: `rehearse` runs it on a throwaway copy.")
+        return []
+
+
+def _lint_context(connection: Connection) -> LintContext:
+    from sqlalchemy import inspect
+
+    inspector = inspect(connection)
+    tables = {t: {c["name"] for c in inspector.get_columns(t)} for t in inspector.get_table_names()}
+    dialect = connection.dialect.name
+    if dialect == "mysql" and getattr(connection.dialect, "is_mariadb", False):
+        dialect = "mariadb"
+    version = tuple(v for v in (connection.dialect.server_version_info or ()) if isinstance(v, int))
+    if dialect == "sqlite":
+        version = sqlite3.sqlite_version_info
+    return LintContext(connection, dialect, version, tables)
+
+
+def _table(name: str, *columns: str, schema: str | None = None) -> Any:
+    from sqlalchemy import column, table
+
+    return table(name, *(column(c) for c in columns), schema=schema)
+
+
+def _all_rows(source: Any, *where: Any) -> Any:
+    """SELECT * FROM source WHERE ... LIMIT 20: the sample a user looks at."""
+    from sqlalchemy import select, text
+
+    return select(text("*")).select_from(source).where(*where).limit(20)
+
+
+def _counted(context: LintContext, source: Any, *where: Any) -> int | None:
+    from sqlalchemy import func, select
+
+    return context.count(select(func.count()).select_from(source).where(*where))
+
+
+def _table_rows(context: LintContext, table: str, schema: str | None = None) -> int | None:
+    return _counted(context, _table(table, schema=schema)) if context.live(table) else None
+
+
+# ---------------------------------------------------------------- rules: data lost
+
+
+def _drop_table(context: LintContext, op: str, operation: Any) -> None:
+    table = operation.table_name
+    rows = _table_rows(context, table, operation.schema)
+    severity = "danger" if rows else "warn"
+    context.add(op, table, "drop-table", severity, rows,
+                f"Dropping {table} deletes its {_rows_text(rows)}.",
+                "Keep a copy first (CREATE TABLE ... AS SELECT, or a backup); or rename the table now "
+                "and drop it in a later revision, once nothing reads it.",
+                _all_rows(_table(table, schema=operation.schema)) if rows else None)
+
+
+def _drop_column(context: LintContext, op: str, operation: Any) -> None:
+    table, column = operation.table_name, operation.column_name
+    source = _table(table, column, schema=operation.schema)
+    rows = _counted(context, source, source.c[column].is_not(None)) if context.live(table, column) else None
+    context.add(op, table, "drop-column", "danger" if rows else "warn", rows,
+                f"Dropping {table}.{column} deletes {_values_text(rows)}.",
+                "Copy the values somewhere first if they matter; drop the column only once no code "
+                "reads it (expand/contract).",
+                _all_rows(source, source.c[column].is_not(None)) if rows else None)
+
+
+def _narrowing(context: LintContext, op: str, operation: Any) -> None:
+    new, old = operation.modify_type, operation.existing_type
+    if new is None or not narrows(old, new):
+        return
+    table, column = operation.table_name, operation.column_name
+    source = _table(table, column, schema=operation.schema)
+    misfit = _misfit(context, source.c[column], old, new)
+    exact = misfit is not None
+    if misfit is None:
+        misfit = source.c[column].is_not(None)
+    rows = _counted(context, source, misfit) if context.live(table, column) else None
+    if exact and rows == 0:
+        return
+    what = "value(s) that no longer fit" if exact else "value(s) that must be converted"
+    context.add(op, table, "narrowing-type", "danger" if rows and exact else "warn", rows,
+                f"{table}.{column} changes from {old} to {new}: {_count_text(rows)} {what}.",
+                "Fix or shorten those values first (an UPDATE in an earlier revision), or add a column of "
+                "the new type, backfill it, and switch over (expand/contract).",
+                _all_rows(source, misfit) if rows else None)
+
+
+def _misfit(context: LintContext, column: Any, old: Any, new: Any) -> Any:
+    """The condition a value fails when it does not fit the new type; None when it cannot say."""
+    from sqlalchemy import func
+
+    family = type_family(new)
+    if family != type_family(old):
+        return None
+    if family == "string":
+        length = func.length if context.dialect == "sqlite" else func.char_length
+        return length(column) > string_length(new)
+    if family == "integer":
+        limit = 2 ** (8 * integer_bytes(new) - 1)
+        return (column >= limit) | (column < -limit)
+    if family == "decimal" and new.precision is not None:
+        scale = new.scale or 0
+        return (func.abs(column) >= 10 ** (new.precision - scale)) | (column != func.round(column, scale))
+    return None
+
+
+# ---------------------------------------------------------------- rules: data that blocks
+
+
+def _not_null(context: LintContext, op: str, operation: Any) -> None:
+    if operation.modify_nullable is not False:
+        return
+    table, column = operation.table_name, operation.column_name
+    if not context.live(table, column):
+        return
+    source = _table(table, column, schema=operation.schema)
+    rows = _counted(context, source, source.c[column].is_(None))
+    if rows:
+        lenient = context.dialect in ("mysql", "mariadb")
+        context.add(op, table, "not-null-violation", "danger", rows,
+                    f"{rows} row(s) hold NULL in {table}.{column}: making it NOT NULL "
+                    + ("turns them into the type's zero value (or fails in strict mode)." if lenient
+                       else "fails."),
+                    "Backfill first (UPDATE ... SET column = ... WHERE column IS NULL), then make it "
+                    "NOT NULL.",
+                    _all_rows(source, source.c[column].is_(None)))
+
+
+def _add_not_null(context: LintContext, op: str, operation: Any) -> None:
+    column = operation.column
+    if column.nullable or column.server_default is not None or column.primary_key:
+        return
+    table = operation.table_name
+    rows = _table_rows(context, table, operation.schema)
+    if context.dialect == "sqlite" or rows:
+        fills = context.dialect in ("mysql", "mariadb")
+        context.add(op, table, "add-not-null-column", "warn" if fills or not rows else "danger", rows,
+                    f"{table}.{column.name} is added NOT NULL without a server default: the "
+                    f"{_rows_text(rows)} present "
+                    + ("get the type's zero value." if fills else "make it fail."),
+                    "Add it nullable (or with a server_default), backfill, then make it NOT NULL.")
+
+
+def _unique(context: LintContext, op: str, operation: Any) -> None:
+    if op == "create_index" and not operation.unique:
+        return
+    table = operation.table_name
+    columns = [getattr(c, "name", None) or str(c) for c in operation.columns]
+    if not all(context.live(table, c) for c in columns):
+        return
+    source = _table(table, *columns, schema=operation.schema)
+    groups = _duplicates(source, columns)
+    from sqlalchemy import func, select
+
+    rows = context.count(select(func.coalesce(func.sum(groups.c.copies), 0)))
+    if rows:
+        keys = ", ".join(columns)
+        context.add(op, table, "unique-violation", "danger", rows,
+                    f"{rows} row(s) of {table} share a value of ({keys}): the unique constraint fails.",
+                    "Remove or merge the duplicates first (samples('unique-violation') lists them).",
+                    select(groups).order_by(groups.c.copies.desc()).limit(20))
+
+
+def _duplicates(source: Any, columns: Sequence[str]) -> Any:
+    """The duplicated key values, with how many rows hold each."""
+    from sqlalchemy import and_, func, select
+
+    keys = [source.c[c] for c in columns]
+    return (select(*keys, func.count().label("copies")).where(and_(*(k.is_not(None) for k in keys)))
+            .group_by(*keys).having(func.count() > 1).subquery())
+
+
+def _foreign_key(context: LintContext, op: str, operation: Any) -> None:
+    from sqlalchemy import and_, exists, select
+
+    table, referent = operation.source_table, operation.referent_table
+    local, remote = list(operation.local_cols), list(operation.remote_cols)
+    if not (all(context.live(table, c) for c in local) and all(context.live(referent, c) for c in remote)):
+        return
+    source = _table(table, *local, schema=operation.kw.get("source_schema")).alias("child")
+    target = _table(referent, *remote, schema=operation.kw.get("referent_schema")).alias("parent")
+    matched = exists(select(1).select_from(target).where(
+        and_(*(target.c[r] == source.c[c] for c, r in zip(local, remote, strict=True)))))
+    orphan = and_(*(source.c[c].is_not(None) for c in local), ~matched)
+    rows = _counted(context, source, orphan)
+    if rows:
+        checked = context.dialect != "sqlite"
+        context.add(op, table, "foreign-key-violation", "danger" if checked else "warn", rows,
+                    f"{rows} row(s) of {table} point to no row of {referent}: "
+                    + ("the foreign key fails." if checked else "SQLite keeps them, unchecked."),
+                    "Delete those rows or point them at existing ones first; on PostgreSQL you can add the "
+                    "key NOT VALID and VALIDATE it after the clean-up.",
+                    _all_rows(source, orphan))
+
+
+def _check(context: LintContext, op: str, operation: Any) -> None:
+    from sqlalchemy import text
+
+    table = operation.table_name
+    if not context.live(table):
+        return
+    condition = operation.condition
+    if not isinstance(condition, str):
+        condition = str(condition.compile(dialect=context.connection.dialect,
+                                          compile_kwargs={"literal_binds": True}))
+    failing = text(f"NOT ({condition})")  # a NULL result passes a check, as NOT (NULL) selects nothing
+    source = _table(table, schema=operation.schema)
+    rows = _counted(context, source, failing)
+    if rows:
+        context.add(op, table, "check-violation", "danger", rows,
+                    f"{rows} row(s) of {table} fail the check ({condition}).",
+                    "Fix those rows first; on PostgreSQL add the check NOT VALID and VALIDATE it later.",
+                    _all_rows(source, failing))
+
+
+# ---------------------------------------------------------------- rules: locks and rewrites
+
+
+def _pg_alter_type(context: LintContext, op: str, operation: Any) -> None:
+    new, old = operation.modify_type, operation.existing_type
+    if context.dialect != "postgresql" or new is None or not context.live(operation.table_name):
+        return
+    if old is not None and _pg_binary_coercible(old, new):
+        return
+    table = operation.table_name
+    context.add(op, table, "pg-alter-type-rewrite", "warn", _table_rows(context, table, operation.schema),
+                f"Changing the type of {table}.{operation.column_name} to {new} rewrites the table under an "
+                "ACCESS EXCLUSIVE lock: reads and writes wait.",
+                "Add a new column of the new type, backfill it in batches, switch the code, then drop the "
+                "old column (expand/contract); or run it in a quiet window.")
+
+
+def _pg_binary_coercible(old: Any, new: Any) -> bool:
+    """Type changes PostgreSQL makes without rewriting: longer VARCHAR, VARCHAR to TEXT, wider NUMERIC."""
+    family = type_family(old)
+    if family != type_family(new) or family not in ("string", "decimal"):
+        return False
+    if family == "string":
+        return not narrows(old, new)
+    return (old.scale or 0) == (new.scale or 0) and not narrows(old, new)
+
+
+def _pg_set_not_null(context: LintContext, op: str, operation: Any) -> None:
+    table = operation.table_name
+    if context.dialect != "postgresql" or operation.modify_nullable is not False or not context.live(table):
+        return
+    column = operation.column_name
+    shortcut = (" (PostgreSQL 12+ then skips the scan)" if context.version >= (12,) else "")
+    context.add(op, table, "pg-set-not-null-scan", "warn", _table_rows(context, table, operation.schema),
+                f"SET NOT NULL on {table}.{column} scans the whole table under an ACCESS EXCLUSIVE lock.",
+                f"Add CHECK ({column} IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT it, then SET NOT NULL"
+                f"{shortcut} and drop the check.")
+
+
+def _pg_index_concurrently(context: LintContext, op: str, operation: Any) -> None:
+    table = operation.table_name
+    if context.dialect != "postgresql" or not context.live(table):
+        return
+    if operation.kw.get("postgresql_concurrently"):
+        return
+    context.add(op, table, "pg-index-not-concurrent", "warn", _table_rows(context, table, operation.schema),
+                f"CREATE INDEX {operation.index_name} blocks writes to {table} while it builds.",
+                "op.create_index(..., postgresql_concurrently=True) inside "
+                "`with op.get_context().autocommit_block():`.")
+
+
+def _pg_not_valid(context: LintContext, op: str, operation: Any) -> None:
+    table = getattr(operation, "source_table", None) or operation.table_name
+    if context.dialect != "postgresql" or not context.live(table) or operation.kw.get("postgresql_not_valid"):
+        return
+    kind = "foreign key" if op == "create_foreign_key" else "check"
+    locked = f"{table} and {operation.referent_table}" if op == "create_foreign_key" else table
+    context.add(op, table, "pg-constraint-not-valid", "warn", _table_rows(context, table),
+                f"Adding the {kind} {operation.constraint_name} scans {table} while it blocks writes to "
+                f"{locked}.",
+                f"Create it with postgresql_not_valid=True, then in a later revision: "
+                f"ALTER TABLE {table} VALIDATE CONSTRAINT {operation.constraint_name}.")
+
+
+def _pg_volatile_default(context: LintContext, op: str, operation: Any) -> None:
+    table, column = operation.table_name, operation.column
+    if context.dialect != "postgresql" or column.server_default is None or not context.live(table):
+        return
+    default = str(getattr(column.server_default, "arg", column.server_default))
+    if context.version >= (11,) and not _VOLATILE_DEFAULT.search(default):
+        return
+    why = "a volatile default" if context.version >= (11,) else "a default before PostgreSQL 11"
+    context.add(op, table, "pg-volatile-default", "warn", _table_rows(context, table, operation.schema),
+                f"{table}.{column.name} is added with {why} ({default}): every row is rewritten under an "
+                "ACCESS EXCLUSIVE lock.",
+                "Add the column without a default (or with a constant one), backfill in batches, then set "
+                "the default.")
+
+
+def _mysql_algorithm(context: LintContext, op: str, operation: Any) -> None:
+    if context.dialect not in ("mysql", "mariadb"):
+        return
+    table = getattr(operation, "source_table", None) or operation.table_name
+    if not context.live(table):
+        return
+    algorithm = _mysql_algorithm_for(context, op, operation)
+    if algorithm is None:
+        return
+    copy = algorithm == "COPY"
+    context.add(op, table, "mysql-algorithm-copy" if copy else "mysql-table-rebuild",
+                "warn" if copy else "info", _table_rows(context, table),
+                f"On {context.dialect} {'.'.join(map(str, context.version[:3]))} this {op} runs with "
+                f"ALGORITHM={algorithm}: " + ("the table is copied and writes wait." if copy
+                                              else "the table is rebuilt in place."),
+                "On a big table use an online schema change tool (gh-ost, pt-online-schema-change) or a "
+                "quiet window; a newer server may do it INSTANT.")
+
+
+def _mysql_algorithm_for(context: LintContext, op: str, operation: Any) -> str | None:
+    """COPY, INPLACE (a rebuild) or None (INSTANT, or in place without a rebuild)."""
+    mariadb, version = context.dialect == "mariadb", context.version
+    if op == "add_column":
+        return None if version >= ((10, 3, 2) if mariadb else (8, 0, 12)) else "INPLACE"
+    if op == "drop_column":
+        return None if version >= ((10, 4) if mariadb else (8, 0, 29)) else "INPLACE"
+    if op == "create_foreign_key":
+        return "COPY"  # INPLACE only with foreign_key_checks off
+    if operation.modify_type is not None and not _mysql_varchar_growth(operation):
+        return "COPY"
+    if operation.modify_nullable is not None:
+        return "INPLACE"
+    return None
+
+
+def _mysql_varchar_growth(operation: Any) -> bool:
+    """A longer VARCHAR whose length prefix keeps its size (utf8mb4: both under or both over 64 chars)."""
+    old, new = operation.existing_type, operation.modify_type
+    if old is None or type_family(old) != "string" or type_family(new) != "string":
+        return False
+    before, after = string_length(old), string_length(new)
+    return before is not None and after is not None and after >= before and (before < 64) == (after < 64)
+
+
+def _sqlite_batch_copy(context: LintContext, op: str, operation: Any) -> None:
+    table = getattr(operation, "source_table", None) or operation.table_name
+    if context.dialect != "sqlite" or not context.live(table) or _said(context, table, "sqlite-batch-copy"):
+        return  # one copy per table and revision: a batch block runs all its changes in one copy
+    rows = _table_rows(context, table)
+    context.add(op, table, "sqlite-batch-copy", "info", rows,
+                f"SQLite cannot {op.replace('_', ' ')} in place: batch mode copies {table} "
+                f"({_rows_text(rows)}) into a new table and drops the old one.",
+                "Group the changes to one table in one batch_alter_table block so it is copied once.")
+
+
+# ---------------------------------------------------------------- rules: running code broken
+
+
+def _rename_column(context: LintContext, op: str, operation: Any) -> None:
+    if operation.modify_name is None:
+        return
+    table = operation.table_name
+    context.add(op, table, "rename-breaks-code", "warn", None,
+                f"Renaming {table}.{operation.column_name} to {operation.modify_name} breaks code deployed "
+                "with the previous revision, which still uses the old name.",
+                "Expand/contract: add the new column, write both, backfill, move the readers, then drop the "
+                "old column in a later revision.")
+
+
+def _rename_table(context: LintContext, op: str, operation: Any) -> None:
+    context.add(op, operation.table_name, "rename-breaks-code", "warn", None,
+                f"Renaming {operation.table_name} to {operation.new_table_name} breaks code deployed with "
+                "the previous revision.",
+                "Expand/contract: create the new table (or a view with the old name), move the code, then "
+                "drop the old name in a later revision.")
+
+
+def _drop_breaks_code(context: LintContext, op: str, operation: Any) -> None:
+    table = operation.table_name
+    what = f"{table}.{operation.column_name}" if op == "drop_column" else table
+    context.add(op, table, "drop-breaks-code", "warn", None,
+                f"Code deployed with the previous revision may still read or write {what}.",
+                "Deploy code that no longer uses it first; drop it in a later revision (expand/contract).")
+
+
+RULES: dict[str, tuple[Callable[[LintContext, str, Any], None], ...]] = {
+    "drop_table": (_drop_table, _drop_breaks_code),
+    "drop_column": (_drop_column, _drop_breaks_code, _mysql_algorithm, _sqlite_batch_copy),
+    "alter_column": (_narrowing, _not_null, _rename_column, _pg_alter_type, _pg_set_not_null,
+                     _mysql_algorithm, _sqlite_batch_copy),
+    "add_column": (_add_not_null, _pg_volatile_default, _mysql_algorithm),
+    "create_index": (_unique, _pg_index_concurrently),
+    "create_unique_constraint": (_unique, _sqlite_batch_copy),
+    "create_foreign_key": (_foreign_key, _pg_not_valid, _mysql_algorithm, _sqlite_batch_copy),
+    "create_check_constraint": (_check, _pg_not_valid, _sqlite_batch_copy),
+    "drop_constraint": (_sqlite_batch_copy,),
+    "rename_table": (_rename_table,),
+}
+
+
+def _said(context: LintContext, table: str, rule: str) -> bool:
+    """Whether this revision already has a finding of `rule` on `table`."""
+    return any((f.revision, f.table, f.rule) == (context.revision, table, rule) for f in context.findings)
+
+
+def _count_text(rows: int | None) -> str:
+    return "an unknown number of" if rows is None else str(rows)
+
+
+def _rows_text(rows: int | None) -> str:
+    return "rows (not counted: not in the database yet)" if rows is None else f"{rows} row(s)"
+
+
+def _values_text(rows: int | None) -> str:
+    if rows is None:
+        return "its values (not counted: not in the database yet)"
+    return f"{rows} non-null value(s)"
