@@ -196,7 +196,8 @@ class AlembicManager:
                 pending=tuple(r.revision for r in pending),
                 up_to_date=not pending and set(current) == set(heads),
                 url=target.masked_url,
-                pending_revisions=[self._info(r, applied, current) for r in pending],
+                pending_revisions=self._with_risk(connection, pending,
+                                                  [self._info(r, applied, current) for r in pending]),
             )
 
     def history(self, rev_range: str | None = None) -> History:
@@ -207,7 +208,9 @@ class AlembicManager:
             applied = self._applied(script, current)
             base, _, head = (rev_range or "base:heads").partition(":")
             revisions = self._walk(script, base or "base", head or "heads")
-            return History([self._info(r, applied, current) for r in revisions], target.masked_url)
+            infos = self._with_risk(connection, [r for r in revisions if r.revision not in applied],
+                                    [self._info(r, applied, current) for r in revisions])
+            return History(infos, target.masked_url)
 
     def current(self) -> RevisionList:
         """The revision(s) the database is at."""
@@ -388,6 +391,8 @@ class AlembicManager:
             current = self._current_heads(target, connection)
             steps = _steps(script, target_rev, current, downgrade)
             infos = [self._info(step.revision, set(), current) for step in steps]
+            if not downgrade:
+                self._with_risk(connection, [step.revision for step in steps], infos)
             direction = "downgrade" if downgrade else "upgrade"
             diffs = {s.revision.revision: self._recorded_diff(s.revision, target, direction) for s in steps}
             return Plan(direction, target_rev, infos, diffs)
@@ -440,6 +445,18 @@ class AlembicManager:
             return [step.revision for step in _steps(script, end, current, downgrade=False)]
         steps = script._upgrade_revs(end, () if start in ("", "base") else start)
         return [step.revision for step in steps]
+
+    @staticmethod
+    def _with_risk(connection: Connection, pending: Sequence[Script],
+                   infos: list[RevisionInfo]) -> list[RevisionInfo]:
+        """Mark each pending revision among `infos` with its highest lint severity."""
+        if pending:
+            from . import safety
+
+            lint = safety.lint(connection, pending, "risk")
+            for info in infos:
+                info.risk = lint.severity_of(info.revision)
+        return infos
 
     def _sample_rows(self, query: Any) -> Any:
         """The rows a lint finding is about, read from the database now."""

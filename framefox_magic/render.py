@@ -107,6 +107,9 @@ def highlight(code: str, language: str = "python") -> str:
 # ---------------------------------------------------------------- revision marks
 
 
+_SEVERITY_KIND = {"danger": "bad", "warn": "warn", "info": "info"}
+
+
 def _marks(info: Any) -> list[tuple[str, str, str]]:
     """(label, css kind, explanation) for the flags of one revision."""
     marks = []
@@ -123,6 +126,9 @@ def _marks(info: Any) -> list[tuple[str, str, str]]:
     if info.is_branch_point:
         marks.append(("branch", "warn", "several revisions grow from here"))
     marks.extend((f"@{label}", "info", "branch label") for label in info.branch_labels)
+    if getattr(info, "risk", None):
+        marks.append((info.risk, _SEVERITY_KIND[info.risk], f"highest lint severity: {info.risk} "
+                       "(`lint` lists the risks)"))
     return marks
 
 
@@ -183,7 +189,7 @@ def _status_badge(status: Any) -> str:
 
 def status_html(status: Any) -> str:
     """A badge (up to date / N pending / several heads), where the database is, the pending list."""
-    badge = _status_badge(status)
+    badge = _status_badge(status) + risk_badge(status)
     facts = (
         f"<dl><dt>database</dt><dd><code>{_e(status.url)}</code></dd>"
         f"<dt>current</dt><dd><code>{_e(', '.join(status.current) or '<base>')}</code></dd>"
@@ -360,7 +366,7 @@ def plan_html(plan: Any) -> str:
         danger = diff is not None and diff.destructive
         rows.append(("destructive" if danger else "", [
             str(index),
-            _mark("destructive", "bad", "can lose data") if danger else "",
+            (_mark("destructive", "bad", "can lose data") if danger else "") + severity_mark(step.risk),
             f'<span class="rev">{_e(step.revision)}</span>',
             _e(step.message),
             _e(ops),
@@ -372,11 +378,11 @@ def plan_html(plan: Any) -> str:
 def plan_text(plan: Any) -> str:
     rows = [
         (i, "!" if plan.diffs.get(s.revision) and plan.diffs[s.revision].destructive else "",
-         s.revision, s.message)
+         s.risk or "", s.revision, s.message)
         for i, s in enumerate(plan.steps, 1)
     ]
     head = f"Plan: {plan.direction} to {plan.target} ({len(plan.steps)} revisions); nothing changed"
-    return head + ("\n" + _text_table(("#", "", "revision", "message"), rows) if rows else "")
+    return head + ("\n" + _text_table(("#", "", "risk", "revision", "message"), rows) if rows else "")
 
 
 def targetinfo_html(info: Any) -> str:
@@ -465,9 +471,6 @@ def rehearsal_text(rehearsal: Any) -> str:
         if found:
             lines += ["", heading, *(f"  {line}" for line in found)]
     return "\n".join(lines + rehearsal.notes)
-
-
-_SEVERITY_KIND = {"danger": "bad", "warn": "warn", "info": "info"}
 
 
 def severity_mark(severity: str | None) -> str:
@@ -573,10 +576,21 @@ def error_html(message: str) -> str:
 # ---------------------------------------------------------------- the panel's small pieces
 
 
+def risk_badge(status: Any) -> str:
+    """A badge with the highest lint severity among the pending revisions; nothing when none."""
+    from .results import highest_severity
+
+    worst = highest_severity(r.risk for r in status.pending_revisions)
+    if worst is None:
+        return ""
+    count = sum(r.risk == worst for r in status.pending_revisions)
+    return _badge(f"{worst}: {count} pending revision(s)", _SEVERITY_KIND[worst])
+
+
 def status_badge_html(status: Any) -> str:
-    """The panel's header line: the status badge, the database's revision and its masked URL."""
+    """The panel's header line: the status badge, the risk badge, the database's revision and URL."""
     current = ", ".join(status.current) or "<base>"
-    return _wrap(f"<div>{_status_badge(status)}<span class='muted'>database at</span> "
+    return _wrap(f"<div>{_status_badge(status)}{risk_badge(status)}<span class='muted'>database at</span> "
                  f"<code>{_e(current)}</code> <span class='muted'>&middot; {_e(status.url)}</span></div>")
 
 

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 HISTORY_COLUMNS = (
-    "revision", "parents", "message", "created", "applied", "current", "head", "branch_labels", "path"
+    "revision", "parents", "message", "created", "applied", "current", "head", "branch_labels", "path",
+    "risk",
 )
 DIFF_COLUMNS = ("revision", "op", "table", "target", "detail", "destructive")
 
@@ -55,6 +56,7 @@ class RevisionInfo(_Result):
     diff: Diff | None = None
     sql: SqlScript | None = None
     note: str = ""
+    risk: str | None = None  # the highest lint severity of a pending revision (info, warn, danger)
 
     @property
     def is_merge(self) -> bool:
@@ -232,17 +234,18 @@ class Plan(_Result):
         return any(diff.destructive for diff in self.diffs.values())
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per step: revision, message, destructive."""
+        """One row per step: revision, message, destructive, risk."""
         rows = [
             {
                 "revision": step.revision,
                 "message": step.message,
                 "destructive": self.diffs[step.revision].destructive
                 if step.revision in self.diffs else False,
+                "risk": step.risk,
             }
             for step in self.steps
         ]
-        return _frame(rows, ("revision", "message", "destructive"))
+        return _frame(rows, ("revision", "message", "destructive", "risk"))
 
 
 @dataclass(repr=False)

@@ -75,6 +75,7 @@ def _rehearse(runner: Runner, target: Target, connection: Connection, plan: Rehe
     dialect = connection.dialect.name
     if dialect == "sqlite":
         with _sqlite_copy(target, connection) as copy, runner.connect(copy) as throwaway:
+            _no_durability(throwaway)
             return _rehearse_on(runner, copy, throwaway, plan, "copy of the database file (real data)",
                                 commit=True)
     if dialect == "postgresql" and runner.own_env and not _needs_autocommit(plan.revisions):
@@ -194,6 +195,13 @@ def _sqlite_copy(target: Target, connection: Connection) -> Iterator[Target]:
         yield replace(target, url=url)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _no_durability(connection: Connection) -> None:
+    """The copy is thrown away: no waiting for the disk at each commit."""
+    driver = connection.connection.driver_connection
+    driver.execute("PRAGMA synchronous = OFF")
+    driver.execute("PRAGMA journal_mode = MEMORY")
 
 
 @contextmanager

@@ -219,3 +219,98 @@ def test_lint_of_a_clean_revision_finds_nothing(live: str, tmp_path: Path) -> No
     lint = manager.lint()
     assert lint.findings == [] and lint.highest is None
     assert "no risks found" in repr(lint)
+
+
+# ---------------------------------------------------------------- risk where users look
+
+CREATE_TEAM = ('op.create_table("team", sa.Column("id", sa.Integer, primary_key=True), '
+               'sa.Column("motto", sa.String(50)), sa.Column("spare", sa.Integer))')
+DROP_MOTTO = 'op.drop_column("team", "motto")'  # 2000 mottos lost: danger
+DROP_SPARE = 'op.drop_column("team", "spare")'  # only NULLs: a warning
+
+
+@pytest.fixture
+def risky(db_url: str, project: Path) -> tuple[AlembicManager, str, str]:
+    """team with 2000 rows applied; pending: dropping the empty `spare` (warn), then `motto` (danger)."""
+    manager = AlembicManager(url=db_url, project_root=project, metadata=sa.MetaData())
+    manager.init()
+    manager.revision("create team", upgrade_body=CREATE_TEAM, downgrade_body='op.drop_table("team")')
+    manager.upgrade()
+    engine = sa.create_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO team (id, motto) VALUES (:id, :motto)"),
+                           [{"id": i, "motto": f"motto {i}"} for i in range(1, 2001)])
+    engine.dispose()
+    warn = manager.revision("drop spare", upgrade_body=DROP_SPARE).revision
+    danger = manager.revision("drop motto", upgrade_body=DROP_MOTTO).revision
+    return manager, warn, danger
+
+
+def test_status_history_and_plan_carry_each_pending_revisions_highest_severity(risky) -> None:
+    manager, warn, danger = risky
+    status = manager.status()
+    assert [(r.revision, r.risk) for r in status.pending_revisions] == [(warn, "warn"), (danger, "danger")]
+    assert status.to_frame().risk.tolist() == ["warn", "danger"]
+    history = manager.history().to_frame().set_index("revision").risk
+    assert (history[warn], history[danger]) == ("warn", "danger")
+    assert history.isna().sum() == 1  # the applied revision carries none
+    assert manager.plan().to_frame().risk.tolist() == ["warn", "danger"]
+    assert "danger: 1 pending revision(s)" in status._repr_html_()
+    from framefox_magic import render
+
+    assert "danger" in render.status_badge_html(status)
+
+
+def test_upgrade_over_a_danger_needs_yes_and_a_warning_does_not(risky, shell, db_url) -> None:
+    from conftest import column_names, version_rows
+    from IPython.core.error import UsageError
+
+    manager, warn, danger = risky
+    shell.run_line_magic("migrate", f"config --url {db_url} --dir {manager.target().migrations_dir}")
+    shell.run_line_magic("migrate", f"upgrade {warn}")
+    assert version_rows(db_url) == [warn]
+    with pytest.raises(UsageError, match=f"{danger} drop-column on team \\(2000 row"):
+        shell.run_line_magic("migrate", "upgrade")
+    assert version_rows(db_url) == [warn] and "motto" in column_names(db_url, "team")
+    shell.run_line_magic("migrate", "upgrade --plan")  # looking needs no --yes
+    shell.run_line_magic("migrate", "upgrade --yes")
+    assert version_rows(db_url) == [danger] and "motto" not in column_names(db_url, "team")
+
+
+def test_the_setting_turns_the_danger_question_off(risky, shell, db_url) -> None:
+    from conftest import version_rows
+
+    manager, _, danger = risky
+    shell.run_line_magic("config", "MigrateMagics.confirm_dangerous_upgrade = False")
+    shell.run_line_magic("migrate", f"config --url {db_url} --dir {manager.target().migrations_dir}")
+    shell.run_line_magic("migrate", "upgrade")
+    assert version_rows(db_url) == [danger]
+
+
+def test_the_command_line_refuses_a_danger_without_yes(risky, db_url, monkeypatch, capsys) -> None:
+    from conftest import version_rows
+
+    from framefox_magic import cli
+
+    manager, _, danger = risky
+    monkeypatch.chdir(manager.project_root)
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    assert cli.main(["upgrade"]) == 1
+    assert "--yes" in capsys.readouterr().err and version_rows(db_url) != [danger]
+    assert cli.main(["upgrade", "--yes"]) == 0
+    assert version_rows(db_url) == [danger]
+
+
+def test_the_panel_asks_before_an_upgrade_over_a_danger(risky, db_url) -> None:
+    from conftest import version_rows
+
+    from framefox_magic.widgets import MigrationPanel
+
+    manager, _, danger = risky
+    panel = MigrationPanel(manager)
+    assert "danger: 1 pending revision(s)" in panel.status.value
+    panel._upgrade()
+    assert panel.confirmation.layout.display != "none" and "drop-column" in panel.question.value
+    assert version_rows(db_url) != [danger]
+    panel._confirmed()
+    assert version_rows(db_url) == [danger]

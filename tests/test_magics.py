@@ -27,6 +27,7 @@ SUB_COMMANDS = (
 )
 HISTORY_COLUMNS = [
     "revision", "parents", "message", "created", "applied", "current", "head", "branch_labels", "path",
+    "risk",
 ]
 
 POWER_AND_AGE_CELL = POWER_CELL + "    age: int | None = None\n"
