@@ -448,7 +448,7 @@ def rehearsal_html(rehearsal: Any) -> str:
 
 
 def _verdict_text(value: bool | None, good: str, bad: str) -> str:
-    return "not reached" if value is None else good if value else bad
+    return f"{good}: not reached" if value is None else good if value else bad
 
 
 def rehearsal_text(rehearsal: Any) -> str:
@@ -466,6 +466,8 @@ def rehearsal_text(rehearsal: Any) -> str:
                 (s.revision, s.direction, f"{s.seconds:.3f}", "ok" if s.ok else "FAILED", s.statements,
                  s.error) for s in rehearsal.steps]),
         ]
+    if failed:
+        lines += ["", f"{failed.revision} {failed.direction} failed: {failed.error}"]
     for heading, found in (("Down left behind (+) or took along (-):", rehearsal.traces),
                            ("Up again differs from up:", rehearsal.differences)):
         if found:

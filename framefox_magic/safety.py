@@ -353,6 +353,7 @@ class LintContext:
     dialect: str  # sqlite, postgresql, mysql or mariadb
     version: tuple[int, ...]
     tables: dict[str, set[str]]  # live table -> its columns
+    strict: bool = True  # MySQL/MariaDB: a bad value fails instead of becoming a zero value
     revision: str = ""
     findings: list[LintFinding] = field(default_factory=list)
     queries: list[Any] = field(default_factory=list)
@@ -424,7 +425,11 @@ def _lint_context(connection: Connection) -> LintContext:
     version = tuple(v for v in (connection.dialect.server_version_info or ()) if isinstance(v, int))
     if dialect == "sqlite":
         version = sqlite3.sqlite_version_info
-    return LintContext(connection, dialect, version, tables)
+    strict = True
+    if dialect in ("mysql", "mariadb"):
+        mode = connection.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar() or ""
+        strict = "STRICT_TRANS_TABLES" in mode or "STRICT_ALL_TABLES" in mode
+    return LintContext(connection, dialect, version, tables, strict)
 
 
 def _table(name: str, *columns: str, schema: str | None = None) -> Any:
@@ -527,10 +532,10 @@ def _not_null(context: LintContext, op: str, operation: Any) -> None:
     source = _table(table, column, schema=operation.schema)
     rows = _counted(context, source, source.c[column].is_(None))
     if rows:
-        lenient = context.dialect in ("mysql", "mariadb")
+        lenient = not context.strict
         context.add(op, table, "not-null-violation", "danger", rows,
                     f"{rows} row(s) hold NULL in {table}.{column}: making it NOT NULL "
-                    + ("turns them into the type's zero value (or fails in strict mode)." if lenient
+                    + ("turns them into the type's zero value (sql_mode is not strict)." if lenient
                        else "fails."),
                     "Backfill first (UPDATE ... SET column = ... WHERE column IS NULL), then make it "
                     "NOT NULL.",
