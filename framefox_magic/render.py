@@ -19,6 +19,7 @@ STYLE = """<style>
 .ffm .ffm-t tbody tr:nth-child(odd){background:none}
 .ffm .ffm-t tr.pending td{color:var(--jp-ui-font-color2,#57606a);font-style:italic}
 .ffm .ffm-t tr.destructive td{color:var(--jp-error-color1,#cf222e)}
+.ffm .ffm-t td code{white-space:nowrap}
 .ffm code,.ffm pre,.ffm .rev{font-family:var(--jp-code-font-family,ui-monospace,monospace);
  font-size:var(--jp-code-font-size,12px)}
 .ffm pre{margin:4px 0;padding:6px 8px;background:var(--jp-layout-color2,#f6f8fa);

@@ -68,6 +68,7 @@ def rehearse(runner: Runner, target: Target, connection: Connection, plan: Rehea
 
 
 def _rehearse(runner: Runner, target: Target, connection: Connection, plan: RehearsalPlan) -> Rehearsal:
+    """Pick the throwaway database for the dialect and rehearse there."""
     plan.start  # noqa: B018 - refuse several heads before anything is copied
     if not plan.revisions:
         return Rehearsal(plan.target, "nothing to rehearse", target.masked_url,
@@ -238,6 +239,7 @@ def _shadow_database(target: Target, connection: Connection) -> Iterator[Target]
 
 
 def _drop_database(admin: Any, quoted: str) -> None:
+    """Drop the shadow database (PostgreSQL: closing what is still connected)."""
     force = " WITH (FORCE)" if admin.dialect.name == "postgresql" else ""
     with admin.connect() as session:
         session.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}{force}")
@@ -313,6 +315,7 @@ def schema_snapshot(connection: Connection) -> frozenset[str]:
 
 
 def _table_facts(inspector: Any, table: str) -> set[str]:
+    """One table's columns, primary key, indexes, unique and foreign keys, as lines."""
     facts = {f"table {table}"}
     for column in inspector.get_columns(table):
         null = "NULL" if column["nullable"] else "NOT NULL"
@@ -415,6 +418,7 @@ def _recorded(context: LintContext, revision: Any) -> list[Any]:
 
 
 def _lint_context(connection: Connection) -> LintContext:
+    """The live tables and columns, the dialect (MariaDB told apart) and the server version."""
     from sqlalchemy import inspect
 
     inspector = inspect(connection)
@@ -433,6 +437,7 @@ def _lint_context(connection: Connection) -> LintContext:
 
 
 def _table(name: str, *columns: str, schema: str | None = None) -> Any:
+    """A lightweight table clause for building the counting queries; no reflection."""
     from sqlalchemy import column, table
 
     return table(name, *(column(c) for c in columns), schema=schema)
@@ -446,12 +451,14 @@ def _all_rows(source: Any, *where: Any) -> Any:
 
 
 def _counted(context: LintContext, source: Any, *where: Any) -> int | None:
+    """SELECT COUNT(*) FROM source WHERE ..., on the live database."""
     from sqlalchemy import func, select
 
     return context.count(select(func.count()).select_from(source).where(*where))
 
 
 def _table_rows(context: LintContext, table: str, schema: str | None = None) -> int | None:
+    """How many rows the table holds now; None when it does not exist yet."""
     return _counted(context, _table(table, schema=schema)) if context.live(table) else None
 
 
@@ -459,6 +466,7 @@ def _table_rows(context: LintContext, table: str, schema: str | None = None) -> 
 
 
 def _drop_table(context: LintContext, op: str, operation: Any) -> None:
+    """Data lost: the rows of a dropped table (a warning when it is empty)."""
     table = operation.table_name
     rows = _table_rows(context, table, operation.schema)
     severity = "danger" if rows else "warn"
@@ -470,6 +478,7 @@ def _drop_table(context: LintContext, op: str, operation: Any) -> None:
 
 
 def _drop_column(context: LintContext, op: str, operation: Any) -> None:
+    """Data lost: the non-null values of a dropped column (a warning when there are none)."""
     table, column = operation.table_name, operation.column_name
     source = _table(table, column, schema=operation.schema)
     rows = _counted(context, source, source.c[column].is_not(None)) if context.live(table, column) else None
@@ -481,6 +490,7 @@ def _drop_column(context: LintContext, op: str, operation: Any) -> None:
 
 
 def _narrowing(context: LintContext, op: str, operation: Any) -> None:
+    """Data lost or blocking: values that no longer fit a narrower type."""
     new, old = operation.modify_type, operation.existing_type
     if new is None or not narrows(old, new):
         return
@@ -524,6 +534,7 @@ def _misfit(context: LintContext, column: Any, old: Any, new: Any) -> Any:
 
 
 def _not_null(context: LintContext, op: str, operation: Any) -> None:
+    """Blocking: NULLs in a column made NOT NULL."""
     if operation.modify_nullable is not False:
         return
     table, column = operation.table_name, operation.column_name
@@ -543,6 +554,7 @@ def _not_null(context: LintContext, op: str, operation: Any) -> None:
 
 
 def _add_not_null(context: LintContext, op: str, operation: Any) -> None:
+    """Blocking: a NOT NULL column without a server default added to a table with rows."""
     column = operation.column
     if column.nullable or column.server_default is not None or column.primary_key:
         return
@@ -558,6 +570,7 @@ def _add_not_null(context: LintContext, op: str, operation: Any) -> None:
 
 
 def _unique(context: LintContext, op: str, operation: Any) -> None:
+    """Blocking: duplicates under a new unique constraint or unique index."""
     if op == "create_index" and not operation.unique:
         return
     table = operation.table_name
@@ -587,6 +600,7 @@ def _duplicates(source: Any, columns: Sequence[str]) -> Any:
 
 
 def _foreign_key(context: LintContext, op: str, operation: Any) -> None:
+    """Blocking: rows that point to nothing under a new foreign key."""
     from sqlalchemy import and_, exists, select
 
     table, referent = operation.source_table, operation.referent_table
@@ -610,6 +624,7 @@ def _foreign_key(context: LintContext, op: str, operation: Any) -> None:
 
 
 def _check(context: LintContext, op: str, operation: Any) -> None:
+    """Blocking: rows that fail a new CHECK constraint."""
     from sqlalchemy import text
 
     table = operation.table_name
@@ -633,6 +648,7 @@ def _check(context: LintContext, op: str, operation: Any) -> None:
 
 
 def _pg_alter_type(context: LintContext, op: str, operation: Any) -> None:
+    """PostgreSQL: a type change that rewrites the table under ACCESS EXCLUSIVE."""
     new, old = operation.modify_type, operation.existing_type
     if context.dialect != "postgresql" or new is None or not context.live(operation.table_name):
         return
@@ -657,6 +673,7 @@ def _pg_binary_coercible(old: Any, new: Any) -> bool:
 
 
 def _pg_set_not_null(context: LintContext, op: str, operation: Any) -> None:
+    """PostgreSQL: SET NOT NULL scans the table under ACCESS EXCLUSIVE."""
     table = operation.table_name
     if context.dialect != "postgresql" or operation.modify_nullable is not False or not context.live(table):
         return
@@ -669,6 +686,7 @@ def _pg_set_not_null(context: LintContext, op: str, operation: Any) -> None:
 
 
 def _pg_index_concurrently(context: LintContext, op: str, operation: Any) -> None:
+    """PostgreSQL: CREATE INDEX without CONCURRENTLY blocks writes."""
     table = operation.table_name
     if context.dialect != "postgresql" or not context.live(table):
         return
@@ -681,6 +699,7 @@ def _pg_index_concurrently(context: LintContext, op: str, operation: Any) -> Non
 
 
 def _pg_not_valid(context: LintContext, op: str, operation: Any) -> None:
+    """PostgreSQL: a foreign key or check without NOT VALID scans while blocking writes."""
     table = getattr(operation, "source_table", None) or operation.table_name
     if context.dialect != "postgresql" or not context.live(table) or operation.kw.get("postgresql_not_valid"):
         return
@@ -694,6 +713,7 @@ def _pg_not_valid(context: LintContext, op: str, operation: Any) -> None:
 
 
 def _pg_volatile_default(context: LintContext, op: str, operation: Any) -> None:
+    """PostgreSQL: a volatile default (any default before 11) rewrites every row."""
     table, column = operation.table_name, operation.column
     if context.dialect != "postgresql" or column.server_default is None or not context.live(table):
         return
@@ -709,6 +729,7 @@ def _pg_volatile_default(context: LintContext, op: str, operation: Any) -> None:
 
 
 def _mysql_algorithm(context: LintContext, op: str, operation: Any) -> None:
+    """MySQL/MariaDB: the ALTER algorithm for this operation and server version."""
     if context.dialect not in ("mysql", "mariadb"):
         return
     table = getattr(operation, "source_table", None) or operation.table_name
@@ -753,6 +774,7 @@ def _mysql_varchar_growth(operation: Any) -> bool:
 
 
 def _sqlite_batch_copy(context: LintContext, op: str, operation: Any) -> None:
+    """SQLite: batch mode copies the whole table (once per table and revision)."""
     table = getattr(operation, "source_table", None) or operation.table_name
     if context.dialect != "sqlite" or not context.live(table) or _said(context, table, "sqlite-batch-copy"):
         return  # one copy per table and revision: a batch block runs all its changes in one copy
@@ -767,6 +789,7 @@ def _sqlite_batch_copy(context: LintContext, op: str, operation: Any) -> None:
 
 
 def _rename_column(context: LintContext, op: str, operation: Any) -> None:
+    """Running code broken: a renamed column."""
     if operation.modify_name is None:
         return
     table = operation.table_name
@@ -778,6 +801,7 @@ def _rename_column(context: LintContext, op: str, operation: Any) -> None:
 
 
 def _rename_table(context: LintContext, op: str, operation: Any) -> None:
+    """Running code broken: a renamed table."""
     context.add(op, operation.table_name, "rename-breaks-code", "warn", None,
                 f"Renaming {operation.table_name} to {operation.new_table_name} breaks code deployed with "
                 "the previous revision.",
@@ -786,6 +810,7 @@ def _rename_table(context: LintContext, op: str, operation: Any) -> None:
 
 
 def _drop_breaks_code(context: LintContext, op: str, operation: Any) -> None:
+    """Running code broken: a dropped column or table the previous code may use."""
     table = operation.table_name
     what = f"{table}.{operation.column_name}" if op == "drop_column" else table
     context.add(op, table, "drop-breaks-code", "warn", None,
@@ -814,14 +839,17 @@ def _said(context: LintContext, table: str, rule: str) -> bool:
 
 
 def _count_text(rows: int | None) -> str:
+    """A count for a message."""
     return "an unknown number of" if rows is None else str(rows)
 
 
 def _rows_text(rows: int | None) -> str:
+    """A row count for a message."""
     return "rows (not counted: not in the database yet)" if rows is None else f"{rows} row(s)"
 
 
 def _values_text(rows: int | None) -> str:
+    """A count of values for a message."""
     if rows is None:
         return "its values (not counted: not in the database yet)"
     return f"{rows} non-null value(s)"
