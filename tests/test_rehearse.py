@@ -87,6 +87,9 @@ def test_a_good_chain_passes_and_leaves_the_database_as_it_was(manager: AlembicM
         (power, "upgrade"), (index, "upgrade"),
     ]
     assert frame.ok.all() and (frame.statements >= 1).all()
+    where = {"sqlite": "copy of the database file", "postgresql": "rolled back (real data; holds its locks",
+             "mysql": f"shadow database built from the history ({ROWS} row(s) copied in)"}
+    assert where[sa.make_url(db_url).get_backend_name()] in rehearsal.mode
     assert snapshot(db_url) == before
     assert "power" not in column_names(db_url, "hero")
 
@@ -126,6 +129,13 @@ def test_a_revision_that_fails_on_the_data_is_reported_and_the_database_is_untou
     assert rehearsal.down_leaves_no_trace is None
     assert f"FAILED at {strict}" in repr(rehearsal)
     assert snapshot(db_url) == before
+
+
+def test_what_a_revision_says_is_escaped_in_the_rehearsal_html(manager: AlembicManager) -> None:
+    manager.revision("<b>power</b> & more", upgrade_body=ADD_POWER, downgrade_body=DROP_POWER)
+    html = manager.rehearse()._repr_html_()
+    assert "&lt;b&gt;power&lt;/b&gt; &amp; more" in html and "<b>power" not in html
+    assert "var(--jp-" in html
 
 
 def test_nothing_pending_rehearses_nothing(manager: AlembicManager) -> None:
