@@ -3,8 +3,9 @@
     python docs/screenshots.py        (needs Debian's chromium, playwright and jupyterlab)
 
 It prepares a project with a branch, a merge and a pending revision that drops a column, opens
-a notebook showing history, diff, show, graph, status and the panel, and saves each output as
-docs/<name>-<theme>.png. The JupyterLab harness is the one the browser test uses.
+a notebook showing history, diff, show, graph, status, the panel (with its risk badge), lint and
+rehearse, and saves each output as docs/<name>-<theme>.png. The JupyterLab harness is the one the
+browser test uses.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS.parent / "tests"))
 
+import sqlalchemy as sa  # noqa: E402
 from test_browser import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -30,7 +32,7 @@ from test_browser import (  # noqa: E402
 
 from framefox_magic import AlembicManager  # noqa: E402
 
-OUTPUTS = ("history", "diff", "show", "graph", "status", "panel", "erd-5", "erd-60")
+OUTPUTS = ("history", "diff", "show", "graph", "status", "panel", "lint", "rehearse", "erd-5", "erd-60")
 DOMAINS = ("shop", "cafe", "garage", "clinic", "school", "farm", "hotel", "gym", "studio", "lab")
 
 
@@ -56,6 +58,12 @@ def demo_project(root: Path) -> str:
     write("base table <b>", table("base", "city"), "op.drop_table('base')", head=parent, splice=True)
     manager.merge("heads", "join missions and bases")
     manager.upgrade("heads")
+    engine = sa.create_engine(manager.target().url)
+    with engine.begin() as connection:  # secret names that the pending drop would lose
+        connection.execute(sa.text("INSERT INTO hero (name, secret_name) VALUES (:n, :s)"),
+                           [{"n": "Deadpond", "s": "Dive Wilson"},
+                            {"n": "Spider-Boy", "s": "Pedro Parqueador"}])
+    engine.dispose()
     drop = write("drop secret name $cost$",
                  "with op.batch_alter_table('hero') as batch:\n    batch.drop_column('secret_name')",
                  "op.add_column('hero', sa.Column('secret_name', sa.String(50)))")
@@ -94,7 +102,7 @@ def shoot(theme: str, folder: Path) -> None:
     erd_project(root / "large", DOMAINS)
     write_notebook(root / "tour.ipynb", [
         "%load_ext framefox_magic", "%migrate history", f"%migrate diff {drop}", f"%migrate show {drop}",
-        "%migrate graph", "%migrate status", "%migrate panel",
+        "%migrate graph", "%migrate status", "%migrate panel", "%migrate lint", "%migrate rehearse",
         "%migrate erd --url sqlite:///small/database.db --dir small/migrations",
         "%migrate erd --url sqlite:///large/database.db --dir large/migrations",
     ])

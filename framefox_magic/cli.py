@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import commands
+from . import commands, settings
 from .errors import MigrationError
 from .manager import AlembicManager, StepCallback
 from .results import RevisionInfo
@@ -34,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     try:
         args = commands.parse(shlex.join(words), prog=PROG)
-        result = commands.execute(AlembicManager(), args, _Terminal())
+        confirm_dangers = settings.tool_defaults().get("confirm_dangerous_upgrade", True)
+        result = commands.execute(AlembicManager(), args, _Terminal(), confirm_dangers=bool(confirm_dangers))
     except commands.HelpShown as shown:
         print(shown.text)
         return 0

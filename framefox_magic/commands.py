@@ -62,6 +62,7 @@ class Command:
     args: tuple[Arg, ...] = ()
     help: str = ""
     destructive: Callable[[argparse.Namespace], bool] = lambda args: False
+    dangers: Callable[[AlembicManager, argparse.Namespace], str | None] = lambda manager, args: None
 
     @property
     def summary(self) -> str:
@@ -133,6 +134,18 @@ def apply_revision(manager: AlembicManager, written: RevisionInfo, ui: Frontend)
     return manager.show(written.revision)
 
 
+def upgrade_dangers(manager: AlembicManager, target: str) -> str | None:
+    """Why an upgrade to TARGET needs confirming: the danger-level lint findings it would run; or None."""
+    if ":" in target:
+        return None  # a range is refused by upgrade itself
+    dangers = manager.lint(target).dangers
+    if not dangers:
+        return None
+    listed = "; ".join(f"{d.revision} {d.rule} on {d.table} ({d.rows} row(s))" for d in dangers[:3])
+    more = f" and {len(dangers) - 3} more" if len(dangers) > 3 else ""
+    return f"This upgrade would lose data or fail on the rows present: {listed}{more}. See `lint {target}`."
+
+
 def _diff(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -> Any:
     return manager.diff(args.rev, args.to)
 
@@ -167,7 +180,8 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "upgrade", _migrate("upgrade"), help=_doc(AlembicManager.upgrade),
         args=(_arg("target", help="head (default), a revision, +N", kind=REVISION, nargs="?",
-                   default="head"), SQL, PLAN),
+                   default="head"), SQL, PLAN, YES),
+        dangers=lambda m, a: None if (a.sql or a.plan) else upgrade_dangers(m, a.target),
     ),
     Command(
         "downgrade", _migrate("downgrade"), help=_doc(AlembicManager.downgrade),
@@ -214,6 +228,16 @@ COMMANDS: tuple[Command, ...] = (
     Command("reset", lambda m, a, ui: m.reset(), help=_doc(AlembicManager.reset),
             args=(YES,), destructive=lambda a: True),
     Command("graph", lambda m, a, ui: m.graph(), help=_doc(AlembicManager.graph)),
+    Command(
+        "rehearse", lambda m, a, ui: m.rehearse(a.target), help=_doc(AlembicManager.rehearse),
+        args=(_arg("target", help="head (default) or a revision", kind=REVISION, nargs="?",
+                   default="head"),),
+    ),
+    Command(
+        "lint", lambda m, a, ui: m.lint(a.rev_range), help=_doc(AlembicManager.lint),
+        args=(_arg("rev_range", help="A:B, or a target (default: every pending revision)", kind=REVISION,
+                   nargs="?"),),
+    ),
     Command(
         "erd", lambda m, a, ui: m.erd(a.rev), help=_doc(AlembicManager.erd),
         args=(_arg("rev", help="draw the schema at this revision (default: the database's)",
@@ -289,15 +313,19 @@ def apply_target(manager: AlembicManager, args: argparse.Namespace) -> None:
     manager.set_target(args.url, args.migrations_dir, args.metadata)
 
 
-def execute(manager: AlembicManager, args: argparse.Namespace, ui: Frontend, confirm: bool = True) -> Any:
+def execute(manager: AlembicManager, args: argparse.Namespace, ui: Frontend, confirm: bool = True,
+            confirm_dangers: bool = True) -> Any:
     """Run a parsed sub-command against the manager."""
     command = BY_NAME[args.command]
     apply_target(manager, args)
-    if confirm and command.destructive(args) and not getattr(args, "yes", False):
+    sure = getattr(args, "yes", False)
+    if confirm and command.destructive(args) and not sure:
         note = _backup_note(manager, command)
         raise ConfirmationRequired(
             f"`{command.name}` changes or removes data: add --yes to go ahead.{note} Nothing was changed."
         )
+    if confirm and confirm_dangers and not sure and (reason := command.dangers(manager, args)):
+        raise ConfirmationRequired(f"{reason} Add --yes to go ahead. Nothing was changed.")
     return command.run(manager, args, ui)
 
 

@@ -36,13 +36,12 @@ OP_NAMES = {
     "SyncEnumValuesOp": "sync_enum_values",
     "RenamingSyncEnumValuesOp": "sync_enum_values",
 }
-_ALWAYS_DESTRUCTIVE = {"drop_table", "drop_column", "drop_index", "drop_constraint", "drop_enum"}
+_ALWAYS_DESTRUCTIVE = {"drop_table", "drop_column"}
 _DATA_CHANGING_SQL = re.compile(r"\b(delete|update|drop|truncate|replace)\b", re.IGNORECASE)
-_WIDER_TYPES = {
-    ("SmallInteger", "Integer"), ("SmallInteger", "BigInteger"), ("Integer", "BigInteger"),
-    ("String", "Text"), ("Unicode", "UnicodeText"), ("String", "Unicode"), ("Float", "Double"),
-    ("VARCHAR", "TEXT"), ("AutoString", "Text"), ("AutoString", "String"), ("String", "AutoString"),
-}
+# bytes of storage per integer type name: a change to a smaller one can reject values
+_INTEGER_BYTES = {"TINYINT": 1, "SMALLINT": 2, "SMALLINTEGER": 2, "MEDIUMINT": 3, "BIGINT": 8,
+                  "BIGINTEGER": 8}
+_TEXT_LENGTHS = {"TINYTEXT": 255, "TEXT": 65_535, "MEDIUMTEXT": 16_777_215}
 _DIALECT: ContextVar[str | None] = ContextVar("framefox_magic_diff_dialect", default=None)
 
 
@@ -251,30 +250,82 @@ def _sql_text(sqltext: Any) -> str:
 
 
 def _is_destructive(name: str, operation: Any) -> bool:
+    """Whether the operation can lose data or reject rows that exist (a widening type cannot)."""
     if name in _ALWAYS_DESTRUCTIVE:
         return True
     if name == "execute":
         return bool(_DATA_CHANGING_SQL.search(_sql_text(operation.sqltext)))
-    if name == "alter_column" and operation.modify_type is not None:
-        return _narrows(operation.existing_type, operation.modify_type)
+    if name == "alter_column":
+        if operation.modify_nullable is False:  # NULLs present make it fail (or become defaults)
+            return True
+        if operation.modify_type is not None:
+            return narrows(operation.existing_type, operation.modify_type)
     return False
 
 
-def _narrows(old: Any, new: Any) -> bool:
+def type_family(type_: Any) -> str:
+    """integer, decimal, float, string, or the type's own name: which values it holds."""
+    from sqlalchemy import Float, Integer, Numeric, String
+
+    if isinstance(type_, Integer):
+        return "integer"
+    if isinstance(type_, Float):
+        return "float"
+    if isinstance(type_, Numeric):
+        return "decimal"
+    if isinstance(type_, String) and not getattr(type_, "enums", None):
+        return "string"
+    return type(type_).__name__.upper()
+
+
+def integer_bytes(type_: Any) -> int:
+    """Storage size of an integer type, in bytes (4 unless it says otherwise)."""
+    return _INTEGER_BYTES.get(type(type_).__name__.upper(), 4)
+
+
+def string_length(type_: Any) -> int | None:
+    """The most characters a string type holds; None for no limit."""
+    length = getattr(type_, "length", None)
+    if length is not None or "mysql" not in type(type_).__module__:
+        return length
+    return _TEXT_LENGTHS.get(type(type_).__name__.upper())  # MySQL's TEXT types have limits
+
+
+def narrows(old: Any, new: Any) -> bool:
     """Whether changing a column from type `old` to `new` can lose or reject existing data."""
     if old is None:
+        return True  # the script does not say what the column was: assume the worst
+    family = type_family(old)
+    if family != type_family(new):
+        return not (family == "integer" and _holds_any_integer(new))
+    if family == "integer":
+        return integer_bytes(new) < integer_bytes(old)
+    if family == "string":
+        before, after = string_length(old), string_length(new)
+        return after is not None and (before is None or after < before)
+    if family == "decimal":
+        return _numeric_narrows(old, new)
+    if family == "float":
+        return (getattr(new, "precision", None) or 53) < (getattr(old, "precision", None) or 53)
+    return type(old) is not type(new) and type(old).__name__.upper() != type(new).__name__.upper()
+
+
+def _holds_any_integer(type_: Any) -> bool:
+    """Unbounded text or an unconstrained decimal: every integer fits."""
+    family = type_family(type_)
+    if family == "string":
+        return string_length(type_) is None
+    return family == "decimal" and getattr(type_, "precision", None) is None
+
+
+def _numeric_narrows(old: Any, new: Any) -> bool:
+    """A decimal narrows when it keeps fewer digits before or after the point."""
+    if new.precision is None:
+        return False
+    if old.precision is None:
         return True
-    old_name, new_name = type(old).__name__, type(new).__name__
-    old_length, new_length = getattr(old, "length", None), getattr(new, "length", None)
-    if old_name == new_name or (old_name, new_name) in _WIDER_TYPES:
-        if new_length is None:
-            return False
-        return old_length is None or new_length < old_length
-    for attribute in ("precision", "scale"):
-        before, after = getattr(old, attribute, None), getattr(new, attribute, None)
-        if before is not None and after is not None and after < before:
-            return True
-    return True
+    old_scale, new_scale = old.scale or 0, new.scale or 0
+    return new_scale < old_scale or new.precision - new_scale < old.precision - old_scale
 
 
 def drop_indexes_with_their_tables(container: Any) -> None:

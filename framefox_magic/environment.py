@@ -31,6 +31,18 @@ class EnvShape:
     version_table_schema: str | None = None
 
 
+OWN_TEMPLATE_MARKER = "written by framefox_magic"
+
+
+def is_own_template(env_py: Path) -> bool:
+    """Whether env.py is the one `init` writes (it uses the connection handed in, and never commits)."""
+    try:
+        with env_py.open(encoding="utf-8") as file:
+            return OWN_TEMPLATE_MARKER in file.read(400)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def env_shape(env_py: Path) -> EnvShape:
     """env.py's shape, read from its source with ast (cached while the file is unchanged)."""
     try:

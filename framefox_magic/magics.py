@@ -51,6 +51,8 @@ class MigrateMagics(Magics):
     short_errors = Bool(True, help="Show errors as one short line; False shows the traceback."
                         ).tag(config=True)
     confirm_destructive = Bool(True, help="Destructive commands need --yes.").tag(config=True)
+    confirm_dangerous_upgrade = Bool(True, help="An upgrade that would lose data or fail on the rows "
+                                     "present (a danger in `lint`) needs --yes.").tag(config=True)
     show_progress = Bool(True, help="Show progress per revision during upgrade/downgrade."
                          ).tag(config=True)
     connect_timeout = Float(10.0, help="Seconds to wait for a database connection.").tag(config=True)
@@ -89,7 +91,8 @@ class MigrateMagics(Magics):
                 print(shown.text)
                 return None
             try:
-                result = commands.execute(self.manager, args, self, confirm=self.confirm_destructive)
+                result = commands.execute(self.manager, args, self, confirm=self.confirm_destructive,
+                                          confirm_dangers=self.confirm_dangerous_upgrade)
             finally:
                 self._remember_target()
             self._store(args, result)

@@ -37,8 +37,10 @@ from .results import (
     Erd,
     Graph,
     History,
+    Lint,
     Outcome,
     Plan,
+    Rehearsal,
     RevisionInfo,
     RevisionList,
     SqlBlock,
@@ -218,7 +220,8 @@ class AlembicManager:
                 pending=tuple(r.revision for r in pending),
                 up_to_date=not pending and set(current) == set(heads),
                 url=target.masked_url,
-                pending_revisions=[self._info(r, applied, current) for r in pending],
+                pending_revisions=self._with_risk(connection, pending,
+                                                  [self._info(r, applied, current) for r in pending]),
                 notes=script.notes(),
             )
 
@@ -230,7 +233,8 @@ class AlembicManager:
             applied = self._applied(script, current)
             base, _, head = (rev_range or "base:heads").partition(":")
             revisions = self._walk(script, base or "base", head or "heads")
-            infos = [self._info(r, applied, current) for r in revisions]
+            infos = self._with_risk(connection, [r for r in revisions if r.revision not in applied],
+                                    [self._info(r, applied, current) for r in revisions])
             return History(infos, target.masked_url, notes=script.notes())
 
     def current(self) -> RevisionList:
@@ -454,9 +458,79 @@ class AlembicManager:
             current = self._current_heads(target, connection)
             steps = _steps(script, target_rev, current, downgrade)
             infos = [self._info(step.revision, set(), current) for step in steps]
+            if not downgrade:
+                self._with_risk(connection, [step.revision for step in steps], infos)
             direction = "downgrade" if downgrade else "upgrade"
             diffs = {s.revision.revision: self._recorded_diff(s.revision, target, direction) for s in steps}
             return Plan(direction, target_rev, infos, diffs)
+
+    # ---------------------------------------------------------------- safety before apply
+
+    def rehearse(self, target: str = "head") -> Rehearsal:
+        """Apply pending revisions on a throwaway copy, down again, up again; the database stays."""
+        from . import safety
+
+        _require_revision(target)
+        with self._call() as resolved, self._connect(resolved) as connection:
+            script = self._script_directory(resolved)
+            current = self._current_heads(resolved, connection)
+            steps = _steps(script, target, current, downgrade=False)
+            plan = safety.RehearsalPlan(script, current, target, tuple(s.revision for s in steps))
+            return safety.rehearse(self._rehearsal_runner(resolved, script), resolved, connection, plan)
+
+    def _rehearsal_runner(self, target: settings.Target, script: ScriptDirectory) -> Any:
+        """How a rehearsal runs env.py on its throwaway connection, through this manager's plumbing."""
+        from .safety import Runner
+
+        def run(where: settings.Target, connection: Connection, work: Callable[[Any, Any], Any],
+                destination: Any, applied: Callable[..., None]) -> None:
+            config = self._config(where, connection, on_version_apply=applied)
+            self._run_env(config, script, work, destination_rev=destination)
+
+        return Runner(run, self._connect, environment.is_own_template(target.migrations_dir / "env.py"))
+
+    def lint(self, rev_range: str | None = None) -> Lint:
+        """Risks per operation of the pending revisions (or RANGE), counted on the live database."""
+        from . import safety
+
+        with self._call() as target, self._connect(target) as connection:
+            script = self._script_directory(target)
+            current = self._current_heads(target, connection)
+            revisions = self._lint_revisions(script, current, rev_range)
+            title = f"Lint of {rev_range}" if rev_range else "Lint of the pending revisions"
+            result = safety.lint(connection, revisions, f"{title} ({len(revisions)} revision(s))")
+        result._sampler = self._sample_rows
+        return result
+
+    @staticmethod
+    def _lint_revisions(script: ScriptDirectory, current: Sequence[str],
+                        rev_range: str | None) -> list[Script]:
+        """A:B: the revisions after A up to B; B alone: the pending ones up to B; nothing: all pending."""
+        start, colon, end = (rev_range or "heads").rpartition(":")
+        _require_revision(end)
+        if not colon:
+            return [step.revision for step in _steps(script, end, current, downgrade=False)]
+        steps = script._upgrade_revs(end, () if start in ("", "base") else start)
+        return [step.revision for step in steps]
+
+    @staticmethod
+    def _with_risk(connection: Connection, pending: Sequence[Script],
+                   infos: list[RevisionInfo]) -> list[RevisionInfo]:
+        """Mark each pending revision among `infos` with its highest lint severity."""
+        if pending:
+            from . import safety
+
+            lint = safety.lint(connection, pending, "risk")
+            for info in infos:
+                info.risk = lint.severity_of(info.revision)
+        return infos
+
+    def _sample_rows(self, query: Any) -> Any:
+        """The rows a lint finding is about, read from the database now."""
+        import pandas as pd
+
+        with self._call() as target, self._connect(target) as connection:
+            return pd.read_sql(query, connection)
 
     # ---------------------------------------------------------------- changing the database
 

@@ -19,6 +19,7 @@ STYLE = """<style>
 .ffm .ffm-t tbody tr:nth-child(odd){background:none}
 .ffm .ffm-t tr.pending td{color:var(--jp-ui-font-color2,#57606a);font-style:italic}
 .ffm .ffm-t tr.destructive td{color:var(--jp-error-color1,#cf222e)}
+.ffm .ffm-t td code{white-space:nowrap}
 .ffm code,.ffm pre,.ffm .rev{font-family:var(--jp-code-font-family,ui-monospace,monospace);
  font-size:var(--jp-code-font-size,12px)}
 .ffm pre{margin:4px 0;padding:6px 8px;background:var(--jp-layout-color2,#f6f8fa);
@@ -115,6 +116,9 @@ def highlight(code: str, language: str = "python") -> str:
 # ---------------------------------------------------------------- revision marks
 
 
+_SEVERITY_KIND = {"danger": "bad", "warn": "warn", "info": "info"}
+
+
 def _marks(info: Any) -> list[tuple[str, str, str]]:
     """(label, css kind, explanation) for the flags of one revision."""
     marks = []
@@ -131,6 +135,9 @@ def _marks(info: Any) -> list[tuple[str, str, str]]:
     if info.is_branch_point:
         marks.append(("branch", "warn", "several revisions grow from here"))
     marks.extend((f"@{label}", "info", "branch label") for label in info.branch_labels)
+    if getattr(info, "risk", None):
+        marks.append((info.risk, _SEVERITY_KIND[info.risk], f"highest lint severity: {info.risk} "
+                       "(`lint` lists the risks)"))
     return marks
 
 
@@ -191,7 +198,7 @@ def _status_badge(status: Any) -> str:
 
 def status_html(status: Any) -> str:
     """A badge (up to date / N pending / several heads), where the database is, the pending list."""
-    badge = _status_badge(status)
+    badge = _status_badge(status) + risk_badge(status)
     facts = (
         f"<dl><dt>database</dt><dd><code>{_e(status.url)}</code></dd>"
         f"<dt>current</dt><dd><code>{_e(', '.join(status.current) or '<base>')}</code></dd>"
@@ -368,7 +375,7 @@ def plan_html(plan: Any) -> str:
         danger = diff is not None and diff.destructive
         rows.append(("destructive" if danger else "", [
             str(index),
-            _mark("destructive", "bad", "can lose data") if danger else "",
+            (_mark("destructive", "bad", "can lose data") if danger else "") + severity_mark(step.risk),
             f'<span class="rev">{_e(step.revision)}</span>',
             _e(step.message),
             _e(ops),
@@ -380,11 +387,11 @@ def plan_html(plan: Any) -> str:
 def plan_text(plan: Any) -> str:
     rows = [
         (i, "!" if plan.diffs.get(s.revision) and plan.diffs[s.revision].destructive else "",
-         s.revision, s.message)
+         s.risk or "", s.revision, s.message)
         for i, s in enumerate(plan.steps, 1)
     ]
     head = f"Plan: {plan.direction} to {plan.target} ({len(plan.steps)} revisions); nothing changed"
-    return head + ("\n" + _text_table(("#", "", "revision", "message"), rows) if rows else "")
+    return head + ("\n" + _text_table(("#", "", "risk", "revision", "message"), rows) if rows else "")
 
 
 def targetinfo_html(info: Any) -> str:
@@ -406,6 +413,121 @@ def targetinfo_text(info: Any) -> str:
     ])
 
 
+# ---------------------------------------------------------------- safety before apply
+
+
+def _verdict(value: bool | None, good: str, bad: str) -> str:
+    if value is None:
+        return _badge("not reached", "info")
+    return _badge(good, "ok") if value else _badge(bad, "bad")
+
+
+def _rehearsal_badges(rehearsal: Any) -> str:
+    failed = rehearsal.failed
+    overall = (_badge(f"failed: {failed.revision} {failed.direction}", "bad") if failed
+               else _badge("passed", "ok") if rehearsal.ok else _badge("differences", "warn"))
+    if not rehearsal.steps:
+        return overall
+    return overall + _verdict(rehearsal.down_leaves_no_trace, "down leaves no trace", "down leaves a trace") \
+        + _verdict(rehearsal.up_again_equals_up, "up again equals up", "up again differs")
+
+
+def rehearsal_html(rehearsal: Any) -> str:
+    """Steps up, down and up again on the throwaway copy, the two verdicts and what differed."""
+    title = f"<h4>Rehearsal to {_e(rehearsal.target)}</h4>"
+    facts = (f"<dl><dt>on</dt><dd>{_e(rehearsal.mode)}</dd>"
+             f"<dt>database</dt><dd><code>{_e(rehearsal.url)}</code> (not changed)</dd></dl>")
+    rows = [
+        ("destructive" if not step.ok else "", [
+            f'<span class="rev">{_e(step.revision)}</span>', _e(step.message), _e(step.direction),
+            f"{step.seconds:.3f}", _mark("ok", "ok") if step.ok else _mark("failed", "bad"),
+            str(step.statements), _e(step.error),
+        ])
+        for step in rehearsal.steps
+    ]
+    table = _table(("revision", "message", "direction", "seconds", "ok", "statements", "error"), rows) \
+        if rows else ""
+    lists = "".join(
+        f"<h4>{_e(heading)}</h4><pre>{_e(chr(10).join(lines))}</pre>"
+        for heading, lines in (("What down left behind (+) or took along (-)", rehearsal.traces),
+                               ("How up again differs from up", rehearsal.differences)) if lines
+    )
+    notes = "".join(f"<p class='muted'>{_e(note)}</p>" for note in rehearsal.notes)
+    return _wrap(f"{title}<div>{_rehearsal_badges(rehearsal)}</div>{facts}{table}{lists}{notes}")
+
+
+def _verdict_text(value: bool | None, good: str, bad: str) -> str:
+    return f"{good}: not reached" if value is None else good if value else bad
+
+
+def rehearsal_text(rehearsal: Any) -> str:
+    failed = rehearsal.failed
+    state = f"FAILED at {failed.revision} ({failed.direction})" if failed else \
+        "passed" if rehearsal.ok else "differences found"
+    lines = [f"Rehearsal to {rehearsal.target}: {state}", f"  on: {rehearsal.mode}",
+             f"  database: {rehearsal.url} (not changed)"]
+    if rehearsal.steps:
+        down = _verdict_text(rehearsal.down_leaves_no_trace, "down leaves no trace", "down leaves a trace")
+        lines += [
+            f"  {down}",
+            f"  {_verdict_text(rehearsal.up_again_equals_up, 'up again equals up', 'up again differs')}",
+            "", _text_table(("revision", "direction", "seconds", "ok", "statements", "error"), [
+                (s.revision, s.direction, f"{s.seconds:.3f}", "ok" if s.ok else "FAILED", s.statements,
+                 s.error) for s in rehearsal.steps]),
+        ]
+    if failed:
+        lines += ["", f"{failed.revision} {failed.direction} failed: {failed.error}"]
+    for heading, found in (("Down left behind (+) or took along (-):", rehearsal.traces),
+                           ("Up again differs from up:", rehearsal.differences)):
+        if found:
+            lines += ["", heading, *(f"  {line}" for line in found)]
+    return "\n".join(lines + rehearsal.notes)
+
+
+def severity_mark(severity: str | None) -> str:
+    """A small coloured mark for a severity (danger / warn / info); nothing for none."""
+    if not severity:
+        return ""
+    return _mark(severity, _SEVERITY_KIND.get(severity, "info"), f"highest lint severity: {severity}")
+
+
+def _lint_summary(lint: Any) -> str:
+    counts = {s: sum(f.severity == s for f in lint.findings) for s in ("danger", "warn", "info")}
+    badges = "".join(_badge(f"{n} {s}", _SEVERITY_KIND[s]) for s, n in counts.items() if n)
+    return badges or _badge("no risks found", "ok")
+
+
+def lint_html(lint: Any) -> str:
+    """One row per risky operation: severity, revision, operation, rule, rows, message, the safer way."""
+    title = f"<h4>{_e(lint.title)}</h4>"
+    server = f"<p class='muted'>Rules for {_e(lint.dialect)} {_e(lint.server_version)}; rows counted on " \
+             f"the database now ({lint.counting_seconds:.3f} s).</p>"
+    rows = [
+        ("destructive" if f.severity == "danger" else "", [
+            severity_mark(f.severity), f'<span class="rev">{_e(f.revision)}</span>',
+            f"<code>{_e(f.op)}</code>",
+            _e(f.table), f"<code>{_e(f.rule)}</code>", "" if f.rows is None else str(f.rows), _e(f.message),
+            _e(f.suggestion),
+        ])
+        for f in lint.findings
+    ]
+    headers = ("", "revision", "op", "table", "rule", "rows", "message", "safer way")
+    table = _table(headers, rows) if rows else ""
+    return _wrap(f"{title}<div>{_lint_summary(lint)}</div>{server}{table}")
+
+
+def lint_text(lint: Any) -> str:
+    head = f"{lint.title}: " + (", ".join(
+        f"{sum(f.severity == s for f in lint.findings)} {s}" for s in ("danger", "warn", "info")
+        if any(f.severity == s for f in lint.findings)) or "no risks found")
+    lines = [head, f"  rules for {lint.dialect} {lint.server_version}"]
+    for f in lint.findings:
+        rows = "" if f.rows is None else f", {f.rows} row(s)"
+        lines += [f"{f.severity.upper():6} {f.revision} {f.op} {f.table or ''} [{f.rule}{rows}]",
+                  f"       {f.message}", f"       safer: {f.suggestion}"]
+    return "\n".join(lines)
+
+
 def _unwrap(fragment: str) -> str:
     """A rendered fragment without its outer wrapper, for nesting inside another."""
     opening = f'<div class="ffm tex2jax_ignore mathjax_ignore">{STYLE}'
@@ -422,6 +544,8 @@ _HTML: dict[str, Callable[[Any], str]] = {
     "Outcome": outcome_html,
     "Plan": plan_html,
     "TargetInfo": targetinfo_html,
+    "Rehearsal": rehearsal_html,
+    "Lint": lint_html,
 }
 _TEXT: dict[str, Callable[[Any], str]] = {
     "Status": status_text,
@@ -433,6 +557,8 @@ _TEXT: dict[str, Callable[[Any], str]] = {
     "Outcome": outcome_text,
     "Plan": plan_text,
     "TargetInfo": targetinfo_text,
+    "Rehearsal": rehearsal_text,
+    "Lint": lint_text,
 }
 
 
@@ -473,10 +599,21 @@ def error_html(message: str) -> str:
 # ---------------------------------------------------------------- the panel's small pieces
 
 
+def risk_badge(status: Any) -> str:
+    """A badge with the highest lint severity among the pending revisions; nothing when none."""
+    from .results import highest_severity
+
+    worst = highest_severity(r.risk for r in status.pending_revisions)
+    if worst is None:
+        return ""
+    count = sum(r.risk == worst for r in status.pending_revisions)
+    return _badge(f"{worst}: {count} pending revision(s)", _SEVERITY_KIND[worst])
+
+
 def status_badge_html(status: Any) -> str:
-    """The panel's header line: the status badge, the database's revision and its masked URL."""
+    """The panel's header line: the status badge, the risk badge, the database's revision and URL."""
     current = ", ".join(status.current) or "<base>"
-    return _wrap(f"<div>{_status_badge(status)}<span class='muted'>database at</span> "
+    return _wrap(f"<div>{_status_badge(status)}{risk_badge(status)}<span class='muted'>database at</span> "
                  f"<code>{_e(current)}</code> <span class='muted'>&middot; {_e(status.url)}</span></div>")
 
 

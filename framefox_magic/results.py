@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 HISTORY_COLUMNS = (
-    "revision", "parents", "message", "created", "applied", "current", "head", "branch_labels", "path"
+    "revision", "parents", "message", "created", "applied", "current", "head", "branch_labels", "path",
+    "risk",
 )
 DIFF_COLUMNS = ("revision", "op", "table", "target", "detail", "destructive")
 
@@ -55,6 +56,7 @@ class RevisionInfo(_Result):
     diff: Diff | None = None
     sql: SqlScript | None = None
     note: str = ""
+    risk: str | None = None  # the highest lint severity of a pending revision (info, warn, danger)
 
     @property
     def is_merge(self) -> bool:
@@ -235,17 +237,18 @@ class Plan(_Result):
         return any(diff.destructive for diff in self.diffs.values())
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per step: revision, message, destructive."""
+        """One row per step: revision, message, destructive, risk."""
         rows = [
             {
                 "revision": step.revision,
                 "message": step.message,
                 "destructive": self.diffs[step.revision].destructive
                 if step.revision in self.diffs else False,
+                "risk": step.risk,
             }
             for step in self.steps
         ]
-        return _frame(rows, ("revision", "message", "destructive"))
+        return _frame(rows, ("revision", "message", "destructive", "risk"))
 
 
 @dataclass(repr=False)
@@ -323,3 +326,127 @@ class Squash(_Result):
         """One row per check of the proof: check, ok, detail."""
         rows = [{"check": c, "ok": ok, "detail": d} for c, ok, d in self.checks]
         return _frame(rows, ("check", "ok", "detail"))
+
+
+REHEARSAL_COLUMNS = ("revision", "message", "direction", "seconds", "ok", "error", "statements")
+
+
+@dataclass(frozen=True)
+class RehearsalStep:
+    """One revision run up or down on the throwaway database."""
+
+    revision: str
+    message: str
+    direction: str
+    seconds: float
+    ok: bool
+    error: str
+    statements: int
+
+
+@dataclass(repr=False)
+class Rehearsal(_Result):
+    """Pending revisions applied, reverted and applied again on a throwaway copy of the database."""
+
+    target: str
+    mode: str
+    url: str = ""
+    steps: list[RehearsalStep] = field(default_factory=list)
+    down_leaves_no_trace: bool | None = None
+    up_again_equals_up: bool | None = None
+    traces: list[str] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> RehearsalStep | None:
+        """The step that failed, if one did."""
+        return next((step for step in self.steps if not step.ok), None)
+
+    @property
+    def ok(self) -> bool:
+        """Every step ran, down left no trace and up again built the same schema."""
+        return self.failed is None and self.down_leaves_no_trace is not False \
+            and self.up_again_equals_up is not False
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per step: revision, message, direction, seconds, ok, error, statements."""
+        return _frame([{f.name: getattr(s, f.name) for f in fields(s)} for s in self.steps],
+                      REHEARSAL_COLUMNS)
+
+
+LINT_COLUMNS = ("revision", "op", "table", "rule", "severity", "rows", "message", "suggestion")
+SEVERITIES = ("info", "warn", "danger")
+
+
+def highest_severity(severities: Any) -> str | None:
+    """The worst of these severities (danger > warn > info); None when there are none."""
+    found = [s for s in severities if s in SEVERITIES]
+    return max(found, key=SEVERITIES.index) if found else None
+
+
+@dataclass(frozen=True)
+class LintFinding:
+    """One operation that carries a risk, with the rows it touches and the safer way."""
+
+    revision: str
+    op: str
+    table: str | None
+    rule: str
+    severity: str
+    rows: int | None
+    message: str
+    suggestion: str
+
+
+@dataclass(repr=False)
+class Lint(_Result):
+    """Risks per operation of a range of revisions, counted on the live database."""
+
+    findings: list[LintFinding] = field(default_factory=list)
+    title: str = "Lint"
+    revisions: list[str] = field(default_factory=list)
+    dialect: str = ""
+    server_version: str = ""
+    counting_seconds: float = 0.0
+    checking_seconds: float = 0.0
+    _queries: list[Any] = field(default_factory=list)
+    _sampler: Any = None
+
+    def __len__(self) -> int:
+        return len(self.findings)
+
+    def __iter__(self):
+        return iter(self.findings)
+
+    @property
+    def highest(self) -> str | None:
+        """The worst severity found."""
+        return highest_severity(f.severity for f in self.findings)
+
+    def severity_of(self, revision: str) -> str | None:
+        """The worst severity found in one revision."""
+        return highest_severity(f.severity for f in self.findings if f.revision == revision)
+
+    @property
+    def dangers(self) -> list[LintFinding]:
+        """The findings where data would be lost or the migration would fail on the rows present."""
+        return [f for f in self.findings if f.severity == "danger"]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per finding: revision, op, table, rule, severity, rows, message, suggestion."""
+        frame = _frame([{f.name: getattr(x, f.name) for f in fields(x)} for x in self.findings],
+                       LINT_COLUMNS)
+        return frame.astype({"rows": "Int64"})
+
+    def samples(self, rule: str, table: str | None = None) -> pd.DataFrame:
+        """Up to 20 rows behind the first finding of RULE (on TABLE), read from the database now."""
+        for finding, query in zip(self.findings, self._queries, strict=True):
+            if finding.rule == rule and table in (None, finding.table) and query is not None:
+                return self._sampler(query)
+        known = sorted({f.rule for f, q in zip(self.findings, self._queries, strict=True) if q is not None})
+        from .errors import MigrationError
+
+        raise MigrationError(
+            f"No rows to show for '{rule}'; rules with samples here: {', '.join(known) or 'none'}."
+        )

@@ -8,7 +8,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from . import render
+from . import commands, render
 from .errors import MigrationError, NotUpToDate, RenameQuestion
 from .intent import clear_renames
 from .manager import AlembicManager
@@ -157,9 +157,20 @@ class MigrationPanel(w.VBox):
     # ---------------------------------------------------------------- actions
 
     def _upgrade(self, _: w.Button | None = None) -> None:
-        """Upgrade to the picked revision, or to head."""
+        """Upgrade to the picked revision, or to head; asks first when it would lose data."""
         target = self.picker.value or "head"
-        self._run(lambda: self._migrate(self.manager.upgrade, "upgrade", target))
+
+        def upgrade() -> Outcome:
+            return self._migrate(self.manager.upgrade, "upgrade", target)
+
+        try:
+            reason = commands.upgrade_dangers(self.manager, target)
+        except MigrationError:
+            reason = None  # the upgrade itself says what is wrong
+        if reason:
+            self._ask(f"{reason} Upgrade anyway?", upgrade)
+        else:
+            self._run(upgrade)
 
     def _downgrade(self, _: w.Button | None = None) -> None:
         """Downgrade to the picked revision, or by one revision."""

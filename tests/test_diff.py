@@ -34,7 +34,7 @@ EXPECTED = [
     ("create_table", "hero", None, False),
     ("add_column", "hero", "age", False),
     ("alter_column", "hero", "name", True),  # String(100) -> String(50) narrows
-    ("alter_column", "hero", "age", False),  # only NOT NULL
+    ("alter_column", "hero", "age", True),  # NOT NULL: rows holding NULL make it fail
     ("create_index", "hero", "ix_hero_name", False),
     ("create_foreign_key", "hero", "fk_hero_team", False),
     ("create_unique_constraint", "team", "uq_team_name", False),
@@ -43,8 +43,8 @@ EXPECTED = [
     ("execute", None, None, True),  # UPDATE changes data
     ("execute", None, None, False),  # INSERT only adds
     ("rename_table", "team", "squad", False),
-    ("drop_constraint", "hero", "ck_hero_age", True),
-    ("drop_index", "hero", "ix_hero_name", True),
+    ("drop_constraint", "hero", "ck_hero_age", False),  # no data goes with a constraint
+    ("drop_index", "hero", "ix_hero_name", False),
     ("drop_column", "hero", "age", True),
     ("drop_table", "squad", None, True),
 ]
@@ -77,6 +77,40 @@ def test_every_operation_kind_is_recorded_in_order_with_destructive_flags(manage
     assert list(frame.columns) == ["revision", "op", "table", "target", "detail", "destructive"]
     assert frame.loc[frame.op == "bulk_insert", "detail"].item() == "2 row(s)"
     assert "VARCHAR(100) -> VARCHAR(50)" in frame.detail[3]
+
+
+TYPE_CHANGES = [
+    ("sa.VARCHAR(50)", "sa.String(100)", False),
+    ("sa.INTEGER()", "sa.BigInteger()", False),
+    ("sa.SmallInteger()", "sa.Integer()", False),
+    ("sa.VARCHAR(50)", "sa.Text()", False),
+    ("sa.Numeric(10, 2)", "sa.Numeric(12, 2)", False),
+    ("sa.Integer()", "sa.Text()", False),
+    ("sa.String(100)", "sa.String(50)", True),
+    ("sa.BigInteger()", "sa.Integer()", True),
+    ("sa.Text()", "sa.String(20)", True),
+    ("sa.Numeric(10, 2)", "sa.Numeric(10, 1)", True),
+    ("sa.String(10)", "sa.Integer()", True),
+    ("sa.DateTime()", "sa.Date()", True),
+]
+
+
+@pytest.mark.parametrize(("before", "after", "destructive"), TYPE_CHANGES)
+def test_a_widening_type_change_is_not_destructive_and_a_narrowing_one_is(
+    manager: AlembicManager, before: str, after: str, destructive: bool
+) -> None:
+    body = f'op.alter_column("hero", "name", existing_type={before}, type_={after})'
+    written = manager.revision("retype", upgrade_body=body, downgrade_body="pass")
+    diff = manager.diff(written.revision)
+    assert diff.destructive is destructive
+    assert diff.to_frame()["destructive"].tolist() == [destructive]
+
+
+def test_making_a_column_not_null_is_destructive_and_allowing_null_is_not(manager: AlembicManager) -> None:
+    strict = 'op.alter_column("hero", "age", existing_type=sa.Integer(), nullable=False)'
+    loose = 'op.alter_column("hero", "age", existing_type=sa.Integer(), nullable=True)'
+    assert manager.diff(manager.revision("strict", upgrade_body=strict).revision).destructive is True
+    assert manager.diff(manager.revision("loose", upgrade_body=loose).revision).destructive is False
 
 
 def test_recording_touches_no_database(manager: AlembicManager, db_url: str) -> None:

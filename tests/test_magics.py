@@ -23,10 +23,11 @@ from framefox_magic.results import Diff, History, Outcome, RevisionInfo, Status
 SUB_COMMANDS = (
     "status", "init", "config", "history", "current", "heads", "branches", "show", "diff", "check",
     "sql", "upgrade", "downgrade", "revision", "stamp", "merge", "delete", "init-version-table",
-    "clear-history", "clean", "reset", "graph", "panel",
+    "clear-history", "clean", "reset", "graph", "rehearse", "lint", "panel",
 )
 HISTORY_COLUMNS = [
     "revision", "parents", "message", "created", "applied", "current", "head", "branch_labels", "path",
+    "risk",
 ]
 
 POWER_AND_AGE_CELL = POWER_CELL + "    age: int | None = None\n"

@@ -656,7 +656,8 @@ def test_history_frame_has_the_documented_columns(manager):
 
     assert list(frame.columns) == list(HISTORY_COLUMNS)
     assert list(frame.columns) == [
-        "revision", "parents", "message", "created", "applied", "current", "head", "branch_labels", "path"
+        "revision", "parents", "message", "created", "applied", "current", "head", "branch_labels", "path",
+        "risk",
     ]
 
 
