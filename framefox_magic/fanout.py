@@ -1,0 +1,461 @@
+"""One command over many targets: tenant schemas, databases listed in a file, SQLite files.
+
+Reading (status) runs one query per target in threads: no alembic state is involved. Migrating
+runs alembic, whose `op` and `context` are process-wide proxies, so parallel targets run in worker
+processes (one alembic at a time in each), each target in its own connection under its own lock.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import settings
+from .errors import ConfigurationError, MigrationError, translated
+from .results import FanoutResult, FanoutRow
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from .manager import AlembicManager
+
+TargetCallback = Callable[[int, int, FanoutRow], None]
+DEFAULT_JOBS = 4
+STATUS_THREADS = 16
+_LOCK_NAME = "framefox_magic_migrations"
+_SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One database to run a command on: a URL (password kept in memory only), maybe a schema."""
+
+    url: str
+    schema: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How the target is shown: the schema, the SQLite file, or the masked URL."""
+        if self.schema:
+            return self.schema
+        if self.url.startswith("sqlite"):
+            return self.url.split("///", 1)[-1]
+        return settings.mask_url(self.url)
+
+
+# ---------------------------------------------------------------- target specs
+
+
+def expand(spec: str, base_url: str, project_root: Path) -> list[Target]:
+    """The targets a spec names: `schemas:PATTERN`, `file:PATH` or `sqlite:GLOB`."""
+    kind, _, value = spec.partition(":")
+    if not value:
+        raise ConfigurationError(
+            f"'{spec}' is not a target spec: use schemas:PATTERN, file:PATH or sqlite:GLOB."
+        )
+    readers = {"schemas": _schemas, "file": _listed, "sqlite": _sqlite_files}
+    if kind not in readers:
+        raise ConfigurationError(f"Unknown kind of targets '{kind}': use schemas:, file: or sqlite:.")
+    targets = readers[kind](value, base_url, project_root)
+    if not targets:
+        raise ConfigurationError(f"No targets match '{spec}'.")
+    return targets
+
+
+def _like(pattern: str) -> str:
+    """A glob (`*`, `?`) as a LIKE pattern; a pattern using `%` or `_` is taken as LIKE already."""
+    return pattern.replace("*", "%").replace("?", "_")
+
+
+def _schemas(pattern: str, base_url: str, project_root: Path) -> list[Target]:
+    """The PostgreSQL schemas of the configured database whose names match the pattern."""
+    from sqlalchemy import create_engine, pool, text
+
+    url = settings.normalize_url(base_url, project_root)
+    engine = create_engine(url, poolclass=pool.NullPool)
+    if engine.dialect.name != "postgresql":
+        raise ConfigurationError("schemas: targets need a PostgreSQL database as the configured URL.")
+    query = text(
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE :pattern "
+        "AND nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' ORDER BY nspname"
+    )
+    try:
+        with translated(url), engine.connect() as connection:
+            names = connection.execute(query, {"pattern": _like(pattern)}).scalars().all()
+    finally:
+        engine.dispose()
+    return [Target(url, name) for name in names]
+
+
+def _listed(path: str, base_url: str, project_root: Path) -> list[Target]:
+    """One URL per line of a file; `#` starts a comment line; `${VAR}` comes from the environment."""
+    file = (project_root / Path(path).expanduser()).resolve()
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise ConfigurationError(f"Cannot read the targets file {file}: {error.strerror}.") from None
+    targets = []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            url = string.Template(line).substitute(os.environ)
+        except KeyError as missing:
+            variable = missing.args[0]
+            raise ConfigurationError(f"{file.name} line {number}: ${{{variable}}} is not set.") from None
+        except ValueError:
+            raise ConfigurationError(f"{file.name} line {number}: a stray $ (write $$ for one).") from None
+        with translated(url):
+            targets.append(Target(settings.normalize_url(url, file.parent)))
+    return targets
+
+
+def _sqlite_files(pattern: str, base_url: str, project_root: Path) -> list[Target]:
+    """The SQLite files matching a glob, relative to the project folder unless absolute."""
+    expanded = Path(pattern).expanduser()
+    if expanded.is_absolute():
+        found = Path(expanded.anchor).glob(str(expanded.relative_to(expanded.anchor)))
+    else:
+        found = project_root.glob(pattern)
+    return [Target(f"sqlite:///{path.resolve()}") for path in sorted(found) if path.is_file()]
+
+
+# ---------------------------------------------------------------- reading one target
+
+
+def read_version(connection: Connection, schema: str | None) -> tuple[str, ...]:
+    """The revisions in the target's version table; a table that does not exist means none."""
+    from sqlalchemy import column, exc, inspect, select, table
+
+    versions = table("alembic_version", column("version_num"), schema=schema)
+    try:
+        heads = connection.execute(select(versions.c.version_num)).scalars().all()
+    except exc.DBAPIError:
+        connection.rollback()
+        if inspect(connection).has_table("alembic_version", schema=schema):
+            raise
+        heads = []
+    connection.rollback()
+    return tuple(sorted(heads))
+
+
+def current_of(target: Target) -> tuple[str, ...]:
+    """The target's revisions, read with a connection of its own."""
+    from .manager import _engine
+
+    engine = _engine(target.url)
+    try:
+        with translated(target.url), engine.connect() as connection:
+            return read_version(connection, target.schema)
+    finally:
+        engine.dispose()
+
+
+def status_row(target: Target) -> FanoutRow:
+    """One target's revisions, timed; an unreachable target is a failed row."""
+    began = time.perf_counter()
+    try:
+        current = current_of(target)
+    except MigrationError as error:
+        return FanoutRow(target.label, None, None, time.perf_counter() - began, False, str(error), "failed")
+    return FanoutRow(target.label, current, current, time.perf_counter() - began, True, "", "")
+
+
+# ---------------------------------------------------------------- migrating one target
+
+
+@contextmanager
+def target_lock(connection: Connection, target: Target, timeout: float) -> Iterator[None]:
+    """Serialize migrations of one target across processes; tenant schemas each have their own."""
+    from sqlalchemy import text
+
+    dialect = connection.dialect.name
+    name = f"{_LOCK_NAME}:{target.schema or ''}"
+    if dialect == "postgresql":
+        key = zlib.crc32(name.encode())
+        take = text("SELECT pg_try_advisory_lock(:key)").bindparams(key=key)
+        give = text("SELECT pg_advisory_unlock(:key)").bindparams(key=key)
+    elif dialect in ("mysql", "mariadb"):
+        name = f"{_LOCK_NAME}:{connection.engine.url.database}"[:64]
+        take = text("SELECT GET_LOCK(:name, 0)").bindparams(name=name)
+        give = text("SELECT RELEASE_LOCK(:name)").bindparams(name=name)
+    else:
+        yield
+        return
+    deadline = time.monotonic() + timeout
+    while not connection.execute(take).scalar():
+        connection.commit()
+        if time.monotonic() > deadline:
+            raise MigrationError(f"Another process is migrating this target (waited {timeout:g} s).")
+        time.sleep(0.05)
+    connection.commit()
+    try:
+        yield
+    finally:
+        connection.rollback()
+        connection.execute(give)
+        connection.commit()
+
+
+def at_goal(script: Any, current: Sequence[str], goal: str) -> bool:
+    """Whether the target is already where a goal (head, heads, base, a revision) would take it."""
+    if goal.startswith(("+", "-")) or "@" in goal:
+        return False
+    if goal == "base":
+        return not current
+    wanted = script.get_revisions("heads" if goal == "head" and len(script.get_heads()) > 1 else goal)
+    return set(current) == {found.revision for found in wanted if found is not None}
+
+
+def migrate_row(manager: AlembicManager, target: Target, goal: str, downgrade: bool) -> FanoutRow:
+    """Upgrade or downgrade one target to the goal; the row tells what its version table says."""
+    began = time.perf_counter()
+    before: tuple[str, ...] | None = None
+    try:
+        before, after, ran = _migrate(manager, target, goal, downgrade)
+    except MigrationError as error:
+        try:
+            after = current_of(target)
+        except MigrationError:
+            after = None
+        return FanoutRow(target.label, before, after, time.perf_counter() - began, False, str(error),
+                         "failed")
+    state = ("downgraded" if downgrade else "upgraded") if ran else "already at goal"
+    return FanoutRow(target.label, before, after, time.perf_counter() - began, True, "", state)
+
+
+def _migrate(manager: AlembicManager, target: Target, goal: str,
+             downgrade: bool) -> tuple[tuple[str, ...], tuple[str, ...], int]:
+    """Run alembic on one target in its own connection; (before, after, revisions run)."""
+    from .manager import _ALEMBIC_LOCK, _backup_sqlite, _engine, _quiet_alembic_logging
+
+    project = replace(manager.target(), url=target.url)
+    engine = _engine(target.url)
+    try:
+        with _ALEMBIC_LOCK, _quiet_alembic_logging(), translated(target.url), \
+                engine.connect() as connection, target_lock(connection, target, manager.lock_timeout):
+            script = manager._script_directory(project)
+            before = read_version(connection, target.schema)
+            if at_goal(script, before, goal):
+                return before, before, 0
+            if downgrade:
+                _backup_sqlite(connection)
+            ran = _run_alembic(manager, project, connection, target.schema, goal, downgrade)
+            return before, read_version(connection, target.schema), ran
+    finally:
+        engine.dispose()
+
+
+def _run_alembic(manager: AlembicManager, project: settings.Target, connection: Connection,
+                 schema: str | None, goal: str, downgrade: bool) -> int:
+    """env.py with the tenant schema handed in; a failing revision is named in the error."""
+    from .manager import _steps
+
+    script = manager._script_directory(project)
+    planned = _steps(script, goal, read_version(connection, schema), downgrade)
+    done: list[Any] = []
+
+    def applied(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+        done.append(step)
+
+    def steps(rev: Any, context: Any) -> Any:
+        return script._downgrade_revs(goal, rev) if downgrade else script._upgrade_revs(goal, rev)
+
+    config = manager._config(project, connection, on_version_apply=applied)
+    config.attributes["tenant_schema"] = schema
+    try:
+        manager._run_env(config, script, steps, destination_rev=goal)
+    except Exception as error:
+        if len(done) < len(planned):
+            raise manager._failure(planned[len(done)].revision, error, connection, []) from error
+        raise
+    return len(done)
+
+
+# ---------------------------------------------------------------- running many
+
+
+_WORKER_MANAGERS: dict[tuple[Any, ...], Any] = {}
+
+
+def _ignore_interrupts() -> None:
+    """Worker processes leave Ctrl-C to the parent, which stops handing out targets."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _worker_migrate(project: tuple[Any, ...], target: Target, goal: str, downgrade: bool) -> FanoutRow:
+    """In a worker process: one manager per project (its scripts loaded once), one target."""
+    from .manager import AlembicManager
+
+    manager = _WORKER_MANAGERS.get(project)
+    if manager is None:
+        manager = _WORKER_MANAGERS[project] = AlembicManager(*project)
+    return migrate_row(manager, target, goal, downgrade)
+
+
+_PRELOAD = ["framefox_magic.fanout", "framefox_magic.manager", "alembic.runtime.environment",
+            "alembic.op", "sqlalchemy", "psycopg", "psycopg2", "pymysql"]
+
+
+def _worker_context() -> Any:
+    """Fresh worker processes, never a fork of a threaded notebook kernel: forkserver (its server
+    imports alembic once, then forks each worker from it) where the platform has it, else spawn."""
+    import multiprocessing
+
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(_PRELOAD)
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def not_run(target: Target, current: tuple[str, ...] | None, reason: str) -> FanoutRow:
+    """A target that was never started (stopped by a failure or an interrupt)."""
+    return FanoutRow(target.label, current, current, 0.0, False, reason, "not run")
+
+
+class Runner:
+    """Hands targets out (in turn or to worker processes) and gathers one row per target."""
+
+    def __init__(self, jobs: int, keep_going: bool, on_target: TargetCallback | None) -> None:
+        self.jobs = max(1, jobs)
+        self.keep_going = keep_going
+        self.on_target = on_target
+        self.rows: dict[int, FanoutRow] = {}
+        self.stopped = ""
+
+    def _record(self, index: int, row: FanoutRow, total: int) -> None:
+        self.rows[index] = row
+        if not row.ok and not self.keep_going and not self.stopped:
+            self.stopped = f"not started: stopped after {row.target} failed"
+        if self.on_target:
+            self.on_target(len(self.rows), total, row)
+
+    def run(self, targets: Sequence[Target], work: Callable[[Target], FanoutRow],
+            pooled: Callable[[Any, Target], Any] | None) -> list[FanoutRow]:
+        """Every target's row, in the targets' order; interrupting stops handing out targets."""
+        try:
+            if self.jobs == 1 or pooled is None or len(targets) == 1:
+                self._in_turn(targets, work)
+            else:
+                self._in_workers(targets, pooled)
+        except KeyboardInterrupt:
+            self.stopped = "not started: interrupted"
+        return [self.rows.get(i) for i in range(len(targets))]  # type: ignore[misc]
+
+    def _in_turn(self, targets: Sequence[Target], work: Callable[[Target], FanoutRow]) -> None:
+        for index, target in enumerate(targets):
+            if self.stopped:
+                return
+            self._record(index, work(target), len(targets))
+
+    def _in_workers(self, targets: Sequence[Target], submit: Callable[[Any, Target], Any]) -> None:
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        context = _worker_context()
+        jobs = min(self.jobs, len(targets))
+        queue = list(enumerate(targets))[::-1]
+        running: dict[Any, int] = {}
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_ignore_interrupts) as pool:
+            try:
+                while queue or running:
+                    while queue and len(running) < jobs and not self.stopped:
+                        index, target = queue.pop()
+                        running[submit(pool, target)] = index
+                    if not running:
+                        return
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        self._record(running.pop(future), future.result(), len(targets))
+            except KeyboardInterrupt:
+                self.stopped = "not started: interrupted"
+                for future, index in running.items():  # the running ones finish their target
+                    self.rows[index] = future.result()
+                raise
+
+
+class Fanout:
+    """One migration history over many targets: status, upgrade and downgrade for each."""
+
+    def __init__(self, manager: AlembicManager, spec: str, jobs: int | None = None,
+                 keep_going: bool = False) -> None:
+        self.manager = manager
+        self.spec = spec
+        self.jobs = jobs or DEFAULT_JOBS
+        self.keep_going = keep_going
+        with translated(manager.url):
+            project = manager.target()
+        self.targets = expand(spec, project.url, project.project_root)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def _script(self) -> Any:
+        with self.manager._call() as project:
+            return self.manager._script_directory(project)
+
+    def _read_all(self) -> list[FanoutRow]:
+        """One query per target, in threads."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(STATUS_THREADS, len(self.targets))) as pool:
+            return list(pool.map(status_row, self.targets))
+
+    def status(self, on_target: TargetCallback | None = None) -> FanoutResult:
+        """Where each target is and how many revisions it is behind; env.py is not run."""
+        script = self._script()
+        rows = self._read_all()
+        heads = set(script.get_heads())
+        for index, row in enumerate(rows):
+            if row.ok:
+                applied = self.manager._applied(script, row.after or ())
+                row.pending = sum(1 for found in script.ordered() if found.revision not in applied)
+                row.state = "up to date" if set(row.after or ()) == heads else "behind"
+            if on_target:
+                on_target(index + 1, len(rows), row)
+        return FanoutResult("status", self.spec, rows)
+
+    def upgrade(self, goal: str = "head", on_target: TargetCallback | None = None) -> FanoutResult:
+        """Upgrade every target to GOAL; targets already there are skipped."""
+        return self._migrate(goal, False, on_target)
+
+    def downgrade(self, goal: str, on_target: TargetCallback | None = None) -> FanoutResult:
+        """Downgrade every target to GOAL; targets already there are skipped."""
+        return self._migrate(goal, True, on_target)
+
+    def _migrate(self, goal: str, downgrade: bool, on_target: TargetCallback | None) -> FanoutResult:
+        from functools import partial
+
+        from .manager import _require_revision
+
+        _require_revision(goal)
+        script = self._script()
+        if not goal.startswith(("+", "-")) and goal not in ("base", "head", "heads"):
+            self.manager._one(script, goal.split("@")[0] if "@" in goal else goal)
+        verb = "downgrade" if downgrade else "upgrade"
+        before = {t: r for t, r in zip(self.targets, self._read_all(), strict=True)}
+        todo = [t for t in self.targets if not (before[t].ok and at_goal(script, before[t].after, goal))]
+        runner = Runner(self.jobs, self.keep_going, on_target)
+        project = (self.manager.url, self.manager.migrations_dir, None, str(self.manager.project_root),
+                   self.manager.lock_timeout)
+        rows = runner.run(
+            todo, partial(migrate_row, self.manager, goal=goal, downgrade=downgrade),
+            lambda pool, target: pool.submit(_worker_migrate, project, target, goal, downgrade),
+        )
+        ran = dict(zip(todo, rows, strict=True))
+        result = [
+            (ran[t] or not_run(t, before[t].after, runner.stopped)) if t in ran
+            else replace(before[t], state="already at goal")
+            for t in self.targets
+        ]
+        return FanoutResult(verb, self.spec, result, interrupted="interrupted" in runner.stopped)
