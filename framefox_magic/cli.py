@@ -8,8 +8,9 @@ from typing import Any
 
 from . import commands
 from .errors import MigrationError
+from .fanout import TargetCallback
 from .manager import AlembicManager, StepCallback
-from .results import RevisionInfo
+from .results import FanoutResult, FanoutRow, RevisionInfo
 
 PROG = "framefox-migrate"
 
@@ -20,6 +21,19 @@ class _Terminal:
     def progress(self, verb: str) -> StepCallback:
         def step(done: int, total: int, info: RevisionInfo) -> None:
             print(f"  {verb} {done}/{total}: {info.revision} {info.message}", file=sys.stderr)
+
+        return step
+
+    def target_progress(self, verb: str) -> TargetCallback:
+        """One line on stderr, rewritten in place as targets finish."""
+        from .render import fanout_progress_text
+
+        counts: dict[str, int] = {}
+
+        def step(done: int, total: int, row: FanoutRow) -> None:
+            counts[row.state] = counts.get(row.state, 0) + 1
+            end = "\n" if done == total else ""
+            print(fanout_progress_text(verb, done, total, counts), end=end, file=sys.stderr, flush=True)
 
         return step
 
@@ -43,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if result is not None:
         print(repr(result))
+    if isinstance(result, FanoutResult) and not result.ok:
+        return 1
     return 0
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import ConfirmationRequired, MigrationError
+from .fanout import TargetCallback
 from .manager import AlembicManager, StepCallback
 from .results import Outcome, RevisionInfo
 
@@ -35,6 +36,8 @@ class Frontend(Protocol):
     def progress(self, verb: str) -> StepCallback | None: ...
 
     def panel(self, manager: AlembicManager) -> Any: ...
+
+    def target_progress(self, verb: str) -> TargetCallback | None: ...
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,12 @@ REVISION_OPTIONS = (
     _arg("--rev-id", help="the id to give the revision instead of a generated one", dest="rev_id"),
     _arg("--apply", help="upgrade to the new revision right after writing it", action="store_true"),
 )
+MANY_TARGETS = (
+    _arg("--targets", help="run on many targets: schemas:PATTERN, file:PATH or sqlite:GLOB"),
+    _arg("--jobs", "-j", help="targets run at the same time (with --targets; default 4)", type=int),
+    _arg("--keep-going", help="with --targets: go on with the other targets after a failure",
+         action="store_true", dest="keep_going"),
+)
 TARGET_OPTIONS = (
     _arg("--url", help="database URL (kept for this session; never written to disk)"),
     _arg("--dir", help="migrations folder", dest="migrations_dir"),
@@ -101,6 +110,12 @@ TARGET_OPTIONS = (
 def _migrate(direction: str) -> Callable[[AlembicManager, argparse.Namespace, Frontend], Any]:
     def run(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -> Any:
         downgrade = direction == "downgrade"
+        if args.targets and (args.plan or args.sql):
+            raise CommandLineError("--targets runs the migrations; --plan and --sql are for one database.")
+        if args.targets:
+            fanout = manager.for_targets(args.targets, jobs=args.jobs, keep_going=args.keep_going)
+            method = fanout.downgrade if downgrade else fanout.upgrade
+            return method(args.target, on_target=ui.target_progress(direction))
         if args.plan:
             return manager.plan(args.target, downgrade=downgrade)
         if args.sql:  # a preview starts where the database is, unless a range says otherwise
@@ -109,6 +124,13 @@ def _migrate(direction: str) -> Callable[[AlembicManager, argparse.Namespace, Fr
         return method(args.target, on_step=ui.progress(direction))
 
     return run
+
+
+def _status(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -> Any:
+    if args.targets:
+        fanout = manager.for_targets(args.targets, jobs=args.jobs)
+        return fanout.status(on_target=ui.target_progress("status"))
+    return manager.status()
 
 
 def _revision(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -> Any:
@@ -132,7 +154,7 @@ def _diff(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -> An
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("status", lambda m, a, ui: m.status(), help=_doc(AlembicManager.status)),
+    Command("status", _status, help=_doc(AlembicManager.status), args=MANY_TARGETS),
     Command("init", lambda m, a, ui: m.init(), help=_doc(AlembicManager.init)),
     Command("config", lambda m, a, ui: m.config(), help=_doc(AlembicManager.config)),
     Command(
@@ -161,11 +183,11 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "upgrade", _migrate("upgrade"), help=_doc(AlembicManager.upgrade),
         args=(_arg("target", help="head (default), a revision, +N", kind=REVISION, nargs="?",
-                   default="head"), SQL, PLAN),
+                   default="head"), SQL, PLAN, *MANY_TARGETS),
     ),
     Command(
         "downgrade", _migrate("downgrade"), help=_doc(AlembicManager.downgrade),
-        args=(_arg("target", help="-N, a revision, or base", kind=REVISION), SQL, PLAN, YES),
+        args=(_arg("target", help="-N, a revision, or base", kind=REVISION), SQL, PLAN, YES, *MANY_TARGETS),
         destructive=lambda a: not (a.sql or a.plan),
     ),
     Command(
@@ -276,10 +298,17 @@ def execute(manager: AlembicManager, args: argparse.Namespace, ui: Frontend, con
     command = BY_NAME[args.command]
     apply_target(manager, args)
     if confirm and command.destructive(args) and not getattr(args, "yes", False):
-        raise ConfirmationRequired(
-            f"`{command.name}` changes or removes data: add --yes to go ahead. Nothing was changed."
-        )
+        raise ConfirmationRequired(_confirmation(manager, command, args))
     return command.run(manager, args, ui)
+
+
+def _confirmation(manager: AlembicManager, command: Command, args: argparse.Namespace) -> str:
+    """What a destructive command without --yes says; over many targets, how many it would touch."""
+    if getattr(args, "targets", None):
+        count = len(manager.for_targets(args.targets))
+        return (f"`{command.name} --targets` would change {count} target(s): add --yes to go ahead. "
+                "Nothing was changed.")
+    return f"`{command.name}` changes or removes data: add --yes to go ahead. Nothing was changed."
 
 
 # ---------------------------------------------------------------- completion
