@@ -10,7 +10,7 @@ from . import commands
 from .errors import MigrationError
 from .fanout import TargetCallback
 from .manager import AlembicManager, StepCallback
-from .results import FanoutResult, FanoutRow, RevisionInfo
+from .results import FanoutResult, RevisionInfo
 
 PROG = "framefox-migrate"
 
@@ -26,16 +26,7 @@ class _Terminal:
 
     def target_progress(self, verb: str) -> TargetCallback:
         """One line on stderr, rewritten in place as targets finish."""
-        from .render import fanout_progress_text
-
-        counts: dict[str, int] = {}
-
-        def step(done: int, total: int, row: FanoutRow) -> None:
-            counts[row.state] = counts.get(row.state, 0) + 1
-            end = "\n" if done == total else ""
-            print(fanout_progress_text(verb, done, total, counts), end=end, file=sys.stderr, flush=True)
-
-        return step
+        return commands.text_target_progress(verb, sys.stderr)
 
     def panel(self, manager: AlembicManager) -> Any:
         raise MigrationError("The panel needs a notebook: run `%migrate panel` in Jupyter.")

@@ -302,6 +302,20 @@ def execute(manager: AlembicManager, args: argparse.Namespace, ui: Frontend, con
     return command.run(manager, args, ui)
 
 
+def text_target_progress(verb: str, stream: Any) -> TargetCallback:
+    """Progress over many targets as one line of text, rewritten in place (terminals)."""
+    from .render import fanout_progress_text
+
+    counts: dict[str, int] = {}
+
+    def step(done: int, total: int, row: Any) -> None:
+        counts[row.state] = counts.get(row.state, 0) + 1
+        end = "\n" if done == total else ""
+        print(fanout_progress_text(verb, done, total, counts), end=end, file=stream, flush=True)
+
+    return step
+
+
 def _confirmation(manager: AlembicManager, command: Command, args: argparse.Namespace) -> str:
     """What a destructive command without --yes says; over many targets, how many it would touch."""
     if getattr(args, "targets", None):

@@ -186,9 +186,11 @@ class MigrateMagics(Magics):
         return step
 
     def target_progress(self, verb: str) -> TargetCallback | None:
-        """A progress bar over many targets: one display, updated in place."""
+        """A progress bar over many targets: one display updated in place (a text line in a terminal)."""
         if not self.show_progress:
             return None
+        if getattr(self.shell, "kernel", None) is None:
+            return commands.text_target_progress(verb, sys.stderr)
         from IPython.display import HTML, display
 
         from .render import fanout_progress_html

@@ -51,7 +51,10 @@ def database_url():
 
 def tenant_schema():
     """The tenant's schema to migrate, or None for the database's default schema."""
-    return config.attributes.get("tenant_schema") or context.get_x_argument(as_dictionary=True).get("tenant")
+    tenant = config.attributes.get("tenant_schema")
+    if tenant is None and getattr(config.cmd_opts, "x", None):
+        tenant = context.get_x_argument(as_dictionary=True).get("tenant")
+    return tenant
 
 
 def for_tenant(connection, tenant):
