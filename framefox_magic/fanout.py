@@ -12,10 +12,12 @@ import string
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from . import settings
 from .errors import ConfigurationError, MigrationError, translated
@@ -131,8 +133,9 @@ def _sqlite_files(pattern: str, base_url: str, project_root: Path) -> list[Targe
 # ---------------------------------------------------------------- reading one target
 
 
-def read_version(connection: Connection, schema: str | None) -> tuple[str, ...]:
-    """The revisions in the target's version table; a table that does not exist means none."""
+def read_version(connection: Connection, schema: str | None, end: bool = True) -> tuple[str, ...]:
+    """The revisions in the target's version table; a table that does not exist means none.
+    The read's transaction is ended unless `end` is false."""
     from sqlalchemy import column, exc, inspect, select, table
 
     versions = table("alembic_version", column("version_num"), schema=schema)
@@ -143,30 +146,100 @@ def read_version(connection: Connection, schema: str | None) -> tuple[str, ...]:
         if inspect(connection).has_table("alembic_version", schema=schema):
             raise
         heads = []
-    connection.rollback()
+    if end:
+        connection.rollback()
     return tuple(sorted(heads))
+
+
+@lru_cache(maxsize=32)
+def shared_engine(url: str) -> Any:
+    """One engine per URL and process (its dialect set up once); NullPool: each use connects anew."""
+    from .manager import _engine
+
+    return _engine(url)
 
 
 def current_of(target: Target) -> tuple[str, ...]:
     """The target's revisions, read with a connection of its own."""
-    from .manager import _engine
+    with translated(target.url), shared_engine(target.url).connect() as connection:
+        return read_version(connection, target.schema)
 
-    engine = _engine(target.url)
+
+def _read_sqlite(target: Target) -> FanoutRow:
+    """A SQLite file's revisions in one query through the stdlib driver, opened read-only."""
+    import sqlite3
+
+    began = time.perf_counter()
+    path = target.url.split("///", 1)[-1]
     try:
-        with translated(target.url), engine.connect() as connection:
-            return read_version(connection, target.schema)
-    finally:
-        engine.dispose()
+        with closing(sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)) as connection:
+            try:
+                found = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+                heads = tuple(sorted(row[0] for row in found))
+            except sqlite3.OperationalError as error:
+                if "no such table" not in str(error):
+                    raise
+                heads = ()
+    except sqlite3.Error as error:
+        return FanoutRow(target.label, None, None, time.perf_counter() - began, False,
+                         f"Cannot read {path}: {error}.", "failed")
+    return FanoutRow(target.label, heads, heads, time.perf_counter() - began, True, "", "")
+
+
+def _read_chunk(targets: Sequence[Target]) -> list[FanoutRow]:
+    """Targets of one database (e.g. its tenant schemas) read over one connection, a query each."""
+    if targets[0].url.startswith("sqlite"):
+        return [_read_sqlite(target) for target in targets]
+    began, rows = time.perf_counter(), []
+    try:
+        with translated(targets[0].url), shared_engine(targets[0].url).connect() as connection:
+            for target in targets:
+                rows.append(_read_one(connection, target))
+    except MigrationError as error:
+        return [*rows, *(FanoutRow(t.label, None, None, time.perf_counter() - began, False, str(error),
+                                   "failed") for t in targets[len(rows):])]
+    return rows
+
+
+def _read_one(connection: Connection, target: Target) -> FanoutRow:
+    from sqlalchemy import exc
+
+    from .errors import database_message
+
+    began = time.perf_counter()
+    try:
+        current = read_version(connection, target.schema)
+    except exc.DBAPIError as error:
+        if connection.invalidated:
+            raise
+        connection.rollback()
+        return FanoutRow(target.label, None, None, time.perf_counter() - began, False,
+                         database_message(error), "failed")
+    return FanoutRow(target.label, current, current, time.perf_counter() - began, True, "", "")
+
+
+def read_all(targets: Sequence[Target], threads: int = STATUS_THREADS) -> list[FanoutRow]:
+    """Every target's revisions, one query each, in threads; targets sharing a database share
+    a few connections instead of opening one each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    by_url: dict[str, list[int]] = {}
+    for index, target in enumerate(targets):
+        by_url.setdefault(target.url, []).append(index)
+    per_url = max(1, threads // len(by_url))
+    chunks = [indexes[i::per_url] for indexes in by_url.values() for i in range(min(per_url, len(indexes)))]
+    rows: list[FanoutRow | None] = [None] * len(targets)
+    with ThreadPoolExecutor(max(1, min(threads, len(chunks)))) as pool:
+        for chunk, read in zip(chunks, pool.map(lambda c: _read_chunk([targets[i] for i in c]), chunks),
+                               strict=True):
+            for index, row in zip(chunk, read, strict=True):
+                rows[index] = row
+    return rows  # type: ignore[return-value]
 
 
 def status_row(target: Target) -> FanoutRow:
     """One target's revisions, timed; an unreachable target is a failed row."""
-    began = time.perf_counter()
-    try:
-        current = current_of(target)
-    except MigrationError as error:
-        return FanoutRow(target.label, None, None, time.perf_counter() - began, False, str(error), "failed")
-    return FanoutRow(target.label, current, current, time.perf_counter() - began, True, "", "")
+    return read_all([target], threads=1)[0]
 
 
 # ---------------------------------------------------------------- migrating one target
@@ -174,13 +247,13 @@ def status_row(target: Target) -> FanoutRow:
 
 @contextmanager
 def target_lock(connection: Connection, target: Target, timeout: float) -> Iterator[None]:
-    """Serialize migrations of one target across processes; tenant schemas each have their own."""
+    """Serialize migrations of one target across processes; tenant schemas each have their own.
+    The lock belongs to the session: it outlives transactions and goes when the connection closes."""
     from sqlalchemy import text
 
     dialect = connection.dialect.name
-    name = f"{_LOCK_NAME}:{target.schema or ''}"
     if dialect == "postgresql":
-        key = zlib.crc32(name.encode())
+        key = zlib.crc32(f"{_LOCK_NAME}:{target.schema or ''}".encode())
         take = text("SELECT pg_try_advisory_lock(:key)").bindparams(key=key)
         give = text("SELECT pg_advisory_unlock(:key)").bindparams(key=key)
     elif dialect in ("mysql", "mariadb"):
@@ -192,17 +265,16 @@ def target_lock(connection: Connection, target: Target, timeout: float) -> Itera
         return
     deadline = time.monotonic() + timeout
     while not connection.execute(take).scalar():
-        connection.commit()
+        connection.rollback()
         if time.monotonic() > deadline:
             raise MigrationError(f"Another process is migrating this target (waited {timeout:g} s).")
         time.sleep(0.05)
-    connection.commit()
     try:
         yield
     finally:
-        connection.rollback()
-        connection.execute(give)
-        connection.commit()
+        if not connection.invalidated:
+            connection.rollback()
+            connection.execute(give)
 
 
 def at_goal(script: Any, current: Sequence[str], goal: str) -> bool:
@@ -235,32 +307,29 @@ def migrate_row(manager: AlembicManager, target: Target, goal: str, downgrade: b
 def _migrate(manager: AlembicManager, target: Target, goal: str,
              downgrade: bool) -> tuple[tuple[str, ...], tuple[str, ...], int]:
     """Run alembic on one target in its own connection; (before, after, revisions run)."""
-    from .manager import _ALEMBIC_LOCK, _backup_sqlite, _engine, _quiet_alembic_logging
+    from .manager import _ALEMBIC_LOCK, _backup_sqlite, _quiet_alembic_logging
 
     project = replace(manager.target(), url=target.url)
-    engine = _engine(target.url)
-    try:
-        with _ALEMBIC_LOCK, _quiet_alembic_logging(), translated(target.url), \
-                engine.connect() as connection, target_lock(connection, target, manager.lock_timeout):
-            script = manager._script_directory(project)
-            before = read_version(connection, target.schema)
-            if at_goal(script, before, goal):
-                return before, before, 0
-            if downgrade:
-                _backup_sqlite(connection)
-            ran = _run_alembic(manager, project, connection, target.schema, goal, downgrade)
-            return before, read_version(connection, target.schema), ran
-    finally:
-        engine.dispose()
+    with _ALEMBIC_LOCK, _quiet_alembic_logging(), translated(target.url), \
+            shared_engine(target.url).connect() as connection, \
+            target_lock(connection, target, manager.lock_timeout):
+        script = manager._script_directory(project)
+        before = read_version(connection, target.schema)
+        if at_goal(script, before, goal):
+            return before, before, 0
+        if downgrade:
+            _backup_sqlite(connection)
+        ran = _run_alembic(manager, project, connection, target, before, goal, downgrade)
+        return before, read_version(connection, target.schema), ran
 
 
 def _run_alembic(manager: AlembicManager, project: settings.Target, connection: Connection,
-                 schema: str | None, goal: str, downgrade: bool) -> int:
+                 target: Target, before: tuple[str, ...], goal: str, downgrade: bool) -> int:
     """env.py with the tenant schema handed in; a failing revision is named in the error."""
     from .manager import _steps
 
     script = manager._script_directory(project)
-    planned = _steps(script, goal, read_version(connection, schema), downgrade)
+    planned = _steps(script, goal, before, downgrade)
     done: list[Any] = []
 
     def applied(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
@@ -270,7 +339,7 @@ def _run_alembic(manager: AlembicManager, project: settings.Target, connection: 
         return script._downgrade_revs(goal, rev) if downgrade else script._upgrade_revs(goal, rev)
 
     config = manager._config(project, connection, on_version_apply=applied)
-    config.attributes["tenant_schema"] = schema
+    config.attributes["tenant_schema"] = target.schema
     try:
         manager._run_env(config, script, steps, destination_rev=goal)
     except Exception as error:
@@ -319,9 +388,12 @@ def _worker_context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
-def not_run(target: Target, current: tuple[str, ...] | None, reason: str) -> FanoutRow:
-    """A target that was never started (stopped by a failure or an interrupt)."""
-    return FanoutRow(target.label, current, current, 0.0, False, reason, "not run")
+def not_run(before: tuple[str, ...] | None, row: FanoutRow, reason: str) -> FanoutRow:
+    """A target that did not finish (stopped by a failure or an interrupt), as read again now:
+    one interrupted mid-way is at the last revision that committed."""
+    moved = row.ok and row.after != before
+    return FanoutRow(row.target, before, row.after, 0.0, False, row.error or reason,
+                     "interrupted" if moved else "not run")
 
 
 class Runner:
@@ -396,6 +468,7 @@ class Fanout:
         with translated(manager.url):
             project = manager.target()
         self.targets = expand(spec, project.url, project.project_root)
+        self._last_read: list[FanoutRow] = []
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -406,10 +479,16 @@ class Fanout:
 
     def _read_all(self) -> list[FanoutRow]:
         """One query per target, in threads."""
-        from concurrent.futures import ThreadPoolExecutor
+        self._last_read = read_all(self.targets)
+        return self._last_read
 
-        with ThreadPoolExecutor(min(STATUS_THREADS, len(self.targets))) as pool:
-            return list(pool.map(status_row, self.targets))
+    def _read_again(self, targets: list[Target], reason: str) -> dict[Target, FanoutRow]:
+        """Rows for targets that did not finish, their revisions read back from each database."""
+        if not targets:
+            return {}
+        before = {t: r.after for t, r in zip(self.targets, self._last_read, strict=True)}
+        rows = [not_run(before[t], row, reason) for t, row in zip(targets, read_all(targets), strict=True)]
+        return dict(zip(targets, rows, strict=True))
 
     def status(self, on_target: TargetCallback | None = None) -> FanoutResult:
         """Where each target is and how many revisions it is behind; env.py is not run."""
@@ -453,9 +532,7 @@ class Fanout:
             lambda pool, target: pool.submit(_worker_migrate, project, target, goal, downgrade),
         )
         ran = dict(zip(todo, rows, strict=True))
-        result = [
-            (ran[t] or not_run(t, before[t].after, runner.stopped)) if t in ran
-            else replace(before[t], state="already at goal")
-            for t in self.targets
-        ]
+        left = self._read_again([t for t in todo if ran[t] is None], runner.stopped)
+        result = [ran[t] or left[t] if t in ran else replace(before[t], state="already at goal")
+                  for t in self.targets]
         return FanoutResult(verb, self.spec, result, interrupted="interrupted" in runner.stopped)

@@ -653,7 +653,7 @@ _TEXT["Graph"] = graph_text
 
 # ---------------------------------------------------------------- many targets
 
-_STATE_KIND = {"failed": "bad", "not run": "warn", "behind": "warn"}
+_STATE_KIND = {"failed": "bad", "interrupted": "warn", "not run": "warn", "behind": "warn"}
 FANOUT_SHOWN = 200  # rows drawn in HTML; to_frame() has them all
 
 

@@ -332,7 +332,7 @@ class FanoutResult(_Result):
         return _frame([row.row() for row in self.rows], FANOUT_COLUMNS)
 
 
-_WORRY = {"failed": 0, "not run": 1, "behind": 2}
+_WORRY = {"failed": 0, "interrupted": 1, "not run": 1, "behind": 2}
 
 
 def _worry(row: FanoutRow) -> int:

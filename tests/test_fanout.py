@@ -152,13 +152,14 @@ def test_parallel_run_gives_the_same_result_as_one_at_a_time(pg_url: str, tmp_pa
     assert recorded["a"] == recorded["b"]
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
 def test_interrupted_run_leaves_each_tenant_at_a_revision_it_records(tenants: AlembicManager,
-                                                                     pg_url: str) -> None:
+                                                                     pg_url: str, jobs: int) -> None:
     def interrupt_after_three(done: int, total: int, row) -> None:
         if done == 3:
             raise KeyboardInterrupt
 
-    result = tenants.for_targets("schemas:tenant_%", jobs=2, keep_going=True).upgrade(
+    result = tenants.for_targets("schemas:tenant_%", jobs=jobs, keep_going=True).upgrade(
         on_target=interrupt_after_three)
     assert result.interrupted and not result.ok
     assert "not run" in result.counts
