@@ -218,10 +218,11 @@ def _read_one(connection: Connection, target: Target) -> FanoutRow:
     return FanoutRow(target.label, current, current, time.perf_counter() - began, True, "", "")
 
 
-def read_all(targets: Sequence[Target], threads: int = STATUS_THREADS) -> list[FanoutRow]:
+def read_all(targets: Sequence[Target], threads: int = STATUS_THREADS,
+             on_row: Callable[[FanoutRow], None] | None = None) -> list[FanoutRow]:
     """Every target's revisions, one query each, in threads; targets sharing a database share
-    a few connections instead of opening one each."""
-    from concurrent.futures import ThreadPoolExecutor
+    a few connections instead of opening one each. `on_row` sees each row as it arrives."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     by_url: dict[str, list[int]] = {}
     for index, target in enumerate(targets):
@@ -230,10 +231,12 @@ def read_all(targets: Sequence[Target], threads: int = STATUS_THREADS) -> list[F
     chunks = [indexes[i::per_url] for indexes in by_url.values() for i in range(min(per_url, len(indexes)))]
     rows: list[FanoutRow | None] = [None] * len(targets)
     with ThreadPoolExecutor(max(1, min(threads, len(chunks)))) as pool:
-        for chunk, read in zip(chunks, pool.map(lambda c: _read_chunk([targets[i] for i in c]), chunks),
-                               strict=True):
-            for index, row in zip(chunk, read, strict=True):
+        futures = {pool.submit(_read_chunk, [targets[i] for i in chunk]): chunk for chunk in chunks}
+        for future in as_completed(futures):
+            for index, row in zip(futures[future], future.result(), strict=True):
                 rows[index] = row
+                if on_row:
+                    on_row(row)
     return rows  # type: ignore[return-value]
 
 
@@ -493,16 +496,20 @@ class Fanout:
     def status(self, on_target: TargetCallback | None = None) -> FanoutResult:
         """Where each target is and how many revisions it is behind; env.py is not run."""
         script = self._script()
-        rows = self._read_all()
         heads = set(script.get_heads())
-        for index, row in enumerate(rows):
+        revisions = [found.revision for found in script.ordered()]
+        done: list[FanoutRow] = []
+
+        def judge(row: FanoutRow) -> None:
             if row.ok:
                 applied = self.manager._applied(script, row.after or ())
-                row.pending = sum(1 for found in script.ordered() if found.revision not in applied)
+                row.pending = sum(1 for revision in revisions if revision not in applied)
                 row.state = "up to date" if set(row.after or ()) == heads else "behind"
+            done.append(row)
             if on_target:
-                on_target(index + 1, len(rows), row)
-        return FanoutResult("status", self.spec, rows)
+                on_target(len(done), len(self.targets), row)
+
+        return FanoutResult("status", self.spec, read_all(self.targets, on_row=judge))
 
     def upgrade(self, goal: str = "head", on_target: TargetCallback | None = None) -> FanoutResult:
         """Upgrade every target to GOAL; targets already there are skipped."""
