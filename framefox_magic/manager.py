@@ -723,7 +723,7 @@ class AlembicManager:
         config.attributes["connection"] = connection
         config.attributes["target_metadata"] = self.target_metadata() if autogenerate else MetaData()
         config.attributes["configure_options"] = configure_options
-        config.cmd_opts = Namespace(quiet=True)  # no "Generating ..." lines on stdout
+        config.cmd_opts = Namespace(quiet=True, x=None)  # quiet: no "Generating ..." lines; x: no -x
         return config
 
     def _script_directory(self, target: settings.Target, config: Config | None = None) -> ScriptDirectory:

@@ -309,3 +309,48 @@ def test_plain_alembic_with_x_tenant_migrates_that_schema(pg_url: str, tmp_path:
     assert versions_in(pg_url, "acme") == [HEAD]
     assert tables_in(pg_url, "acme") == {"alembic_version", "customer", "item", "note"}
     assert tables_in(pg_url, "public") == set()
+
+
+EXISTING_ENV = '''
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+config = context.config
+
+
+def run(connection):
+    tenant = (config.attributes.get("tenant_schema")
+              or context.get_x_argument(as_dictionary=True).get("tenant"))
+    context.configure(connection=connection.execution_options(schema_translate_map={None: tenant}),
+                      version_table_schema=tenant, transaction_per_migration=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+connectable = config.attributes.get("connection")
+if connectable is not None:
+    run(connectable)
+else:
+    engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        run(connection)
+        connection.commit()
+'''
+
+
+def test_an_existing_env_py_with_the_two_documented_lines_migrates_tenants(pg_url: str,
+                                                                          tmp_path: Path) -> None:
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as connection:
+        for schema in ("shop_a", "shop_b", "public"):
+            if schema != "public":
+                connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+            add_customers(connection, schema)
+    engine.dispose()
+    manager = make_project(tmp_path / "project", pg_url)
+    (tmp_path / "project" / "migrations" / "env.py").write_text(EXISTING_ENV)
+    result = manager.for_targets("schemas:shop_%", jobs=2).upgrade()
+    assert {(row.target, row.after) for row in result} == {("shop_a", (HEAD,)), ("shop_b", (HEAD,))}
+    assert tables_in(pg_url, "shop_b") == {"alembic_version", "customer", "item", "note"}
+    status = manager.status()  # the default schema, through the same env.py (no tenant, no -x)
+    assert status.current == () and len(status.pending) == 3
