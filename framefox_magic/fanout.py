@@ -293,10 +293,11 @@ def at_goal(script: Any, current: Sequence[str], goal: str) -> bool:
 def migrate_row(manager: AlembicManager, target: Target, goal: str, downgrade: bool) -> FanoutRow:
     """Upgrade or downgrade one target to the goal; the row tells what its version table says."""
     began = time.perf_counter()
-    before: tuple[str, ...] | None = None
+    seen: dict[str, tuple[str, ...]] = {}
     try:
-        before, after, ran = _migrate(manager, target, goal, downgrade)
+        before, after, ran = _migrate(manager, target, goal, downgrade, seen)
     except MigrationError as error:
+        before = seen.get("before")
         try:
             after = current_of(target)
         except MigrationError:
@@ -307,9 +308,10 @@ def migrate_row(manager: AlembicManager, target: Target, goal: str, downgrade: b
     return FanoutRow(target.label, before, after, time.perf_counter() - began, True, "", state)
 
 
-def _migrate(manager: AlembicManager, target: Target, goal: str,
-             downgrade: bool) -> tuple[tuple[str, ...], tuple[str, ...], int]:
-    """Run alembic on one target in its own connection; (before, after, revisions run)."""
+def _migrate(manager: AlembicManager, target: Target, goal: str, downgrade: bool,
+             seen: dict[str, tuple[str, ...]]) -> tuple[tuple[str, ...], tuple[str, ...], int]:
+    """Run alembic on one target in its own connection; (before, after, revisions run).
+    `seen` keeps the revision read first, for the row of a target that then fails."""
     from .manager import _ALEMBIC_LOCK, _backup_sqlite, _quiet_alembic_logging
 
     project = replace(manager.target(), url=target.url)
@@ -317,7 +319,7 @@ def _migrate(manager: AlembicManager, target: Target, goal: str,
             shared_engine(target.url).connect() as connection, \
             target_lock(connection, target, manager.lock_timeout):
         script = manager._script_directory(project)
-        before = read_version(connection, target.schema)
+        before = seen["before"] = read_version(connection, target.schema)
         if at_goal(script, before, goal):
             return before, before, 0
         if downgrade:

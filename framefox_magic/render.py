@@ -655,6 +655,7 @@ _TEXT["Graph"] = graph_text
 
 _STATE_KIND = {"failed": "bad", "interrupted": "warn", "not run": "warn", "behind": "warn"}
 FANOUT_SHOWN = 200  # rows drawn in HTML; to_frame() has them all
+FANOUT_LINES = 40  # rows printed as text
 
 
 def _revs(revisions: Sequence[str] | None) -> str:
@@ -698,9 +699,12 @@ def fanout_text(result: Any) -> str:
     table = _text_table(
         ("target", "state", "before", "after", "pending", "seconds", "error"),
         [(r.target, r.state, _revs(r.before), _revs(r.after), "" if r.pending is None else r.pending,
-          f"{r.seconds:.2f}", r.error.splitlines()[0] if r.error else "") for r in result.failures_first()],
+          f"{r.seconds:.2f}", r.error.splitlines()[0] if r.error else "")
+         for r in result.failures_first()[:FANOUT_LINES]],
     )
-    return f"{_fanout_headline(result)}\n{counts}\n{table}"
+    more = len(result.rows) - FANOUT_LINES
+    tail = f"\n... {more} more row(s): see to_frame()" if more > 0 else ""
+    return f"{_fanout_headline(result)}\n{counts}\n{table}{tail}"
 
 
 _HTML["FanoutResult"] = fanout_html
