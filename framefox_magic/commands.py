@@ -94,9 +94,10 @@ REVISION_OPTIONS = (
     _arg("--rev-id", help="the id to give the revision instead of a generated one", dest="rev_id"),
     _arg("--apply", help="upgrade to the new revision right after writing it", action="store_true"),
 )
+TARGETS = _arg("--targets", help="run on many targets: schemas:PATTERN, file:PATH or sqlite:GLOB")
+JOBS = _arg("--jobs", "-j", help="targets run at the same time (with --targets; default 4)", type=int)
 MANY_TARGETS = (
-    _arg("--targets", help="run on many targets: schemas:PATTERN, file:PATH or sqlite:GLOB"),
-    _arg("--jobs", "-j", help="targets run at the same time (with --targets; default 4)", type=int),
+    TARGETS, JOBS,
     _arg("--keep-going", help="with --targets: go on with the other targets after a failure",
          action="store_true", dest="keep_going"),
 )
@@ -154,7 +155,7 @@ def _diff(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -> An
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("status", _status, help=_doc(AlembicManager.status), args=MANY_TARGETS),
+    Command("status", _status, help=_doc(AlembicManager.status), args=(TARGETS, JOBS)),
     Command("init", lambda m, a, ui: m.init(), help=_doc(AlembicManager.init)),
     Command("config", lambda m, a, ui: m.config(), help=_doc(AlembicManager.config)),
     Command(

@@ -354,3 +354,14 @@ def test_an_existing_env_py_with_the_two_documented_lines_migrates_tenants(pg_ur
     assert tables_in(pg_url, "shop_b") == {"alembic_version", "customer", "item", "note"}
     status = manager.status()  # the default schema, through the same env.py (no tenant, no -x)
     assert status.current == () and len(status.pending) == 3
+
+
+def test_the_many_target_options_complete_and_show_in_help() -> None:
+    from framefox_magic import commands
+
+    assert commands.completions("%migrate upgrade --ta", lambda: []) == ["--targets"]
+    assert commands.completions("%migrate downgrade -1 --keep", lambda: []) == ["--keep-going"]
+    with pytest.raises(commands.HelpShown) as shown:
+        commands.parse("status --help")
+    assert "--targets" in shown.value.text and "--jobs" in shown.value.text
+    assert "--keep-going" not in shown.value.text
