@@ -126,8 +126,8 @@ def _sqlite_files(pattern: str, base_url: str, project_root: Path) -> list[Targe
     if expanded.is_absolute():
         found = Path(expanded.anchor).glob(str(expanded.relative_to(expanded.anchor)))
     else:
-        found = project_root.glob(pattern)
-    return [Target(f"sqlite:///{path.resolve()}") for path in sorted(found) if path.is_file()]
+        found = project_root.resolve().glob(pattern)
+    return [Target(f"sqlite:///{name}") for name in sorted(map(str, found)) if os.path.isfile(name)]
 
 
 # ---------------------------------------------------------------- reading one target
@@ -218,6 +218,17 @@ def _read_one(connection: Connection, target: Target) -> FanoutRow:
     return FanoutRow(target.label, current, current, time.perf_counter() - began, True, "", "")
 
 
+def _chunks(by_url: dict[str, list[int]], threads: int) -> list[list[int]]:
+    """Split each database's targets over its share of the threads; SQLite files in one chunk
+    (local files: threads only add contention for the interpreter)."""
+    per_url = max(1, threads // len(by_url))
+    chunks = []
+    for key, indexes in by_url.items():
+        ways = 1 if key == "sqlite" else min(per_url, len(indexes))
+        chunks.extend(indexes[i::ways] for i in range(ways))
+    return chunks
+
+
 def read_all(targets: Sequence[Target], threads: int = STATUS_THREADS,
              on_row: Callable[[FanoutRow], None] | None = None) -> list[FanoutRow]:
     """Every target's revisions, one query each, in threads; targets sharing a database share
@@ -225,10 +236,10 @@ def read_all(targets: Sequence[Target], threads: int = STATUS_THREADS,
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     by_url: dict[str, list[int]] = {}
-    for index, target in enumerate(targets):
-        by_url.setdefault(target.url, []).append(index)
-    per_url = max(1, threads // len(by_url))
-    chunks = [indexes[i::per_url] for indexes in by_url.values() for i in range(min(per_url, len(indexes)))]
+    for index, target in enumerate(targets):  # SQLite files: no server, any thread reads any file
+        key = "sqlite" if target.url.startswith("sqlite") else target.url
+        by_url.setdefault(key, []).append(index)
+    chunks = _chunks(by_url, threads)
     rows: list[FanoutRow | None] = [None] * len(targets)
     with ThreadPoolExecutor(max(1, min(threads, len(chunks)))) as pool:
         futures = {pool.submit(_read_chunk, [targets[i] for i in chunk]): chunk for chunk in chunks}
