@@ -538,9 +538,11 @@ class Fanout:
         from .manager import _require_revision
 
         _require_revision(goal)
+        if ":" in goal:
+            raise MigrationError("--targets takes one goal revision, not a range.")
         script = self._script()
-        if not goal.startswith(("+", "-")) and goal not in ("base", "head", "heads"):
-            self.manager._one(script, goal.split("@")[0] if "@" in goal else goal)
+        if not goal.startswith(("+", "-")) and "@" not in goal and goal not in ("base", "head", "heads"):
+            self.manager._one(script, goal)  # a typo is refused before any target is touched
         verb = "downgrade" if downgrade else "upgrade"
         before = {t: r for t, r in zip(self.targets, self._read_all(), strict=True)}
         todo = [t for t in self.targets if not (before[t].ok and at_goal(script, before[t].after, goal))]

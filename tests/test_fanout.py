@@ -226,6 +226,8 @@ def mariadb_urls() -> Iterator[list[str]]:
 def test_sqlite_glob_upgrades_every_file_then_reports_them_up_to_date(sqlite_files: list[Path],
                                                                        tmp_path: Path) -> None:
     manager = make_project(tmp_path / "project", f"sqlite:///{tmp_path / 'main.db'}")
+    with pytest.raises(MigrationError, match="No revision 'r9'"):
+        manager.for_targets(f"sqlite:{tmp_path}/devices/*.db").upgrade("r9")
     result = manager.for_targets(f"sqlite:{tmp_path}/devices/*.db", jobs=3).upgrade()
     assert [row.target for row in result] == [str(file) for file in sqlite_files]
     assert {row.state for row in result} == {"upgraded"}
