@@ -489,9 +489,14 @@ class Fanout:
     def __len__(self) -> int:
         return len(self.targets)
 
-    def _script(self) -> Any:
+    def _script(self, goal: str | None = None) -> Any:
+        """The project's revisions; a goal that names a revision must exist (a typo touches nothing)."""
         with self.manager._call() as project:
-            return self.manager._script_directory(project)
+            script = self.manager._script_directory(project)
+            if goal and not goal.startswith(("+", "-")) and "@" not in goal \
+                    and goal not in ("base", "head", "heads"):
+                self.manager._one(script, goal)
+            return script
 
     def _read_all(self) -> list[FanoutRow]:
         """One query per target, in threads."""
@@ -540,9 +545,7 @@ class Fanout:
         _require_revision(goal)
         if ":" in goal:
             raise MigrationError("--targets takes one goal revision, not a range.")
-        script = self._script()
-        if not goal.startswith(("+", "-")) and "@" not in goal and goal not in ("base", "head", "heads"):
-            self.manager._one(script, goal)  # a typo is refused before any target is touched
+        script = self._script(goal)
         verb = "downgrade" if downgrade else "upgrade"
         before = {t: r for t, r in zip(self.targets, self._read_all(), strict=True)}
         todo = [t for t in self.targets if not (before[t].ok and at_goal(script, before[t].after, goal))]
