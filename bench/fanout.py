@@ -5,8 +5,10 @@ Run by hand (never part of the tests):
 
 1. upgrade of 5 revisions (each a table and an index) on N PostgreSQL tenant schemas:
    a loop of `alembic.command.upgrade` with `-x tenant=` in one process, ours with --jobs 1,
-   ours with --jobs J; each on its own set of N fresh schemas in one fresh database.
-2. `status --targets` on M SQLite files at head against a loop of `alembic.command.current`.
+   ours with --jobs J; each on its own set of N fresh schemas in one fresh database, in turn
+   over a few rounds.
+2. `status --targets` on M SQLite files at head against a loop of `alembic.command.current`
+   (each in turn, medians of a few runs).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import os
 import platform
 import shutil
+import statistics
 import tempfile
 import time
 import uuid
@@ -37,7 +40,8 @@ def make_project(root: Path, url: str):
         manager.revision(
             f"table {n}", autogenerate=False, rev_id=f"r{n}",
             upgrade_body=f"op.create_table('t{n}', sa.Column('id', sa.Integer, primary_key=True), "
-                         f"sa.Column('name', sa.String(40)))\nop.create_index('ix_t{n}_name', 't{n}', ['name'])",
+                         f"sa.Column('name', sa.String(40)))\n"
+                         f"op.create_index('ix_t{n}_name', 't{n}', ['name'])",
             downgrade_body=f"op.drop_table('t{n}')",
         )
     return manager
@@ -60,44 +64,52 @@ def timed(work) -> float:
     return time.perf_counter() - began
 
 
-def bench_tenants(admin_url: str, tenants: int, jobs: int, root: Path) -> dict[str, float]:
-    """Seconds for each way of upgrading `tenants` schemas from base to head."""
-    from alembic import command
-
+def bench_tenants(admin_url: str, tenants: int, jobs: int, rounds: int, root: Path) -> dict[str, float]:
+    """Seconds for each way of upgrading `tenants` schemas from base to head. The work is split into
+    rounds, each way taking its turn in each round, so that the machine's ups and downs hit all
+    alike (ours pays its worker start-up once per round)."""
     name = f"ffm_bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(sa.text(f"CREATE DATABASE {name}"))
     url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    per_round = tenants // rounds
     try:
         engine = sa.create_engine(url)
         with engine.begin() as connection:
             for group in ("a", "b", "c"):
-                for n in range(tenants):
-                    connection.execute(sa.text(f"CREATE SCHEMA {group}_{n:04d}"))
+                for n in range(rounds * per_round):
+                    connection.execute(sa.text(f"CREATE SCHEMA {group}{n // per_round}_{n:04d}"))
         engine.dispose()
         manager = make_project(root / "tenants", url)
-
-        def alembic_loop() -> None:
-            for n in range(tenants):
-                command.upgrade(alembic_config(root / "tenants", url, [f"tenant=a_{n:04d}"]), "head")
-
-        def ours(group: str, n_jobs: int) -> None:
-            result = manager.for_targets(f"schemas:{group}_%", jobs=n_jobs).upgrade()
-            assert result.ok and len(result) == tenants, result
-
-        return {
-            "alembic loop": timed(alembic_loop),
-            "ours --jobs 1": timed(lambda: ours("b", 1)),
-            f"ours --jobs {jobs}": timed(lambda: ours("c", jobs)),
-        }
+        ways = {"alembic loop": lambda r: alembic_loop(root / "tenants", url, r, per_round),
+                "ours --jobs 1": lambda r: ours(manager, f"b{r}", 1, per_round),
+                f"ours --jobs {jobs}": lambda r: ours(manager, f"c{r}", jobs, per_round)}
+        seconds = dict.fromkeys(ways, 0.0)
+        for round_number in range(rounds):
+            for label, way in ways.items():
+                seconds[label] += timed(lambda: way(round_number))  # noqa: B023
+        return seconds
     finally:
         with admin.connect() as connection:
             connection.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
         admin.dispose()
 
 
-def bench_status(files: int, root: Path) -> dict[str, float]:
+def alembic_loop(root: Path, url: str, round_number: int, count: int) -> None:
+    """What alembic offers for tenants: `alembic -x tenant=NAME upgrade head`, once per tenant."""
+    from alembic import command
+
+    for n in range(round_number * count, (round_number + 1) * count):
+        command.upgrade(alembic_config(root, url, [f"tenant=a{round_number}_{n:04d}"]), "head")
+
+
+def ours(manager, prefix: str, jobs: int, count: int) -> None:
+    result = manager.for_targets(f"schemas:{prefix}\\_%", jobs=jobs).upgrade()
+    assert result.ok and len(result) == count, result
+
+
+def bench_status(files: int, repeats: int, root: Path) -> dict[str, float]:
     """Seconds to read the revision of `files` SQLite files: alembic's current in a loop, ours."""
     import contextlib
     import io
@@ -123,14 +135,21 @@ def bench_status(files: int, root: Path) -> dict[str, float]:
         result = manager.for_targets(f"sqlite:{folder}/*.db").status()
         assert len(result) == files and result.counts == {"up to date": files}, result.counts
 
-    return {"alembic current loop": timed(alembic_loop), "ours status --targets": timed(ours)}
+    runs: dict[str, list[float]] = {"alembic current loop": [], "ours status --targets": []}
+    for _ in range(repeats):  # in turn; medians
+        runs["alembic current loop"].append(timed(alembic_loop))
+        runs["ours status --targets"].append(timed(ours))
+    return {label: statistics.median(times) for label, times in runs.items()}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tenants", type=int, default=200)
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2, help="upgrade: each way in turn, this many times")
+    parser.add_argument("--repeats", type=int, default=3, help="status: each way in turn, median")
     parser.add_argument("--postgresql", default=os.environ.get(
         "FRAMEFOX_TEST_POSTGRESQL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
     args = parser.parse_args()
@@ -140,8 +159,8 @@ def main() -> None:
           f"{platform.python_version()}, alembic {alembic.__version__}, SQLAlchemy {sa.__version__}")
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        upgrade = bench_tenants(args.postgresql, args.tenants, args.jobs, root)
-        status = bench_status(args.files, root)
+        upgrade = bench_tenants(args.postgresql, args.tenants, args.jobs, args.rounds, root)
+        status = bench_status(args.files, args.repeats, root)
     base = upgrade["alembic loop"]
     print(f"\nupgrade of {REVISIONS} revisions on {args.tenants} PostgreSQL tenant schemas")
     for label, seconds in upgrade.items():

@@ -336,7 +336,7 @@ def _migrate(manager: AlembicManager, target: Target, goal: str, downgrade: bool
         if downgrade:
             _backup_sqlite(connection)
         ran = _run_alembic(manager, project, connection, target, before, goal, downgrade)
-        return before, read_version(connection, target.schema), ran
+        return before, read_version(connection, target.schema, end=False), ran  # the lock ends it
 
 
 def _run_alembic(manager: AlembicManager, project: settings.Target, connection: Connection,
@@ -432,6 +432,8 @@ class Runner:
     def run(self, targets: Sequence[Target], work: Callable[[Target], FanoutRow],
             pooled: Callable[[Any, Target], Any] | None) -> list[FanoutRow]:
         """Every target's row, in the targets' order; interrupting stops handing out targets."""
+        from concurrent.futures.process import BrokenProcessPool
+
         try:
             if self.jobs == 1 or pooled is None or len(targets) == 1:
                 self._in_turn(targets, work)
@@ -439,6 +441,8 @@ class Runner:
                 self._in_workers(targets, pooled)
         except KeyboardInterrupt:
             self.stopped = "not started: interrupted"
+        except BrokenProcessPool:  # a worker was killed (e.g. out of memory): the rest is read back
+            self.stopped = "not finished: a worker process ended unexpectedly; run again to resume"
         return [self.rows.get(i) for i in range(len(targets))]  # type: ignore[misc]
 
     def _in_turn(self, targets: Sequence[Target], work: Callable[[Target], FanoutRow]) -> None:
