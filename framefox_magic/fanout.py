@@ -267,7 +267,8 @@ def target_lock(connection: Connection, target: Target, timeout: float) -> Itera
 
     dialect = connection.dialect.name
     if dialect == "postgresql":
-        key = zlib.crc32(f"{_LOCK_NAME}:{target.schema or ''}".encode())
+        name = f"{_LOCK_NAME}:{target.schema}" if target.schema else _LOCK_NAME  # the manager's own
+        key = zlib.crc32(name.encode())
         take = text("SELECT pg_try_advisory_lock(:key)").bindparams(key=key)
         give = text("SELECT pg_advisory_unlock(:key)").bindparams(key=key)
     elif dialect in ("mysql", "mariadb"):
