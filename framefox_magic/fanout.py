@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .manager import AlembicManager
 
 TargetCallback = Callable[[int, int, FanoutRow], None]
+Revisions = tuple[str, ...]
 DEFAULT_JOBS = 4
 STATUS_THREADS = 16
 _LOCK_NAME = "framefox_magic_migrations"
@@ -262,7 +263,8 @@ def status_row(target: Target) -> FanoutRow:
 @contextmanager
 def target_lock(connection: Connection, target: Target, timeout: float) -> Iterator[None]:
     """Serialize migrations of one target across processes; tenant schemas each have their own.
-    The lock belongs to the session: it outlives transactions and goes when the connection closes."""
+    The lock belongs to the session: it outlives transactions and is released when the connection,
+    which is used for this target alone (NullPool), closes: no release statement is needed."""
     from sqlalchemy import text
 
     dialect = connection.dialect.name
@@ -270,11 +272,9 @@ def target_lock(connection: Connection, target: Target, timeout: float) -> Itera
         name = f"{_LOCK_NAME}:{target.schema}" if target.schema else _LOCK_NAME  # the manager's own
         key = zlib.crc32(name.encode())
         take = text("SELECT pg_try_advisory_lock(:key)").bindparams(key=key)
-        give = text("SELECT pg_advisory_unlock(:key)").bindparams(key=key)
     elif dialect in ("mysql", "mariadb"):
         name = f"{_LOCK_NAME}:{connection.engine.url.database}"[:64]
         take = text("SELECT GET_LOCK(:name, 0)").bindparams(name=name)
-        give = text("SELECT RELEASE_LOCK(:name)").bindparams(name=name)
     else:
         yield
         return
@@ -284,12 +284,8 @@ def target_lock(connection: Connection, target: Target, timeout: float) -> Itera
         if time.monotonic() > deadline:
             raise MigrationError(f"Another process is migrating this target (waited {timeout:g} s).")
         time.sleep(0.05)
-    try:
-        yield
-    finally:
-        if not connection.invalidated:
-            connection.rollback()
-            connection.execute(give)
+    connection.rollback()  # migrations start their own transactions; the lock stays with the session
+    yield
 
 
 def at_goal(script: Any, current: Sequence[str], goal: str) -> bool:
@@ -302,58 +298,59 @@ def at_goal(script: Any, current: Sequence[str], goal: str) -> bool:
     return set(current) == {found.revision for found in wanted if found is not None}
 
 
-def migrate_row(manager: AlembicManager, target: Target, goal: str, downgrade: bool) -> FanoutRow:
+def migrate_row(manager: AlembicManager, project: settings.Target, target: Target, goal: str,
+                downgrade: bool) -> FanoutRow:
     """Upgrade or downgrade one target to the goal; the row tells what its version table says."""
     began = time.perf_counter()
     seen: dict[str, tuple[str, ...]] = {}
     try:
-        before, after, ran = _migrate(manager, target, goal, downgrade, seen)
+        before, after, ran = _migrate(manager, replace(project, url=target.url), target, goal, downgrade,
+                                      seen)
     except MigrationError as error:
-        before = seen.get("before")
         try:
             after = current_of(target)
         except MigrationError:
             after = None
-        return FanoutRow(target.label, before, after, time.perf_counter() - began, False, str(error),
-                         "failed")
+        return FanoutRow(target.label, seen.get("before"), after, time.perf_counter() - began, False,
+                         str(error), "failed")
     state = ("downgraded" if downgrade else "upgraded") if ran else "already at goal"
     return FanoutRow(target.label, before, after, time.perf_counter() - began, True, "", state)
 
 
-def _migrate(manager: AlembicManager, target: Target, goal: str, downgrade: bool,
-             seen: dict[str, tuple[str, ...]]) -> tuple[tuple[str, ...], tuple[str, ...], int]:
+def _migrate(manager: AlembicManager, project: settings.Target, target: Target, goal: str,
+             downgrade: bool, seen: dict[str, Revisions]) -> tuple[Revisions, Revisions, int]:
     """Run alembic on one target in its own connection; (before, after, revisions run).
-    `seen` keeps the revision read first, for the row of a target that then fails."""
+    `seen` gets the revisions alembic found first, for the row of a target that then fails."""
     from .manager import _ALEMBIC_LOCK, _backup_sqlite, _quiet_alembic_logging
 
-    project = replace(manager.target(), url=target.url)
     with _ALEMBIC_LOCK, _quiet_alembic_logging(), translated(target.url), \
             shared_engine(target.url).connect() as connection, \
             target_lock(connection, target, manager.lock_timeout):
-        script = manager._script_directory(project)
-        before = seen["before"] = read_version(connection, target.schema)
-        if at_goal(script, before, goal):
-            return before, before, 0
         if downgrade:
             _backup_sqlite(connection)
-        ran = _run_alembic(manager, project, connection, target, before, goal, downgrade)
-        return before, read_version(connection, target.schema, end=False), ran  # the lock ends it
+        ran = _run_alembic(manager, project, connection, target, goal, downgrade, seen)
+        if "before" not in seen:  # an env.py that did not run the migrations
+            seen["before"] = read_version(connection, target.schema)
+        return seen["before"], read_version(connection, target.schema), ran
 
 
 def _run_alembic(manager: AlembicManager, project: settings.Target, connection: Connection,
-                 target: Target, before: tuple[str, ...], goal: str, downgrade: bool) -> int:
-    """env.py with the tenant schema handed in; a failing revision is named in the error."""
-    from .manager import _steps
-
+                 target: Target, goal: str, downgrade: bool, seen: dict[str, tuple[str, ...]]) -> int:
+    """env.py with the tenant schema handed in; the revisions it starts from are alembic's own read
+    of the version table; a failing revision is named in the error."""
     script = manager._script_directory(project)
-    planned = _steps(script, goal, before, downgrade)
+    planned: list[Any] = []
     done: list[Any] = []
 
     def applied(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
         done.append(step)
 
     def steps(rev: Any, context: Any) -> Any:
-        return script._downgrade_revs(goal, rev) if downgrade else script._upgrade_revs(goal, rev)
+        seen["before"] = tuple(sorted(rev))
+        if not at_goal(script, seen["before"], goal):
+            walk = script._downgrade_revs if downgrade else script._upgrade_revs
+            planned.extend(walk(goal, rev))
+        return planned
 
     config = manager._config(project, connection, on_version_apply=applied)
     config.attributes["tenant_schema"] = target.schema
@@ -379,14 +376,17 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _worker_migrate(project: tuple[Any, ...], target: Target, goal: str, downgrade: bool) -> FanoutRow:
+def _worker_migrate(project: settings.Target, lock_timeout: float, target: Target, goal: str,
+                    downgrade: bool) -> FanoutRow:
     """In a worker process: one manager per project (its scripts loaded once), one target."""
     from .manager import AlembicManager
 
-    manager = _WORKER_MANAGERS.get(project)
+    key = (project.migrations_dir, project.alembic_ini, project.pyproject, lock_timeout)
+    manager = _WORKER_MANAGERS.get(key)
     if manager is None:
-        manager = _WORKER_MANAGERS[project] = AlembicManager(*project)
-    return migrate_row(manager, target, goal, downgrade)
+        manager = _WORKER_MANAGERS[key] = AlembicManager(
+            project.url, project.migrations_dir, None, project.project_root, lock_timeout)
+    return migrate_row(manager, project, target, goal, downgrade)
 
 
 _PRELOAD = ["framefox_magic.fanout", "framefox_magic.manager", "alembic.runtime.environment",
@@ -555,11 +555,12 @@ class Fanout:
         before = {t: r for t, r in zip(self.targets, self._read_all(), strict=True)}
         todo = [t for t in self.targets if not (before[t].ok and at_goal(script, before[t].after, goal))]
         runner = Runner(self.jobs, self.keep_going, on_target)
-        project = (self.manager.url, self.manager.migrations_dir, None, str(self.manager.project_root),
-                   self.manager.lock_timeout)
+        with translated(self.manager.url):
+            project = self.manager.target()
+        timeout = self.manager.lock_timeout
         rows = runner.run(
-            todo, partial(migrate_row, self.manager, goal=goal, downgrade=downgrade),
-            lambda pool, target: pool.submit(_worker_migrate, project, target, goal, downgrade),
+            todo, partial(migrate_row, self.manager, project, goal=goal, downgrade=downgrade),
+            lambda pool, target: pool.submit(_worker_migrate, project, timeout, target, goal, downgrade),
         )
         ran = dict(zip(todo, rows, strict=True))
         left = self._read_again([t for t in todo if ran[t] is None], runner.stopped)
