@@ -134,9 +134,8 @@ def _sqlite_files(pattern: str, base_url: str, project_root: Path) -> list[Targe
 # ---------------------------------------------------------------- reading one target
 
 
-def read_version(connection: Connection, schema: str | None, end: bool = True) -> tuple[str, ...]:
-    """The revisions in the target's version table; a table that does not exist means none.
-    The read's transaction is ended unless `end` is false."""
+def read_version(connection: Connection, schema: str | None) -> tuple[str, ...]:
+    """The revisions in the target's version table; a table that does not exist means none."""
     from sqlalchemy import column, exc, inspect, select, table
 
     versions = table("alembic_version", column("version_num"), schema=schema)
@@ -147,8 +146,7 @@ def read_version(connection: Connection, schema: str | None, end: bool = True) -
         if inspect(connection).has_table("alembic_version", schema=schema):
             raise
         heads = []
-    if end:
-        connection.rollback()
+    connection.rollback()
     return tuple(sorted(heads))
 
 
@@ -250,11 +248,6 @@ def read_all(targets: Sequence[Target], threads: int = STATUS_THREADS,
                 if on_row:
                     on_row(row)
     return rows  # type: ignore[return-value]
-
-
-def status_row(target: Target) -> FanoutRow:
-    """One target's revisions, timed; an unreachable target is a failed row."""
-    return read_all([target], threads=1)[0]
 
 
 # ---------------------------------------------------------------- migrating one target
