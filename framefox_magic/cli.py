@@ -8,8 +8,9 @@ from typing import Any
 
 from . import commands, settings
 from .errors import MigrationError
+from .fanout import TargetCallback
 from .manager import AlembicManager, StepCallback
-from .results import RevisionInfo
+from .results import FanoutResult, RevisionInfo
 
 PROG = "framefox-migrate"
 
@@ -22,6 +23,10 @@ class _Terminal:
             print(f"  {verb} {done}/{total}: {info.revision} {info.message}", file=sys.stderr)
 
         return step
+
+    def target_progress(self, verb: str) -> TargetCallback:
+        """One line on stderr, rewritten in place as targets finish."""
+        return commands.text_target_progress(verb, sys.stderr)
 
     def panel(self, manager: AlembicManager) -> Any:
         raise MigrationError("The panel needs a notebook: run `%migrate panel` in Jupyter.")
@@ -44,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if result is not None:
         print(repr(result))
+    if isinstance(result, FanoutResult) and not result.ok:
+        return 1
     return 0
 
 

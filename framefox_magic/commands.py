@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import ConfirmationRequired, MigrationError
+from .fanout import TargetCallback
 from .manager import AlembicManager, StepCallback
 from .results import Outcome, RevisionInfo
 from .settings import SecretUrl
@@ -36,6 +37,8 @@ class Frontend(Protocol):
     def progress(self, verb: str) -> StepCallback | None: ...
 
     def panel(self, manager: AlembicManager) -> Any: ...
+
+    def target_progress(self, verb: str) -> TargetCallback | None: ...
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,13 @@ REVISION_OPTIONS = (
     _arg("--no-rename", help="write drops + adds as they are, even where one could be a rename",
          dest="no_rename", action="store_true"),
 )
+TARGETS = _arg("--targets", help="run on many targets: schemas:PATTERN, file:PATH or sqlite:GLOB")
+JOBS = _arg("--jobs", "-j", help="targets run at the same time (with --targets; default 4)", type=int)
+MANY_TARGETS = (
+    TARGETS, JOBS,
+    _arg("--keep-going", help="with --targets: go on with the other targets after a failure",
+         action="store_true", dest="keep_going"),
+)
 TARGET_OPTIONS = (
     _arg("--url", help="database URL (kept for this session; never written to disk)", type=SecretUrl),
     _arg("--dir", help="migrations folder", dest="migrations_dir"),
@@ -107,6 +117,12 @@ TARGET_OPTIONS = (
 def _migrate(direction: str) -> Callable[[AlembicManager, argparse.Namespace, Frontend], Any]:
     def run(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -> Any:
         downgrade = direction == "downgrade"
+        if args.targets and (args.plan or args.sql):
+            raise CommandLineError("--targets runs the migrations; --plan and --sql are for one database.")
+        if args.targets:
+            fanout = manager.for_targets(args.targets, jobs=args.jobs, keep_going=args.keep_going)
+            method = fanout.downgrade if downgrade else fanout.upgrade
+            return method(args.target, on_target=ui.target_progress(direction))
         if args.plan:
             return manager.plan(args.target, downgrade=downgrade)
         if args.sql:  # a preview starts where the database is, unless a range says otherwise
@@ -115,6 +131,13 @@ def _migrate(direction: str) -> Callable[[AlembicManager, argparse.Namespace, Fr
         return method(args.target, on_step=ui.progress(direction))
 
     return run
+
+
+def _status(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -> Any:
+    if args.targets:
+        fanout = manager.for_targets(args.targets, jobs=args.jobs)
+        return fanout.status(on_target=ui.target_progress("status"))
+    return manager.status()
 
 
 def _revision(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -> Any:
@@ -151,7 +174,7 @@ def _diff(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -> An
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("status", lambda m, a, ui: m.status(), help=_doc(AlembicManager.status)),
+    Command("status", _status, help=_doc(AlembicManager.status), args=(TARGETS, JOBS)),
     Command("init", lambda m, a, ui: m.init(), help=_doc(AlembicManager.init)),
     Command("config", lambda m, a, ui: m.config(), help=_doc(AlembicManager.config)),
     Command(
@@ -180,12 +203,12 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "upgrade", _migrate("upgrade"), help=_doc(AlembicManager.upgrade),
         args=(_arg("target", help="head (default), a revision, +N", kind=REVISION, nargs="?",
-                   default="head"), SQL, PLAN, YES),
-        dangers=lambda m, a: None if (a.sql or a.plan) else upgrade_dangers(m, a.target),
+                   default="head"), SQL, PLAN, YES, *MANY_TARGETS),
+        dangers=lambda m, a: None if (a.sql or a.plan or a.targets) else upgrade_dangers(m, a.target),
     ),
     Command(
         "downgrade", _migrate("downgrade"), help=_doc(AlembicManager.downgrade),
-        args=(_arg("target", help="-N, a revision, or base", kind=REVISION), SQL, PLAN, YES),
+        args=(_arg("target", help="-N, a revision, or base", kind=REVISION), SQL, PLAN, YES, *MANY_TARGETS),
         destructive=lambda a: not (a.sql or a.plan),
     ),
     Command(
@@ -320,10 +343,7 @@ def execute(manager: AlembicManager, args: argparse.Namespace, ui: Frontend, con
     apply_target(manager, args)
     sure = getattr(args, "yes", False)
     if confirm and command.destructive(args) and not sure:
-        note = _backup_note(manager, command)
-        raise ConfirmationRequired(
-            f"`{command.name}` changes or removes data: add --yes to go ahead.{note} Nothing was changed."
-        )
+        raise ConfirmationRequired(_confirmation(manager, command, args))
     if confirm and confirm_dangers and not sure and (reason := command.dangers(manager, args)):
         raise ConfirmationRequired(f"{reason} Add --yes to go ahead. Nothing was changed.")
     return command.run(manager, args, ui)
@@ -336,6 +356,30 @@ def _backup_note(manager: AlembicManager, command: Command) -> str:
     """For a command that backs up a SQLite file first: where no backup can be made, say so."""
     note = manager.backup_note() if command.name in BACKED_UP else None
     return f" Note: {note}." if note else ""
+
+
+def text_target_progress(verb: str, stream: Any) -> TargetCallback:
+    """Progress over many targets as one line of text, rewritten in place (terminals)."""
+    from .render import fanout_progress_text
+
+    counts: dict[str, int] = {}
+
+    def step(done: int, total: int, row: Any) -> None:
+        counts[row.state] = counts.get(row.state, 0) + 1
+        end = "\n" if done == total else ""
+        print(fanout_progress_text(verb, done, total, counts), end=end, file=stream, flush=True)
+
+    return step
+
+
+def _confirmation(manager: AlembicManager, command: Command, args: argparse.Namespace) -> str:
+    """What a destructive command without --yes says; over many targets, how many it would touch."""
+    if getattr(args, "targets", None):
+        count = len(manager.for_targets(args.targets))
+        return (f"`{command.name} --targets` would change {count} target(s): add --yes to go ahead. "
+                "Nothing was changed.")
+    note = _backup_note(manager, command)
+    return f"`{command.name}` changes or removes data: add --yes to go ahead.{note} Nothing was changed."
 
 
 # ---------------------------------------------------------------- completion

@@ -14,10 +14,11 @@ from traitlets import Bool, Float, Unicode, observe
 
 from . import commands
 from .errors import MigrationError
+from .fanout import TargetCallback
 from .manager import AlembicManager, StepCallback
 from .metadata import Redefinition, forget_redefined
 from .reflection import unregister_plugin
-from .results import Outcome, RevisionInfo
+from .results import FanoutRow, Outcome, RevisionInfo
 from .settings import mask_url
 
 OUTPUT = commands.Arg(
@@ -207,6 +208,29 @@ class MigrateMagics(Magics):
             if total < 2:
                 return
             view = HTML(progress_html(verb, done, total, info.revision, info.message))
+            if handle:
+                handle[0].update(view)
+            else:
+                handle.append(display(view, display_id=True))
+
+        return step
+
+    def target_progress(self, verb: str) -> TargetCallback | None:
+        """A progress bar over many targets: one display updated in place (a text line in a terminal)."""
+        if not self.show_progress:
+            return None
+        if getattr(self.shell, "kernel", None) is None:
+            return commands.text_target_progress(verb, sys.stderr)
+        from IPython.display import HTML, display
+
+        from .render import fanout_progress_html
+
+        handle: list[Any] = []
+        counts: dict[str, int] = {}
+
+        def step(done: int, total: int, row: FanoutRow) -> None:
+            counts[row.state] = counts.get(row.state, 0) + 1
+            view = HTML(fanout_progress_html(verb, done, total, counts))
             if handle:
                 handle[0].update(view)
             else:

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from alembic.script import Script, ScriptDirectory
     from sqlalchemy.engine import Connection
 
+    from .fanout import Fanout
     from .scripts import ScriptCache
 
 # alembic's `op` and `context` proxies are module globals: one command at a time per process
@@ -150,6 +151,12 @@ class AlembicManager:
     def target_metadata(self) -> Any:
         """The MetaData autogenerate compares the database with."""
         return resolve_metadata(self.metadata_spec(), Path(self.project_root).resolve())
+
+    def for_targets(self, spec: str, jobs: int | None = None, keep_going: bool = False) -> Fanout:
+        """This project's history over many targets: schemas:PATTERN, file:PATH or sqlite:GLOB."""
+        from .fanout import Fanout
+
+        return Fanout(self, spec, jobs=jobs, keep_going=keep_going)
 
     # ---------------------------------------------------------------- set-up
 
@@ -939,7 +946,7 @@ class AlembicManager:
         _anchor_paths(config, target.project_root)
         config.attributes["target_metadata"] = self.target_metadata() if autogenerate else MetaData()
         config.attributes["configure_options"] = configure_options
-        config.cmd_opts = Namespace(quiet=True)  # no "Generating ..." lines on stdout
+        config.cmd_opts = Namespace(quiet=True, x=None)  # quiet: no "Generating ..." lines; x: no -x
         return config
 
     def _script_directory(self, target: settings.Target, config: Config | None = None) -> ScriptDirectory:

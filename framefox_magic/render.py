@@ -940,3 +940,80 @@ def squash_text(result: Any) -> str:
 
 _HTML["Squash"] = squash_html
 _TEXT["Squash"] = squash_text
+
+
+# ---------------------------------------------------------------- many targets
+
+_STATE_KIND = {"failed": "bad", "interrupted": "warn", "not run": "warn", "behind": "warn"}
+FANOUT_SHOWN = 200  # rows drawn in HTML; to_frame() has them all
+FANOUT_LINES = 40  # rows printed as text
+
+
+def _revs(revisions: Sequence[str] | None) -> str:
+    if revisions is None:
+        return "?"
+    return ", ".join(revisions) or "<base>"
+
+
+def _fanout_headline(result: Any) -> str:
+    verb = {"status": "Status of", "upgrade": "Upgrade of", "downgrade": "Downgrade of"}
+    title = f"{verb.get(result.action, result.action)} {len(result.rows)} target(s) ({result.spec})"
+    return title + (": interrupted; run it again to resume" if result.interrupted else "")
+
+
+def fanout_html(result: Any) -> str:
+    """Counts per state as badges, then one row per target, failures first."""
+    badges = "".join(_badge(f"{count} {state}", _STATE_KIND.get(state, "ok"))
+                     for state, count in result.counts.items())
+    status = result.action == "status"
+    headers = ["target", "state", "revision" if status else "before", *([] if status else ["after"]),
+               *(["pending"] if status else []), "seconds", "error"]
+    rows = []
+    for row in result.failures_first()[:FANOUT_SHOWN]:
+        cells = [f"<code>{_e(row.target)}</code>", _mark(row.state, _STATE_KIND.get(row.state, "ok")),
+                 f'<span class="rev">{_e(_revs(row.before))}</span>']
+        if not status:
+            cells.append(f'<span class="rev">{_e(_revs(row.after))}</span>')
+        else:
+            cells.append(_e(row.pending))
+        cells += [f"{row.seconds:.2f}", f"<pre>{_e(row.error)}</pre>" if row.error else ""]
+        rows.append(("destructive" if row.state == "failed" else "", cells))
+    more = len(result.rows) - FANOUT_SHOWN
+    tail = f"<p class='muted'>{more} more row(s): see to_frame().</p>" if more > 0 else ""
+    return _wrap(f"<h4>{_e(_fanout_headline(result))}</h4><div>{badges}</div>"
+                 f"<div class='scroll'>{_table(headers, rows)}</div>{tail}")
+
+
+def fanout_text(result: Any) -> str:
+    """The counts per state, then one line per target, failures first."""
+    counts = ", ".join(f"{count} {state}" for state, count in result.counts.items())
+    table = _text_table(
+        ("target", "state", "before", "after", "pending", "seconds", "error"),
+        [(r.target, r.state, _revs(r.before), _revs(r.after), "" if r.pending is None else r.pending,
+          f"{r.seconds:.2f}", r.error.splitlines()[0] if r.error else "")
+         for r in result.failures_first()[:FANOUT_LINES]],
+    )
+    more = len(result.rows) - FANOUT_LINES
+    tail = f"\n... {more} more row(s): see to_frame()" if more > 0 else ""
+    return f"{_fanout_headline(result)}\n{counts}\n{table}{tail}"
+
+
+_HTML["FanoutResult"] = fanout_html
+_TEXT["FanoutResult"] = fanout_text
+
+
+def _fanout_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {state}" for state, n in counts.items())
+
+
+def fanout_progress_html(verb: str, done: int, total: int, counts: dict[str, int]) -> str:
+    """The progress bar of a command over many targets."""
+    bar = f'<progress value="{done}" max="{total}" style="width:16em"></progress>'
+    return _wrap(f"<div>{bar} {_e(verb)} {done}/{total} targets <span class='muted'>"
+                 f"{_e(_fanout_counts(counts))}</span></div>")
+
+
+def fanout_progress_text(verb: str, done: int, total: int, counts: dict[str, int], width: int = 30) -> str:
+    """The same progress as one line of text, to be rewritten in place with a carriage return."""
+    filled = int(width * done / total) if total else width
+    return f"\r[{'#' * filled}{'.' * (width - filled)}] {verb} {done}/{total} {_fanout_counts(counts)}"

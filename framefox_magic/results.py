@@ -450,3 +450,71 @@ class Lint(_Result):
         raise MigrationError(
             f"No rows to show for '{rule}'; rules with samples here: {', '.join(known) or 'none'}."
         )
+
+
+FANOUT_COLUMNS = ("target", "state", "before", "after", "pending", "seconds", "ok", "error")
+
+
+@dataclass
+class FanoutRow:
+    """One target of a command over many: where it was, where it is now, how long, what failed."""
+
+    target: str
+    before: tuple[str, ...] | None
+    after: tuple[str, ...] | None
+    seconds: float
+    ok: bool
+    error: str = ""
+    state: str = ""
+    pending: int | None = None
+
+    def row(self) -> dict[str, Any]:
+        """This target as a row of `FanoutResult.to_frame()` (revisions joined by commas)."""
+        values = {name: getattr(self, name) for name in FANOUT_COLUMNS}
+        for name in ("before", "after"):
+            values[name] = None if values[name] is None else ", ".join(values[name])
+        return values
+
+
+@dataclass(repr=False)
+class FanoutResult(_Result):
+    """One command over many targets: a row per target, the failures first when shown."""
+
+    action: str
+    spec: str
+    rows: list[FanoutRow] = field(default_factory=list)
+    interrupted: bool = False
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every target succeeded and none was left out."""
+        return not self.interrupted and all(row.ok for row in self.rows)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many targets ended in each state, most worrying first."""
+        counts: dict[str, int] = {}
+        for row in sorted(self.rows, key=_worry):
+            counts[row.state] = counts.get(row.state, 0) + 1
+        return counts
+
+    def failures_first(self) -> list[FanoutRow]:
+        """The rows, failed and not-run targets first, then in the targets' order."""
+        return sorted(self.rows, key=_worry)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per target: target, state, before, after, pending, seconds, ok, error."""
+        return _frame([row.row() for row in self.rows], FANOUT_COLUMNS)
+
+
+_WORRY = {"failed": 0, "interrupted": 1, "not run": 1, "behind": 2}
+
+
+def _worry(row: FanoutRow) -> int:
+    return _WORRY.get(row.state, 3)

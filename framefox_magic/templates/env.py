@@ -5,6 +5,9 @@ Where the database comes from, first found wins:
      (as pytest-alembic passes it);
   2. the URL: the sqlalchemy.url option, ``alembic -x url=...``, or the DATABASE_URL variable.
 
+A tenant schema (PostgreSQL): config.attributes["tenant_schema"], else ``alembic -x tenant=NAME``.
+The version table lives in that schema and tables written without a schema land in it.
+
 What autogenerate compares with: config.attributes["target_metadata"], else the
 ``target_metadata = module:attr`` option of alembic.ini, else nothing (autogenerate refuses).
 """
@@ -94,6 +97,24 @@ def database_url():
     return url
 
 
+def tenant_schema():
+    """The tenant's schema to migrate, or None for the database's default schema."""
+    tenant = config.attributes.get("tenant_schema")
+    if tenant is None and getattr(config.cmd_opts, "x", None):
+        tenant = context.get_x_argument(as_dictionary=True).get("tenant")
+    return tenant
+
+
+def for_tenant(connection, tenant):
+    """Unqualified names mean the tenant's schema: in alembic's operations and in raw SQL."""
+    connection = connection.execution_options(schema_translate_map={None: tenant})
+    if connection.dialect.name == "postgresql":
+        quoted = connection.dialect.identifier_preparer.quote_identifier(tenant)
+        connection.exec_driver_sql(f"SET search_path TO {quoted}, public")
+        connection.commit()  # a session setting; migrations then start their own transactions
+    return connection
+
+
 def skip_empty_autogenerate(migration_context, revision, directives):
     """An autogenerate that finds no change writes no file."""
     if not getattr(config.cmd_opts, "autogenerate", False) or not directives:
@@ -113,6 +134,7 @@ def configure_options(dialect_name):
         "process_revision_directives": skip_empty_autogenerate,
         "include_schemas": True,
         "include_name": schema_filter(metadata),
+        "version_table_schema": tenant_schema(),
     }
     enable_postgresql_enums(dialect_name)
     options.update(config.attributes.get("configure_options") or {})
@@ -133,6 +155,9 @@ def run_migrations_offline():
 
 
 def run_with(connection):
+    tenant = tenant_schema()
+    if tenant:
+        connection = for_tenant(connection, tenant)
     context.configure(connection=connection, **configure_options(connection.dialect.name))
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,572 @@
+"""One command over many targets: tenant schemas, databases listed in a file, SQLite files.
+
+Reading (status) runs one query per target in threads: no alembic state is involved. Migrating
+runs alembic, whose `op` and `context` are process-wide proxies, so parallel targets run in worker
+processes (one alembic at a time in each), each target in its own connection under its own lock.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from . import settings
+from .errors import ConfigurationError, MigrationError, MigrationFailed, translated
+from .results import FanoutResult, FanoutRow
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from .manager import AlembicManager
+
+TargetCallback = Callable[[int, int, FanoutRow], None]
+Revisions = tuple[str, ...]
+DEFAULT_JOBS = 4
+STATUS_THREADS = 16
+_LOCK_NAME = "framefox_magic_migrations"
+_SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One database to run a command on: a URL (password kept in memory only), maybe a schema."""
+
+    url: str
+    schema: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How the target is shown: the schema, the SQLite file, or the masked URL."""
+        if self.schema:
+            return self.schema
+        if self.url.startswith("sqlite"):
+            return self.url.split("///", 1)[-1]
+        return settings.mask_url(self.url)
+
+
+# ---------------------------------------------------------------- target specs
+
+
+def expand(spec: str, base_url: str, project_root: Path) -> list[Target]:
+    """The targets a spec names: `schemas:PATTERN`, `file:PATH` or `sqlite:GLOB`."""
+    kind, _, value = spec.partition(":")
+    if not value:
+        raise ConfigurationError(
+            f"'{spec}' is not a target spec: use schemas:PATTERN, file:PATH or sqlite:GLOB."
+        )
+    readers = {"schemas": _schemas, "file": _listed, "sqlite": _sqlite_files}
+    if kind not in readers:
+        raise ConfigurationError(f"Unknown kind of targets '{kind}': use schemas:, file: or sqlite:.")
+    targets = readers[kind](value, base_url, project_root)
+    if not targets:
+        raise ConfigurationError(f"No targets match '{spec}'.")
+    return targets
+
+
+def _like(pattern: str) -> str:
+    """A glob (`*`, `?`) as a LIKE pattern; a pattern using `%` or `_` is taken as LIKE already."""
+    return pattern.replace("*", "%").replace("?", "_")
+
+
+def _schemas(pattern: str, base_url: str, project_root: Path) -> list[Target]:
+    """The PostgreSQL schemas of the configured database whose names match the pattern."""
+    from sqlalchemy import create_engine, pool, text
+
+    url = settings.normalize_url(base_url, project_root)
+    engine = create_engine(url, poolclass=pool.NullPool)
+    if engine.dialect.name != "postgresql":
+        raise ConfigurationError("schemas: targets need a PostgreSQL database as the configured URL.")
+    query = text(
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE :pattern "
+        "AND nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' ORDER BY nspname"
+    )
+    try:
+        with translated(url), engine.connect() as connection:
+            names = connection.execute(query, {"pattern": _like(pattern)}).scalars().all()
+    finally:
+        engine.dispose()
+    return [Target(url, name) for name in names]
+
+
+def _listed(path: str, base_url: str, project_root: Path) -> list[Target]:
+    """One URL per line of a file; `#` starts a comment line; `${VAR}` comes from the environment."""
+    file = (project_root / Path(path).expanduser()).resolve()
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise ConfigurationError(f"Cannot read the targets file {file}: {error.strerror}.") from None
+    targets = []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            url = string.Template(line).substitute(os.environ)
+        except KeyError as missing:
+            variable = missing.args[0]
+            raise ConfigurationError(f"{file.name} line {number}: ${{{variable}}} is not set.") from None
+        except ValueError:
+            raise ConfigurationError(f"{file.name} line {number}: a stray $ (write $$ for one).") from None
+        with translated(url):
+            targets.append(Target(settings.normalize_url(url, file.parent)))
+    return targets
+
+
+def _sqlite_files(pattern: str, base_url: str, project_root: Path) -> list[Target]:
+    """The SQLite files matching a glob, relative to the project folder unless absolute."""
+    expanded = Path(pattern).expanduser()
+    if expanded.is_absolute():
+        found = Path(expanded.anchor).glob(str(expanded.relative_to(expanded.anchor)))
+    else:
+        found = project_root.resolve().glob(pattern)
+    return [Target(f"sqlite:///{name}") for name in sorted(map(str, found)) if os.path.isfile(name)]
+
+
+# ---------------------------------------------------------------- reading one target
+
+
+def read_version(connection: Connection, schema: str | None) -> tuple[str, ...]:
+    """The revisions in the target's version table; a table that does not exist means none."""
+    from sqlalchemy import column, exc, inspect, select, table
+
+    versions = table("alembic_version", column("version_num"), schema=schema)
+    try:
+        heads = connection.execute(select(versions.c.version_num)).scalars().all()
+    except exc.DBAPIError:
+        connection.rollback()
+        if inspect(connection).has_table("alembic_version", schema=schema):
+            raise
+        heads = []
+    connection.rollback()
+    return tuple(sorted(heads))
+
+
+@lru_cache(maxsize=32)
+def shared_engine(url: str) -> Any:
+    """One engine per URL and process (its dialect set up once); NullPool: each use connects anew."""
+    from .dialects import engine
+    from .environment import sync_url
+
+    return engine(sync_url(url))
+
+
+def current_of(target: Target) -> tuple[str, ...]:
+    """The target's revisions, read with a connection of its own."""
+    with translated(target.url), shared_engine(target.url).connect() as connection:
+        return read_version(connection, target.schema)
+
+
+def _read_sqlite(target: Target) -> FanoutRow:
+    """A SQLite file's revisions in one query through the stdlib driver, opened read-only."""
+    import sqlite3
+
+    began = time.perf_counter()
+    path = target.url.split("///", 1)[-1]
+    try:
+        with closing(sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)) as connection:
+            try:
+                found = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+                heads = tuple(sorted(row[0] for row in found))
+            except sqlite3.OperationalError as error:
+                if "no such table" not in str(error):
+                    raise
+                heads = ()
+    except sqlite3.Error as error:
+        return FanoutRow(target.label, None, None, time.perf_counter() - began, False,
+                         f"Cannot read {path}: {error}.", "failed")
+    return FanoutRow(target.label, heads, heads, time.perf_counter() - began, True, "", "")
+
+
+def _read_chunk(targets: Sequence[Target]) -> list[FanoutRow]:
+    """Targets of one database (e.g. its tenant schemas) read over one connection, a query each."""
+    if targets[0].url.startswith("sqlite"):
+        return [_read_sqlite(target) for target in targets]
+    began, rows = time.perf_counter(), []
+    try:
+        with translated(targets[0].url), shared_engine(targets[0].url).connect() as connection:
+            for target in targets:
+                rows.append(_read_one(connection, target))
+    except MigrationError as error:
+        return [*rows, *(FanoutRow(t.label, None, None, time.perf_counter() - began, False, str(error),
+                                   "failed") for t in targets[len(rows):])]
+    return rows
+
+
+def _read_one(connection: Connection, target: Target) -> FanoutRow:
+    from sqlalchemy import exc
+
+    from .errors import database_message
+
+    began = time.perf_counter()
+    try:
+        current = read_version(connection, target.schema)
+    except exc.DBAPIError as error:
+        if connection.invalidated:
+            raise
+        connection.rollback()
+        return FanoutRow(target.label, None, None, time.perf_counter() - began, False,
+                         database_message(error), "failed")
+    return FanoutRow(target.label, current, current, time.perf_counter() - began, True, "", "")
+
+
+def _chunks(by_url: dict[str, list[int]], threads: int) -> list[list[int]]:
+    """Split each database's targets over its share of the threads; SQLite files in one chunk
+    (local files: threads only add contention for the interpreter)."""
+    per_url = max(1, threads // len(by_url))
+    chunks = []
+    for key, indexes in by_url.items():
+        ways = 1 if key == "sqlite" else min(per_url, len(indexes))
+        chunks.extend(indexes[i::ways] for i in range(ways))
+    return chunks
+
+
+def read_all(targets: Sequence[Target], threads: int = STATUS_THREADS,
+             on_row: Callable[[FanoutRow], None] | None = None) -> list[FanoutRow]:
+    """Every target's revisions, one query each, in threads; targets sharing a database share
+    a few connections instead of opening one each. `on_row` sees each row as it arrives."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    by_url: dict[str, list[int]] = {}
+    for index, target in enumerate(targets):  # SQLite files: no server, any thread reads any file
+        key = "sqlite" if target.url.startswith("sqlite") else target.url
+        by_url.setdefault(key, []).append(index)
+    chunks = _chunks(by_url, threads)
+    rows: list[FanoutRow | None] = [None] * len(targets)
+    with ThreadPoolExecutor(max(1, min(threads, len(chunks)))) as pool:
+        futures = {pool.submit(_read_chunk, [targets[i] for i in chunk]): chunk for chunk in chunks}
+        for future in as_completed(futures):
+            for index, row in zip(futures[future], future.result(), strict=True):
+                rows[index] = row
+                if on_row:
+                    on_row(row)
+    return rows  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- migrating one target
+
+
+@contextmanager
+def target_lock(connection: Connection, target: Target, timeout: float) -> Iterator[None]:
+    """Serialize migrations of one target across processes; tenant schemas each have their own.
+    The lock belongs to the session: it outlives transactions and is released when the connection,
+    which is used for this target alone (NullPool), closes: no release statement is needed."""
+    from sqlalchemy import text
+
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        name = f"{_LOCK_NAME}:{target.schema}" if target.schema else _LOCK_NAME  # the manager's own
+        key = zlib.crc32(name.encode())
+        take = text("SELECT pg_try_advisory_lock(:key)").bindparams(key=key)
+    elif dialect in ("mysql", "mariadb"):
+        name = f"{_LOCK_NAME}:{connection.engine.url.database}"[:64]
+        take = text("SELECT GET_LOCK(:name, 0)").bindparams(name=name)
+    else:
+        yield
+        return
+    deadline = time.monotonic() + timeout
+    while not connection.execute(take).scalar():
+        connection.rollback()
+        if time.monotonic() > deadline:
+            raise MigrationError(f"Another process is migrating this target (waited {timeout:g} s).")
+        time.sleep(0.05)
+    connection.rollback()  # migrations start their own transactions; the lock stays with the session
+    yield
+
+
+def at_goal(script: Any, current: Sequence[str], goal: str) -> bool:
+    """Whether the target is already where a goal (head, heads, base, a revision) would take it."""
+    if goal.startswith(("+", "-")) or "@" in goal:
+        return False
+    if goal == "base":
+        return not current
+    wanted = script.get_revisions("heads" if goal == "head" and len(script.get_heads()) > 1 else goal)
+    return set(current) == {found.revision for found in wanted if found is not None}
+
+
+def migrate_row(manager: AlembicManager, project: settings.Target, target: Target, goal: str,
+                downgrade: bool) -> FanoutRow:
+    """Upgrade or downgrade one target to the goal; the row tells what its version table says."""
+    began = time.perf_counter()
+    seen: dict[str, tuple[str, ...]] = {}
+    try:
+        before, after, ran = _migrate(manager, replace(project, url=target.url), target, goal, downgrade,
+                                      seen)
+    except MigrationError as error:
+        try:
+            after = current_of(target)
+        except MigrationError:
+            after = None
+        return FanoutRow(target.label, seen.get("before"), after, time.perf_counter() - began, False,
+                         str(error), "failed")
+    state = ("downgraded" if downgrade else "upgraded") if ran else "already at goal"
+    return FanoutRow(target.label, before, after, time.perf_counter() - began, True, "", state)
+
+
+def _migrate(manager: AlembicManager, project: settings.Target, target: Target, goal: str,
+             downgrade: bool, seen: dict[str, Revisions]) -> tuple[Revisions, Revisions, int]:
+    """Run alembic on one target in its own connection; (before, after, revisions run).
+    `seen` gets the revisions alembic found first, for the row of a target that then fails."""
+    from .dialects import backup_sqlite
+    from .manager import _ALEMBIC_LOCK, _quiet_alembic_logging
+
+    with _ALEMBIC_LOCK, _quiet_alembic_logging(), translated(target.url), \
+            shared_engine(target.url).connect() as connection, \
+            target_lock(connection, target, manager.lock_timeout):
+        if downgrade:
+            backup_sqlite(connection)
+        ran = _run_alembic(manager, project, connection, target, goal, downgrade, seen)
+        if "before" not in seen:  # an env.py that did not run the migrations
+            seen["before"] = read_version(connection, target.schema)
+        return seen["before"], read_version(connection, target.schema), ran
+
+
+def _run_alembic(manager: AlembicManager, project: settings.Target, connection: Connection,
+                 target: Target, goal: str, downgrade: bool, seen: dict[str, tuple[str, ...]]) -> int:
+    """env.py with the tenant schema handed in; the revisions it starts from are alembic's own read
+    of the version table; a failing revision is named in the error."""
+    script = manager._script_directory(project)
+    planned: list[Any] = []
+    done: list[Any] = []
+
+    def applied(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+        done.append(step)
+
+    def steps(rev: Any, context: Any) -> Any:
+        seen["before"] = tuple(sorted(rev))
+        if not at_goal(script, seen["before"], goal):
+            walk = script._downgrade_revs if downgrade else script._upgrade_revs
+            planned.extend(walk(goal, rev))
+        return planned
+
+    config = manager._config(project, connection, on_version_apply=applied)
+    config.attributes["tenant_schema"] = target.schema
+    try:
+        manager._run_env(config, script, steps, destination_rev=goal)
+    except Exception as error:
+        if len(done) < len(planned):
+            raise _failed(planned[len(done)].revision, error) from error
+        raise
+    return len(done)
+
+
+def _failed(revision: Any, error: BaseException) -> MigrationFailed:
+    """The failure of one target's revision, named (the row keeps the revision it stopped at)."""
+    from .errors import database_message
+
+    return MigrationFailed(f"Revision {revision.revision} ({revision.doc}) failed: {database_message(error)}",
+                           revision.revision)
+
+
+# ---------------------------------------------------------------- running many
+
+
+_WORKER_MANAGERS: dict[tuple[Any, ...], Any] = {}
+
+
+def _ignore_interrupts() -> None:
+    """Worker processes leave Ctrl-C to the parent, which stops handing out targets."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _worker_migrate(project: settings.Target, lock_timeout: float, target: Target, goal: str,
+                    downgrade: bool) -> FanoutRow:
+    """In a worker process: one manager per project (its scripts loaded once), one target."""
+    from .manager import AlembicManager
+
+    key = (project.migrations_dir, project.alembic_ini, project.pyproject, lock_timeout)
+    manager = _WORKER_MANAGERS.get(key)
+    if manager is None:
+        manager = _WORKER_MANAGERS[key] = AlembicManager(
+            project.url, project.migrations_dir, None, project.project_root, lock_timeout)
+    return migrate_row(manager, project, target, goal, downgrade)
+
+
+_PRELOAD = ["framefox_magic.fanout", "framefox_magic.manager", "alembic.runtime.environment",
+            "alembic.op", "sqlalchemy", "psycopg", "psycopg2", "pymysql"]
+
+
+def _worker_context() -> Any:
+    """Fresh worker processes, never a fork of a threaded notebook kernel: forkserver (its server
+    imports alembic once, then forks each worker from it) where the platform has it, else spawn."""
+    import multiprocessing
+
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(_PRELOAD)
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def not_run(before: tuple[str, ...] | None, row: FanoutRow, reason: str) -> FanoutRow:
+    """A target that did not finish (stopped by a failure or an interrupt), as read again now:
+    one interrupted mid-way is at the last revision that committed."""
+    moved = row.ok and row.after != before
+    return FanoutRow(row.target, before, row.after, 0.0, False, row.error or reason,
+                     "interrupted" if moved else "not run")
+
+
+class Runner:
+    """Hands targets out (in turn or to worker processes) and gathers one row per target."""
+
+    def __init__(self, jobs: int, keep_going: bool, on_target: TargetCallback | None) -> None:
+        self.jobs = max(1, jobs)
+        self.keep_going = keep_going
+        self.on_target = on_target
+        self.rows: dict[int, FanoutRow] = {}
+        self.stopped = ""
+
+    def _record(self, index: int, row: FanoutRow, total: int) -> None:
+        self.rows[index] = row
+        if not row.ok and not self.keep_going and not self.stopped:
+            self.stopped = f"not started: stopped after {row.target} failed"
+        if self.on_target:
+            self.on_target(len(self.rows), total, row)
+
+    def run(self, targets: Sequence[Target], work: Callable[[Target], FanoutRow],
+            pooled: Callable[[Any, Target], Any] | None) -> list[FanoutRow]:
+        """Every target's row, in the targets' order; interrupting stops handing out targets."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            if self.jobs == 1 or pooled is None or len(targets) == 1:
+                self._in_turn(targets, work)
+            else:
+                self._in_workers(targets, pooled)
+        except KeyboardInterrupt:
+            self.stopped = "not started: interrupted"
+        except BrokenProcessPool:  # a worker was killed (e.g. out of memory): the rest is read back
+            self.stopped = "not finished: a worker process ended unexpectedly; run again to resume"
+        return [self.rows.get(i) for i in range(len(targets))]  # type: ignore[misc]
+
+    def _in_turn(self, targets: Sequence[Target], work: Callable[[Target], FanoutRow]) -> None:
+        for index, target in enumerate(targets):
+            if self.stopped:
+                return
+            self._record(index, work(target), len(targets))
+
+    def _in_workers(self, targets: Sequence[Target], submit: Callable[[Any, Target], Any]) -> None:
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        context = _worker_context()
+        jobs = min(self.jobs, len(targets))
+        queue = list(enumerate(targets))[::-1]
+        running: dict[Any, int] = {}
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_ignore_interrupts) as pool:
+            try:
+                while queue or running:
+                    while queue and len(running) < jobs and not self.stopped:
+                        index, target = queue.pop()
+                        running[submit(pool, target)] = index
+                    if not running:
+                        return
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        self._record(running.pop(future), future.result(), len(targets))
+            except KeyboardInterrupt:
+                self.stopped = "not started: interrupted"
+                for future, index in running.items():  # the running ones finish their target
+                    self.rows[index] = future.result()
+                raise
+
+
+class Fanout:
+    """One migration history over many targets: status, upgrade and downgrade for each."""
+
+    def __init__(self, manager: AlembicManager, spec: str, jobs: int | None = None,
+                 keep_going: bool = False) -> None:
+        self.manager = manager
+        self.spec = spec
+        self.jobs = jobs or DEFAULT_JOBS
+        self.keep_going = keep_going
+        with translated(manager.url):
+            project = manager.target()
+        self.targets = expand(spec, project.url, project.project_root)
+        self._last_read: list[FanoutRow] = []
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def _script(self, goal: str | None = None) -> Any:
+        """The project's revisions; a goal that names a revision must exist (a typo touches nothing)."""
+        with self.manager._call() as project:
+            script = self.manager._script_directory(project)
+            if goal and not goal.startswith(("+", "-")) and "@" not in goal \
+                    and goal not in ("base", "head", "heads"):
+                self.manager._one(script, goal)
+            return script
+
+    def _read_all(self) -> list[FanoutRow]:
+        """One query per target, in threads."""
+        self._last_read = read_all(self.targets)
+        return self._last_read
+
+    def _read_again(self, targets: list[Target], reason: str) -> dict[Target, FanoutRow]:
+        """Rows for targets that did not finish, their revisions read back from each database."""
+        if not targets:
+            return {}
+        before = {t: r.after for t, r in zip(self.targets, self._last_read, strict=True)}
+        rows = [not_run(before[t], row, reason) for t, row in zip(targets, read_all(targets), strict=True)]
+        return dict(zip(targets, rows, strict=True))
+
+    def status(self, on_target: TargetCallback | None = None) -> FanoutResult:
+        """Where each target is and how many revisions it is behind; env.py is not run."""
+        script = self._script()
+        heads = set(script.get_heads())
+        revisions = [found.revision for found in script.ordered()]
+        done: list[FanoutRow] = []
+
+        def judge(row: FanoutRow) -> None:
+            if row.ok:
+                applied = self.manager._applied(script, row.after or ())
+                row.pending = sum(1 for revision in revisions if revision not in applied)
+                row.state = "up to date" if set(row.after or ()) == heads else "behind"
+            done.append(row)
+            if on_target:
+                on_target(len(done), len(self.targets), row)
+
+        return FanoutResult("status", self.spec, read_all(self.targets, on_row=judge))
+
+    def upgrade(self, goal: str = "head", on_target: TargetCallback | None = None) -> FanoutResult:
+        """Upgrade every target to GOAL; targets already there are skipped."""
+        return self._migrate(goal, False, on_target)
+
+    def downgrade(self, goal: str, on_target: TargetCallback | None = None) -> FanoutResult:
+        """Downgrade every target to GOAL; targets already there are skipped."""
+        return self._migrate(goal, True, on_target)
+
+    def _migrate(self, goal: str, downgrade: bool, on_target: TargetCallback | None) -> FanoutResult:
+        from functools import partial
+
+        from .manager import _require_revision
+
+        _require_revision(goal)
+        if ":" in goal:
+            raise MigrationError("--targets takes one goal revision, not a range.")
+        script = self._script(goal)
+        verb = "downgrade" if downgrade else "upgrade"
+        before = {t: r for t, r in zip(self.targets, self._read_all(), strict=True)}
+        todo = [t for t in self.targets if not (before[t].ok and at_goal(script, before[t].after, goal))]
+        runner = Runner(self.jobs, self.keep_going, on_target)
+        with translated(self.manager.url):
+            project = self.manager.target()
+        timeout = self.manager.lock_timeout
+        rows = runner.run(
+            todo, partial(migrate_row, self.manager, project, goal=goal, downgrade=downgrade),
+            lambda pool, target: pool.submit(_worker_migrate, project, timeout, target, goal, downgrade),
+        )
+        ran = dict(zip(todo, rows, strict=True))
+        left = self._read_again([t for t in todo if ran[t] is None], runner.stopped)
+        result = [ran[t] or left[t] if t in ran else replace(before[t], state="already at goal")
+                  for t in self.targets]
+        return FanoutResult(verb, self.spec, result, interrupted="interrupted" in runner.stopped)

@@ -1,0 +1,369 @@
+"""One migration history over many targets: tenant schemas, databases listed in a file, SQLite files."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from conftest import SERVER_URLS, fresh_database, need_server
+from IPython.core.error import UsageError
+
+from framefox_magic import AlembicManager
+from framefox_magic.errors import MigrationError
+
+HEAD = "r3"
+REVISIONS = (
+    ("r1", "create item",
+     "op.create_table('item', sa.Column('id', sa.Integer, primary_key=True))",
+     "op.drop_table('item')"),
+    ("r2", "customer email required",
+     "with op.batch_alter_table('customer') as batch:\n"
+     "    batch.alter_column('email', existing_type=sa.String(50), nullable=False)",
+     "with op.batch_alter_table('customer') as batch:\n"
+     "    batch.alter_column('email', existing_type=sa.String(50), nullable=True)"),
+    ("r3", "create note",
+     "op.create_table('note', sa.Column('id', sa.Integer, primary_key=True), sa.Column('body', sa.Text))\n"
+     "op.create_index('ix_note_id', 'note', ['id'])",
+     "op.drop_index('ix_note_id', 'note')\nop.drop_table('note')"),
+)
+
+
+def make_project(root: Path, url: str) -> AlembicManager:
+    """A project whose history creates a table, makes a column NOT NULL, creates another table."""
+    manager = AlembicManager(url=url, migrations_dir=str(root / "migrations"), project_root=str(root))
+    manager.init()
+    for rev_id, message, upgrade, downgrade in REVISIONS:
+        manager.revision(message, autogenerate=False, rev_id=rev_id, upgrade_body=upgrade,
+                         downgrade_body=downgrade)
+    return manager
+
+
+def add_customers(connection: sa.Connection, schema: str | None, email: str | None = "a@b.c") -> None:
+    """The tenant's existing data: a customer table with one row (a NULL email breaks r2)."""
+    prefix = f"{schema}." if schema else ""
+    connection.execute(sa.text(f"CREATE TABLE {prefix}customer (id INTEGER PRIMARY KEY, email VARCHAR(50))"))
+    connection.execute(sa.text(f"INSERT INTO {prefix}customer VALUES (1, :email)"), {"email": email})
+
+
+def versions_in(url: str, schema: str | None = None) -> list[str]:
+    """The version table of a target, read with a fresh engine."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            if not sa.inspect(connection).has_table("alembic_version", schema=schema):
+                return []
+            table = f"{schema}.alembic_version" if schema else "alembic_version"
+            return sorted(connection.execute(sa.text(f"SELECT version_num FROM {table}")).scalars())
+    finally:
+        engine.dispose()
+
+
+def tables_in(url: str, schema: str | None = None) -> set[str]:
+    engine = sa.create_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names(schema=schema))
+    finally:
+        engine.dispose()
+
+
+def summary(result) -> list[tuple]:
+    return [(row.state, row.before, row.after, row.ok) for row in result]
+
+
+@pytest.fixture
+def pg_url(tmp_path: Path) -> Iterator[str]:
+    with fresh_database("postgresql", tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def tenants(pg_url: str, tmp_path: Path) -> AlembicManager:
+    """19 tenant schemas with customers; tenant_07 has a customer without an email."""
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as connection:
+        for number in range(19):
+            connection.execute(sa.text(f"CREATE SCHEMA tenant_{number:02d}"))
+            add_customers(connection, f"tenant_{number:02d}", None if number == 7 else "a@b.c")
+    engine.dispose()
+    return make_project(tmp_path / "project", pg_url)
+
+
+def test_status_over_tenant_schemas_says_which_are_behind(tenants: AlembicManager) -> None:
+    result = tenants.for_targets("schemas:tenant_%").status()
+    assert [row.target for row in result] == [f"tenant_{n:02d}" for n in range(19)]
+    assert {(row.state, row.pending, row.after) for row in result} == {("behind", 3, ())}
+    frame = result.to_frame()
+    assert list(frame.columns[:4]) == ["target", "state", "before", "after"]
+    assert "19 behind" in result._repr_html_()
+
+
+def test_upgrade_keeps_going_past_a_failing_tenant_then_resumes(tenants: AlembicManager, pg_url: str) -> None:
+    fanout = tenants.for_targets("schemas:tenant_%", jobs=4, keep_going=True)
+    result = fanout.upgrade()
+    rows = {row.target: row for row in result}
+    assert rows["tenant_07"].state == "failed" and "r2" in rows["tenant_07"].error
+    assert (rows["tenant_07"].before, rows["tenant_07"].after) == ((), ("r1",))
+    assert all(rows[t].state == "upgraded" and rows[t].after == (HEAD,) for t in rows if t != "tenant_07")
+    for number in range(19):  # read back: each tenant's own version table and tables
+        schema = f"tenant_{number:02d}"
+        assert versions_in(pg_url, schema) == (["r1"] if number == 7 else [HEAD])
+    assert tables_in(pg_url, "tenant_00") == {"alembic_version", "customer", "item", "note"}
+    assert tables_in(pg_url, "public") == set()
+    assert not result.ok and result.failures_first()[0].target == "tenant_07"
+
+    engine = sa.create_engine(pg_url)  # a tenant arrives; the broken one gets fixed
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE SCHEMA tenant_19"))
+        add_customers(connection, "tenant_19")
+        connection.execute(sa.text("UPDATE tenant_07.customer SET email = 'fixed@b.c'"))
+    engine.dispose()
+    again = tenants.for_targets("schemas:tenant_%", jobs=4).upgrade()
+    states = {row.target: row.state for row in again}
+    assert states.pop("tenant_19") == "upgraded" and states.pop("tenant_07") == "upgraded"
+    assert set(states.values()) == {"already at goal"}
+    assert all(versions_in(pg_url, f"tenant_{n:02d}") == [HEAD] for n in range(20))
+
+
+def test_failure_without_keep_going_starts_no_new_target(tenants: AlembicManager, pg_url: str) -> None:
+    result = tenants.for_targets("schemas:tenant_%", jobs=1).upgrade()
+    states = [row.state for row in result]
+    assert states == ["upgraded"] * 7 + ["failed"] + ["not run"] * 11
+    assert "tenant_07" in result.rows[8].error
+    assert versions_in(pg_url, "tenant_08") == [] and "item" not in tables_in(pg_url, "tenant_08")
+    assert result.counts == {"failed": 1, "not run": 11, "upgraded": 7}
+
+
+def test_parallel_run_gives_the_same_result_as_one_at_a_time(pg_url: str, tmp_path: Path) -> None:
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as connection:
+        for group in ("a", "b"):
+            for number in range(6):
+                connection.execute(sa.text(f"CREATE SCHEMA {group}_{number}"))
+                add_customers(connection, f"{group}_{number}", None if number == 4 else "x@y.z")
+    engine.dispose()
+    manager = make_project(tmp_path / "project", pg_url)
+    one_at_a_time = manager.for_targets("schemas:a_%", jobs=1, keep_going=True).upgrade()
+    parallel = manager.for_targets("schemas:b_%", jobs=3, keep_going=True).upgrade()
+    assert summary(parallel) == summary(one_at_a_time)
+    recorded = {group: [versions_in(pg_url, f"{group}_{n}") for n in range(6)] for group in "ab"}
+    assert recorded["a"] == recorded["b"]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_interrupted_run_leaves_each_tenant_at_a_revision_it_records(tenants: AlembicManager,
+                                                                     pg_url: str, jobs: int) -> None:
+    def interrupt_after_three(done: int, total: int, row) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    result = tenants.for_targets("schemas:tenant_%", jobs=jobs, keep_going=True).upgrade(
+        on_target=interrupt_after_three)
+    assert result.interrupted and not result.ok
+    assert "not run" in result.counts
+    expected_tables = {(): {"customer"}, ("r1",): {"customer", "item"},
+                       ("r3",): {"customer", "item", "note"}}
+    for row in result:
+        recorded = tuple(versions_in(pg_url, row.target))
+        assert recorded == row.after
+        assert tables_in(pg_url, row.target) - {"alembic_version"} == expected_tables[recorded]
+    resumed = tenants.for_targets("schemas:tenant_%", jobs=2, keep_going=True).upgrade()
+    assert {row.target: row.after for row in resumed if row.ok} == {
+        f"tenant_{n:02d}": (HEAD,) for n in range(19) if n != 7
+    }
+
+
+def test_downgrade_over_tenants_goes_down_in_each_schema(tenants: AlembicManager, pg_url: str) -> None:
+    tenants.for_targets("schemas:tenant_1%", jobs=2).upgrade()
+    result = tenants.for_targets("schemas:tenant_1%", jobs=2).downgrade("r1")
+    assert {(row.state, row.after) for row in result} == {("downgraded", ("r1",))}
+    assert tables_in(pg_url, "tenant_12") == {"alembic_version", "customer", "item"}
+
+
+# ---------------------------------------------------------------- databases and files
+
+
+@pytest.fixture
+def sqlite_files(tmp_path: Path) -> list[Path]:
+    folder = tmp_path / "devices"
+    folder.mkdir()
+    files = [folder / f"device_{n}.db" for n in range(10)]
+    for file in files:
+        engine = sa.create_engine(f"sqlite:///{file}")
+        with engine.begin() as connection:
+            add_customers(connection, None)
+        engine.dispose()
+    return files
+
+
+@pytest.fixture
+def mariadb_urls() -> Iterator[list[str]]:
+    """Five MariaDB databases with random names, each with customers; dropped afterwards."""
+    need_server("mysql")
+    admin_url = sa.make_url(SERVER_URLS["mysql"])
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    names = [f"ffm_{uuid.uuid4().hex[:10]}" for _ in range(5)]
+    urls = [admin_url.set(database=name).render_as_string(hide_password=False) for name in names]
+    with admin.connect() as connection:
+        for name in names:
+            connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    try:
+        for url in urls:
+            engine = sa.create_engine(url)
+            with engine.begin() as connection:
+                add_customers(connection, None)
+            engine.dispose()
+        yield urls
+    finally:
+        with admin.connect() as connection:
+            for name in names:
+                connection.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
+def test_sqlite_glob_upgrades_every_file_then_reports_them_up_to_date(sqlite_files: list[Path],
+                                                                       tmp_path: Path) -> None:
+    manager = make_project(tmp_path / "project", f"sqlite:///{tmp_path / 'main.db'}")
+    with pytest.raises(MigrationError, match="No revision 'r9'"):
+        manager.for_targets(f"sqlite:{tmp_path}/devices/*.db").upgrade("r9")
+    result = manager.for_targets(f"sqlite:{tmp_path}/devices/*.db", jobs=3).upgrade()
+    assert [row.target for row in result] == [str(file) for file in sqlite_files]
+    assert {row.state for row in result} == {"upgraded"}
+    assert all(versions_in(f"sqlite:///{file}") == [HEAD] for file in sqlite_files)
+    status = manager.for_targets(f"sqlite:{tmp_path}/devices/*.db").status()
+    assert {(row.state, row.pending) for row in status} == {("up to date", 0)}
+
+
+def test_file_of_urls_mixes_mariadb_and_sqlite(mariadb_urls: list[str], sqlite_files: list[Path],
+                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEVICE_DIR", str(tmp_path / "devices"))
+    lines = ["# customers on MariaDB", *mariadb_urls, "", "# two devices",
+             "sqlite:///${DEVICE_DIR}/device_0.db", "sqlite:///${DEVICE_DIR}/device_1.db"]
+    (tmp_path / "targets.txt").write_text("\n".join(lines) + "\n")
+    manager = make_project(tmp_path / "project", f"sqlite:///{tmp_path / 'main.db'}")
+    result = manager.for_targets(f"file:{tmp_path / 'targets.txt'}", jobs=3).upgrade()
+    assert len(result) == 7 and result.ok
+    assert all(versions_in(url) == [HEAD] for url in mariadb_urls)
+    assert tables_in(mariadb_urls[0]) == {"alembic_version", "customer", "item", "note"}
+    assert versions_in(f"sqlite:///{sqlite_files[1]}") == [HEAD]
+    assert versions_in(f"sqlite:///{sqlite_files[2]}") == []
+
+
+def test_a_file_naming_an_unset_variable_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "targets.txt").write_text("sqlite:///${NOT_SET_ANYWHERE_123}/a.db\n")
+    manager = make_project(tmp_path / "project", f"sqlite:///{tmp_path / 'main.db'}")
+    with pytest.raises(MigrationError, match=r"NOT_SET_ANYWHERE_123\} is not set"):
+        manager.for_targets(f"file:{tmp_path / 'targets.txt'}")
+    with pytest.raises(MigrationError, match="Unknown kind of targets"):
+        manager.for_targets("tenants:x")
+    with pytest.raises(MigrationError, match="No targets match"):
+        manager.for_targets(f"sqlite:{tmp_path}/nothing/*.db")
+
+
+# ---------------------------------------------------------------- the magic
+
+
+def test_magic_downgrade_over_targets_needs_yes_and_says_how_many(shell, sqlite_files: list[Path],
+                                                                  tmp_path: Path) -> None:
+    make_project(Path.cwd(), f"sqlite:///{tmp_path / 'main.db'}")
+    spec = f"sqlite:{tmp_path}/devices/*.db"
+    shell.run_line_magic("migrate", f"upgrade --targets {spec} -j 2")
+    with pytest.raises(UsageError, match=r"would change 10 target\(s\): add --yes"):
+        shell.run_line_magic("migrate", f"downgrade base --targets {spec}")
+    assert versions_in(f"sqlite:///{sqlite_files[0]}") == [HEAD]
+    result = shell.run_line_magic("migrate", f"downgrade base --targets {spec} --yes")
+    assert result.counts == {"downgraded": 10}
+    assert versions_in(f"sqlite:///{sqlite_files[0]}") == []
+
+
+def test_magic_status_over_targets_shows_failures_first(shell, sqlite_files: list[Path],
+                                                        tmp_path: Path) -> None:
+    make_project(Path.cwd(), f"sqlite:///{tmp_path / 'main.db'}")
+    (tmp_path / "devices" / "device_5.db").write_text("not a database")
+    result = shell.run_line_magic("migrate", f"status --targets sqlite:{tmp_path}/devices/*.db")
+    html = result._repr_html_()
+    assert "1 failed" in html and "9 behind" in html
+    assert html.index("device_5.db") < html.index("device_0.db")
+    assert result.failures_first()[0].target.endswith("device_5.db")
+
+
+# ---------------------------------------------------------------- env.py with alembic itself
+
+
+def test_plain_alembic_with_x_tenant_migrates_that_schema(pg_url: str, tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE SCHEMA acme"))
+        add_customers(connection, "acme")
+    engine.dispose()
+    root = tmp_path / "project"
+    make_project(root, pg_url)
+    config = Config(str(root / "alembic.ini"), cmd_opts=None)
+    config.set_main_option("script_location", str(root / "migrations"))
+    config.set_main_option("sqlalchemy.url", pg_url)
+    config.cmd_opts = type("Options", (), {"x": ["tenant=acme"]})()
+    command.upgrade(config, "head")
+    assert versions_in(pg_url, "acme") == [HEAD]
+    assert tables_in(pg_url, "acme") == {"alembic_version", "customer", "item", "note"}
+    assert tables_in(pg_url, "public") == set()
+
+
+EXISTING_ENV = '''
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+config = context.config
+
+
+def run(connection):
+    tenant = (config.attributes.get("tenant_schema")
+              or context.get_x_argument(as_dictionary=True).get("tenant"))
+    context.configure(connection=connection.execution_options(schema_translate_map={None: tenant}),
+                      version_table_schema=tenant, transaction_per_migration=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+connectable = config.attributes.get("connection")
+if connectable is not None:
+    run(connectable)
+else:
+    engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        run(connection)
+        connection.commit()
+'''
+
+
+def test_an_existing_env_py_with_the_two_documented_lines_migrates_tenants(pg_url: str,
+                                                                          tmp_path: Path) -> None:
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as connection:
+        for schema in ("shop_a", "shop_b", "public"):
+            if schema != "public":
+                connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+            add_customers(connection, schema)
+    engine.dispose()
+    manager = make_project(tmp_path / "project", pg_url)
+    (tmp_path / "project" / "migrations" / "env.py").write_text(EXISTING_ENV)
+    result = manager.for_targets("schemas:shop_%", jobs=2).upgrade()
+    assert {(row.target, row.after) for row in result} == {("shop_a", (HEAD,)), ("shop_b", (HEAD,))}
+    assert tables_in(pg_url, "shop_b") == {"alembic_version", "customer", "item", "note"}
+    status = manager.status()  # the default schema, through the same env.py (no tenant, no -x)
+    assert status.current == () and len(status.pending) == 3
+
+
+def test_the_many_target_options_complete_and_show_in_help() -> None:
+    from framefox_magic import commands
+
+    assert commands.completions("%migrate upgrade --ta", lambda: []) == ["--targets"]
+    assert commands.completions("%migrate downgrade -1 --keep", lambda: []) == ["--keep-going"]
+    with pytest.raises(commands.HelpShown) as shown:
+        commands.parse("status --help")
+    assert "--targets" in shown.value.text and "--jobs" in shown.value.text
+    assert "--keep-going" not in shown.value.text
