@@ -152,10 +152,13 @@ def test_revision_after_a_diff_writes_every_change_and_then_nothing_is_left(proj
 
 
 def add_env_option(project: Path, option: str) -> None:
-    """Add one `"name": value,` entry to the options env.py passes to context.configure()."""
+    """Add one `"name": value,` entry at the end of the options env.py passes to context.configure()
+    (where a later entry wins over the template's own)."""
     env = project / "migrations" / "env.py"
-    anchor = '"compare_type": True,'
-    env.write_text(env.read_text().replace(anchor, f"{anchor}\n        {option}"))
+    anchor = "\n    }\n    enable_postgresql_enums("
+    source = env.read_text()
+    assert anchor in source
+    env.write_text(source.replace(anchor, f"\n        {option}{anchor}"))
 
 
 def test_a_changed_table_filter_is_honoured(manager, project, database):
