@@ -55,7 +55,7 @@ def engine(url: str, timeouts: Timeouts = Timeouts()) -> Engine:
         _take_over_sqlite_transactions(made)
     if made.dialect.driver == "pymysql":
         _unbounded_reads(made)
-    elif made.dialect.name in ("mysql", "mariadb") and timeouts.ddl_lock:
+    if made.dialect.name in ("mysql", "mariadb") and timeouts.ddl_lock:
         _set_on_connect(made, f"SET SESSION lock_wait_timeout = {max(1, round(timeouts.ddl_lock))}")
     return made
 
@@ -72,7 +72,7 @@ def connect_args(url: Any, timeouts: Timeouts) -> dict[str, Any]:
     if backend in ("mysql", "mariadb") and driver == "pymysql":
         # pymysql's connect_timeout covers the TCP connect only; the handshake is bounded by a read
         # timeout that _unbounded_reads lifts once connected (a long migration may read for hours)
-        return {"connect_timeout": seconds, "read_timeout": seconds}
+        return {"connect_timeout": seconds, "read_timeout": seconds, "program_name": APPLICATION_NAME}
     if backend in ("mysql", "mariadb") and driver in ("", "mysqldb"):
         return {"connect_timeout": seconds}
     if backend == "sqlite":

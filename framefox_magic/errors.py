@@ -170,6 +170,8 @@ def translated(*secrets: str | None) -> Iterator[None]:
         yield
     except MigrationError as error:
         error.args = (redact(str(error), *secrets),)
+        if isinstance(error.__cause__, Exception):  # e.g. the driver's error under MigrationFailed
+            _scrubbed(error.__cause__, secrets)
         raise
     except (KeyboardInterrupt, SystemExit):
         raise
