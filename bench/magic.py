@@ -261,8 +261,8 @@ import alembic.script, sqlalchemy, pandas  # imports are not what a listing hold
 gc.collect()
 tracemalloc.start()
 before = tracemalloc.get_traced_memory()[0]
-shell.run_cell("h = %migrate history")
-shell.run_cell("h._repr_html_(); h.to_frame()")
+shell.run_cell("h = %migrate history\nhtml = h._repr_html_()\nframe = h.to_frame()\ngraph = %migrate graph")
+shell.run_cell("graph_html = graph._repr_html_()")
 gc.collect()
 print((tracemalloc.get_traced_memory()[0] - before) / 2**20)
 """

@@ -252,6 +252,7 @@ def unload(ipython: Any) -> None:
     if state is None:
         return
     unregister_plugin()
+    state["magics"].manager.dispose()
     ipython.events.unregister("pre_run_cell", state["hook"])
     if state["matcher"] in ipython.Completer.custom_matchers:
         ipython.Completer.custom_matchers.remove(state["matcher"])

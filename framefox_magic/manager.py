@@ -84,6 +84,8 @@ class AlembicManager:
         self.project_root = project_root
         self.lock_timeout = lock_timeout
         self._scripts: ScriptCache | None = None
+        self._engines: dict[bool, Any] = {}
+        self._engines_url: str | None = None
         self._reflection = ReflectionCache()
 
     def __repr__(self) -> str:
@@ -181,7 +183,7 @@ class AlembicManager:
 
     def status(self) -> Status:
         """Current revision(s), heads, pending revisions and whether the database is up to date."""
-        with self._call() as target, self._connect(target) as connection:
+        with self._call() as target, self._connect(target, reading=True) as connection:
             script = self._script_directory(target)
             current = self._current_heads(target, connection)
             revisions = self._walk(script)
@@ -199,7 +201,7 @@ class AlembicManager:
 
     def history(self, rev_range: str | None = None) -> History:
         """Every revision, newest first, with applied / current / head flags."""
-        with self._call() as target, self._connect(target) as connection:
+        with self._call() as target, self._connect(target, reading=True) as connection:
             script = self._script_directory(target)
             current = self._current_heads(target, connection)
             applied = self._applied(script, current)
@@ -209,7 +211,7 @@ class AlembicManager:
 
     def current(self) -> RevisionList:
         """The revision(s) the database is at."""
-        with self._call() as target, self._connect(target) as connection:
+        with self._call() as target, self._connect(target, reading=True) as connection:
             script = self._script_directory(target)
             current = self._current_heads(target, connection)
             applied = self._applied(script, current)
@@ -227,7 +229,7 @@ class AlembicManager:
         )
 
     def _listing(self, title: str, pick: Callable[[ScriptDirectory], Sequence[Script]]) -> RevisionList:
-        with self._call() as target, self._connect(target) as connection:
+        with self._call() as target, self._connect(target, reading=True) as connection:
             script = self._script_directory(target)
             current = self._current_heads(target, connection)
             applied = self._applied(script, current)
@@ -259,7 +261,7 @@ class AlembicManager:
                             script: ScriptDirectory) -> tuple[Set[str], tuple[str, ...]]:
         """Applied revisions and current heads; nothing when the database does not answer."""
         try:
-            with self._connect(target) as connection:
+            with self._connect(target, reading=True) as connection:
                 current = self._current_heads(target, connection)
         except Exception:  # showing a file must not need the database
             return set(), ()
@@ -381,7 +383,7 @@ class AlembicManager:
 
     def plan(self, target_rev: str = "head", downgrade: bool = False) -> Plan:
         """The revisions an upgrade (or downgrade) to TARGET would run, in order; changes nothing."""
-        with self._call() as target, self._connect(target) as connection:
+        with self._call() as target, self._connect(target, reading=True) as connection:
             script = self._script_directory(target)
             current = self._current_heads(target, connection)
             steps = _steps(script, target_rev, current, downgrade)
@@ -644,7 +646,7 @@ class AlembicManager:
         with self._call() as target:
             script = self._script_directory(target)
             found = self._one(script, rev)
-            with self._connect(target) as connection:
+            with self._connect(target, reading=True) as connection:
                 current = self._current_heads(target, connection)
             reasons = []
             if found.revision in self._applied(script, current):
@@ -739,13 +741,28 @@ class AlembicManager:
             script.run_env()
 
     @contextmanager
-    def _connect(self, target: settings.Target) -> Iterator[Connection]:
-        """A connection for one call; its engine is disposed afterwards."""
-        engine = _engine(target.url)
-        try:
-            with engine.connect() as connection:
-                yield connection
-        finally:
+    def _connect(self, target: settings.Target, reading: bool = False) -> Iterator[Connection]:
+        """A connection for one call, from the engine kept for this URL."""
+        # a pooled connection is only for a plain read: env.py may leave state on its connection
+        engine = self._kept_engine(target.url, pooled=reading and _is_own_env(target))
+        with engine.connect() as connection:
+            yield connection
+
+    def _kept_engine(self, url: str, pooled: bool) -> Any:
+        """The engine for this URL, made on first use; the URL changing disposes the old ones."""
+        if self._engines_url != url:
+            self.dispose()
+            self._engines_url = url
+        engine = self._engines.get(pooled)
+        if engine is None:
+            engine = self._engines[pooled] = _engine(url, pooled)
+            weakref.finalize(self, engine.dispose)
+        return engine
+
+    def dispose(self) -> None:
+        """Close the database connections kept between calls (done too when the URL changes)."""
+        engines, self._engines = self._engines, {}
+        for engine in engines.values():
             engine.dispose()
 
     @contextmanager
@@ -978,11 +995,15 @@ def _dialect_name(url: str) -> str:
     return make_url(url).get_backend_name()
 
 
-def _engine(url: str) -> Any:
-    """An engine for one call; on SQLite, DDL runs inside real transactions."""
+def _engine(url: str, pooled: bool = False) -> Any:
+    """An engine (pooled: keeps a connection open between reads); on SQLite, DDL runs inside real
+    transactions."""
     from sqlalchemy import create_engine, event, pool
 
-    engine = create_engine(url, poolclass=pool.NullPool)
+    if pooled and _dialect_name(url) != "sqlite":  # opening a server connection is the cost
+        engine = create_engine(url, pool_size=1, max_overflow=2, pool_pre_ping=True)
+    else:
+        engine = create_engine(url, poolclass=pool.NullPool)
     if engine.dialect.name == "sqlite":
         # pysqlite commits DDL on its own; take over BEGIN so a failed revision rolls back whole
         @event.listens_for(engine, "connect")
