@@ -127,6 +127,7 @@ def process_wall(argv: list[str], cwd: Path, env: dict[str, str] | None = None) 
 def shell_with_extension(url: str, root: Path) -> Any:
     from IPython.core.interactiveshell import InteractiveShell
 
+    InteractiveShell.clear_instance()  # a new shell, as a new kernel has
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "framefox_magic")
     os.chdir(root)

@@ -53,7 +53,9 @@ class MigrateMagics(Magics):
 
     @observe("url", "migrations_dir", "metadata")
     def _target_changed(self, change: Any) -> None:
-        setattr(self.manager, change["name"], change["new"])
+        manager = getattr(self, "manager", None)  # None while the shell's config is applied in __init__
+        if manager is not None:
+            setattr(manager, change["name"], change["new"])
 
     # ---------------------------------------------------------------- the magics
 
