@@ -226,30 +226,34 @@ def cold_history(root: Path, url: str, size: int, repeat: int) -> None:
 
 
 def warm_history(projects: dict[int, tuple[Path, str]], small: int, large: int, repeat: int) -> None:
-    """Warm history (magic + HTML) at `large` revisions over its time at `small`."""
-    times = {}
-    for size in (small, large):
+    """Warm history (magic + HTML) at `large` revisions over its time at `small`, timed in turn; and
+    the same ratio for the floor (the folder scan alone), which grows with the number of files."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shells = {}
+    for size in (small, large):  # two shells side by side, each on its own project
         root, url = projects[size]
-        shell = shell_with_extension(url, root)
+        shells[size] = shell = InteractiveShell()
+        shell.run_line_magic("load_ext", "framefox_magic")
+        shell.run_line_magic("config", f"MigrateMagics.url = {url!r}")
+        shell.run_line_magic("config", f"MigrateMagics.migrations_dir = {str(root / 'migrations')!r}")
+        html = shell.run_line_magic("migrate", "history")._repr_html_()
+        assert html.count("<tr") > size
 
-        def listed(shell: Any = shell) -> Any:
-            return shell.run_line_magic("migrate", "history")._repr_html_()
+    def listed(size: int, what: str = "history") -> Callable[[], float]:
+        return lambda: seconds(lambda: shells[size].run_line_magic("migrate", what)._repr_html_())
 
-        html = listed()
-        assert html.count("<tr") >= size
-        times[size] = statistics.median(seconds(listed) for _ in range(repeat))
-        call = statistics.median(seconds(lambda s=shell: s.run_line_magic("migrate", "history"))
-                                 for _ in range(repeat))
-        graph = statistics.median(seconds(lambda s=shell: s.run_line_magic("migrate", "graph")._repr_html_())
-                                  for _ in range(max(repeat // 2, 1)))
-        print(f"  history warm, {size} revisions: magic {call * 1000:.1f} ms, magic + HTML "
-              f"{times[size] * 1000:.1f} ms, graph + HTML {graph * 1000:.1f} ms", flush=True)
-        ROWS.append({"measure": f"history warm, {size} revisions: magic / +HTML / graph+HTML",
-                     "baseline": "", "ours_ms": call * 1000, "theirs_ms": times[size] * 1000,
-                     "ratio": graph * 1000, "goal": "(ms)"})
+    for what in ("history", "graph"):
+        at_large, at_small = in_turn(listed(large, what), listed(small, what), repeat)
+        report(f"%migrate {what} warm + HTML, {large} vs {small} revisions", f"the same at {small}",
+               at_large, at_small, "<= 3")
+    floors = {size: floor_status(projects[size][0] / "migrations" / "versions",
+                                 projects[size][0] / "database.db") for size in (small, large)}
+    at_large, at_small = in_turn(lambda: seconds(floors[large]), lambda: seconds(floors[small]), repeat)
+    report(f"floor (folder scan + one SELECT), {large} vs {small} revisions", f"the same at {small}",
+           at_large, at_small, "(the physical part)")
+    for shell in shells.values():
         shell.run_line_magic("unload_ext", "framefox_magic")
-    report(f"%migrate history warm + HTML, {large} vs {small} revisions", f"the same at {small}",
-           times[large], times[small], "<= 3")
 
 
 MEMORY = """
@@ -262,8 +266,8 @@ import alembic.script, sqlalchemy, pandas  # imports are not what a listing hold
 gc.collect()
 tracemalloc.start()
 before = tracemalloc.get_traced_memory()[0]
-shell.run_cell("h = %migrate history\nhtml = h._repr_html_()\nframe = h.to_frame()\ngraph = %migrate graph")
-shell.run_cell("graph_html = graph._repr_html_()")
+shell.run_cell("h = %migrate history\\nhtml = h._repr_html_()\\nframe = h.to_frame()")
+shell.run_cell("graph = %migrate graph\\ngraph_html = graph._repr_html_()")
 gc.collect()
 print((tracemalloc.get_traced_memory()[0] - before) / 2**20)
 """
