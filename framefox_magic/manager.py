@@ -86,6 +86,7 @@ class AlembicManager:
         self._scripts: ScriptCache | None = None
         self._engines: dict[bool, Any] = {}
         self._engines_url: str | None = None
+        weakref.finalize(self, _dispose_engines, self._engines)
         self._reflection = ReflectionCache()
 
     def __repr__(self) -> str:
@@ -756,14 +757,11 @@ class AlembicManager:
         engine = self._engines.get(pooled)
         if engine is None:
             engine = self._engines[pooled] = _engine(url, pooled)
-            weakref.finalize(self, engine.dispose)
         return engine
 
     def dispose(self) -> None:
         """Close the database connections kept between calls (done too when the URL changes)."""
-        engines, self._engines = self._engines, {}
-        for engine in engines.values():
-            engine.dispose()
+        _dispose_engines(self._engines)
 
     @contextmanager
     def _database_lock(self, connection: Connection) -> Iterator[None]:
@@ -1015,6 +1013,14 @@ def _engine(url: str, pooled: bool = False) -> Any:
             connection.exec_driver_sql("BEGIN")
 
     return engine
+
+
+def _dispose_engines(engines: dict[bool, Any]) -> None:
+    """Close the engines' pooled connections and forget the engines."""
+    kept = list(engines.values())
+    engines.clear()
+    for engine in kept:
+        engine.dispose()
 
 
 def _is_own_env(target: settings.Target) -> bool:
