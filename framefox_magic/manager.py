@@ -300,7 +300,7 @@ class AlembicManager:
         return bool(self._model_diff().rows)
 
     def _model_diff(self) -> Diff:
-        with self._call() as target, self._connect(target) as connection:
+        with self._call() as target, self._connect(target, reading=True) as connection:
             config = self._config(target, connection, autogenerate=True)
             script = self._script_directory(target, config)
             revision_context = self._revision_context(config, script, _revision_args())
@@ -565,7 +565,7 @@ class AlembicManager:
         def note_changes(context: Any, revision: Any, directives: list) -> None:
             found_changes.append(any(not ops.is_empty() for d in directives for ops in d.upgrade_ops_list))
 
-        with self._connect(target) as connection:
+        with self._connect(target, reading=True) as connection:
             config = self._config(target, connection, autogenerate=autogenerate)
             config.cmd_opts.autogenerate = autogenerate  # as `alembic revision --autogenerate` sets it
             script = self._script_directory(target, config)
@@ -610,7 +610,7 @@ class AlembicManager:
             return
         script = self._script_directory(target)
         found = self._one(script, rev)
-        with self._connect(target) as connection:
+        with self._connect(target, reading=True) as connection:
             current = self._current_heads(target, connection)
         if found.revision in self._applied(script, current) or found._all_nextrev:
             raise RevisionProtected(
@@ -743,8 +743,9 @@ class AlembicManager:
 
     @contextmanager
     def _connect(self, target: settings.Target, reading: bool = False) -> Iterator[Connection]:
-        """A connection for one call, from the engine kept for this URL."""
-        # a pooled connection is only for a plain read: env.py may leave state on its connection
+        """A connection for one call, from the engine kept for this URL; `reading`: the call writes
+        nothing to the database (listing, comparing with the models)."""
+        # pooled only then, and only with our own env.py: another env.py may leave session state
         engine = self._kept_engine(target.url, pooled=reading and _is_own_env(target))
         with engine.connect() as connection:
             yield connection
