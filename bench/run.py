@@ -1,12 +1,13 @@
 """Benchmark framefox_magic against alembic, side by side in one run; writes bench/RESULTS.md.
 
-Run by hand (never part of the tests):  python bench/run.py [--quick] [--postgresql URL]
+Run by hand (never part of the tests):  python bench/run.py [--quick] [--postgresql URL] [--mariadb URL]
 Ratios are ours / alembic's: below 1 is faster than alembic.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import platform
@@ -16,7 +17,8 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +251,24 @@ def autogenerating(rows: list[Row], backend: str, url: str, tables: int) -> None
     engine.dispose()
 
 
+@contextlib.contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    """A new database on the server for one run (so that nothing else is touched); dropped after."""
+    admin_url = sa.make_url(server_url)
+    name = f"ffm_bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        force = " WITH (FORCE)" if admin_url.get_backend_name() == "postgresql" else ""
+        drop = f"DROP DATABASE {name}{force}"
+        with admin.connect() as connection:
+            connection.execute(sa.text(drop))
+        admin.dispose()
+
+
 def loading(rows: list[Row], repeat: int) -> None:
     shell = ("from IPython.core.interactiveshell import InteractiveShell; "
              "s = InteractiveShell.instance()")
@@ -290,7 +310,7 @@ def machine() -> str:
             f"SQLAlchemy {sa.__version__}")
 
 
-def write_results(rows: list[Row], command: str) -> None:
+def write_results(rows: list[Row], command: str, name: str = "RESULTS.md") -> None:
     lines = [
         "# Benchmark results", "",
         f"Machine: {machine()}.", "",
@@ -307,8 +327,8 @@ def write_results(rows: list[Row], command: str) -> None:
             f"| {row['measure']} | {row['baseline']} | {row['ours_ms']:.1f} | {row['theirs_ms']:.1f} | "
             f"{row['ratio']:.3f} | {row['ours_peak_mib']:.1f} | {row['theirs_peak_mib']:.1f} |"
         )
-    (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {HERE / 'RESULTS.md'}")
+    (HERE / name).write_text("\n".join(lines) + "\n")
+    print(f"wrote {HERE / name}")
 
 
 def main() -> None:
@@ -316,8 +336,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes only, no CLI runs")
     parser.add_argument("--postgresql", default=os.environ.get(
         "FRAMEFOX_BENCH_POSTGRESQL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--mariadb", default=os.environ.get(
+        "FRAMEFOX_BENCH_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/test"))
+    parser.add_argument("--only-autogenerate", action="store_true", help="the autogenerate rows only")
     args = parser.parse_args()
-    sizes = (10, 100) if args.quick else (10, 100, 500, 1000)
+    sizes = () if args.only_autogenerate else (10, 100) if args.quick else (10, 100, 500, 1000)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as folder:
         for size in sizes:
@@ -329,13 +352,20 @@ def main() -> None:
                     migrating(rows, root, size)
         for tables in (10, 100) if args.quick else (10, 100, 500):
             autogenerating(rows, "sqlite", f"sqlite:///{Path(folder) / f'schema{tables}.db'}", tables)
-            if args.postgresql and tables >= 100:
+            for backend, server in (("postgresql", args.postgresql), ("mariadb", args.mariadb)):
+                if not server or tables < 100:
+                    continue
                 try:
-                    autogenerating(rows, "postgresql", args.postgresql, tables)
+                    with scratch_database(server) as url:
+                        autogenerating(rows, backend, url, tables)
                 except sa.exc.OperationalError as error:
-                    print(f"PostgreSQL skipped: {str(error).splitlines()[0]}")
-    loading(rows, repeat=3 if args.quick else 7)
-    write_results(rows, "python bench/run.py" + (" --quick" if args.quick else ""))
+                    print(f"{backend} skipped: {str(error).splitlines()[0]}")
+    if not args.only_autogenerate:
+        loading(rows, repeat=3 if args.quick else 7)
+    if args.only_autogenerate:
+        write_results(rows, "python bench/run.py --only-autogenerate", "RESULTS-autogenerate.md")
+    else:
+        write_results(rows, "python bench/run.py" + (" --quick" if args.quick else ""))
 
 
 if __name__ == "__main__":

@@ -288,15 +288,49 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(prog: str = "%migrate", extra: Iterable[Arg] = ()) -> argparse.ArgumentParser:
     """The parser for every sub-command, each with the shared target options and `extra`."""
+    extra = tuple(extra)
+    return _cached(("*", prog, repr(extra)), lambda: _full_parser(prog, extra))
+
+
+def sub_parser(name: str, prog: str = "%migrate", extra: Iterable[Arg] = ()) -> argparse.ArgumentParser:
+    """The parser of one sub-command, as build_parser would make it, built once and reused."""
+    extra = tuple(extra)
+    return _cached((name, prog, repr(extra)), lambda: _command_parser(BY_NAME[name], prog, extra))
+
+
+# Parsers are reused between lines (each parse makes its own Namespace); building one per line was
+# most of a warm %migrate's time.
+_PARSERS: dict[tuple[str, str, str], argparse.ArgumentParser] = {}
+
+
+def _cached(key: tuple[str, str, str],
+            build: Callable[[], argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    parser = _PARSERS.get(key)
+    if parser is None:
+        parser = _PARSERS[key] = build()
+    return parser
+
+
+def _full_parser(prog: str, extra: tuple[Arg, ...]) -> argparse.ArgumentParser:
     parser = _Parser(prog=prog, description=overview(prog), usage="%(prog)s SUB-COMMAND [options]",
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="command", metavar="SUB-COMMAND", parser_class=_Parser,
                                        help=argparse.SUPPRESS)
     for command in COMMANDS:
         sub = subparsers.add_parser(command.name, description=command.help, prog=f"{prog} {command.name}")
-        for arg in (*command.args, *TARGET_OPTIONS, *extra):
-            sub.add_argument(*arg.flags, help=arg.help, **arg.options)
+        _add_arguments(sub, command, extra)
     return parser
+
+
+def _command_parser(command: Command, prog: str, extra: tuple[Arg, ...]) -> argparse.ArgumentParser:
+    parser = _Parser(prog=f"{prog} {command.name}", description=command.help)
+    _add_arguments(parser, command, extra)
+    return parser
+
+
+def _add_arguments(parser: argparse.ArgumentParser, command: Command, extra: tuple[Arg, ...]) -> None:
+    for arg in (*command.args, *TARGET_OPTIONS, *extra):
+        parser.add_argument(*arg.flags, help=arg.help, **arg.options)
 
 
 def overview(prog: str = "%migrate") -> str:
@@ -321,7 +355,18 @@ def parse(line: str, prog: str = "%migrate", extra: Iterable[Arg] = ()) -> argpa
         words = ["status", *words]
     if words[0] not in BY_NAME and words[0] not in ("-h", "--help"):
         raise CommandLineError(f"Unknown sub-command '{words[0]}'. {_suggest(words[0])}")
-    return build_parser(prog, extra).parse_args(words)
+    if words[0] in ("-h", "--help"):
+        return build_parser(prog, extra).parse_args(words)
+    return _parse_command(words, prog, extra)
+
+
+def _parse_command(words: list[str], prog: str, extra: Iterable[Arg]) -> argparse.Namespace:
+    """Parse with the sub-command's own parser only: what the full parser would give, sooner."""
+    args, unknown = sub_parser(words[0], prog, extra).parse_known_args(words[1:])
+    if unknown:  # the full parser reports these itself, under its own name
+        raise CommandLineError(f"unrecognized arguments: {' '.join(unknown)} (see `{prog} --help`)")
+    args.command = words[0]
+    return args
 
 
 def _suggest(word: str) -> str:

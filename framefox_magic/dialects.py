@@ -44,13 +44,18 @@ class Timeouts:
 # ---------------------------------------------------------------- engines
 
 
-def engine(url: str, timeouts: Timeouts = Timeouts()) -> Engine:
-    """An engine for one call: bounded connects, keepalives, a named session, real SQLite BEGINs."""
+def engine(url: str, timeouts: Timeouts = Timeouts(), pooled: bool = False) -> Engine:
+    """An engine: bounded connects, keepalives, a named session, real SQLite BEGINs; `pooled` keeps
+    one server connection open between reads (opening one is most of a short read's cost)."""
     from sqlalchemy import create_engine, pool
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
-    made = create_engine(parsed, poolclass=pool.NullPool, connect_args=connect_args(parsed, timeouts))
+    arguments = connect_args(parsed, timeouts)
+    if pooled and parsed.get_backend_name() != "sqlite":
+        made = create_engine(parsed, pool_size=1, max_overflow=2, pool_pre_ping=True, connect_args=arguments)
+    else:
+        made = create_engine(parsed, poolclass=pool.NullPool, connect_args=arguments)
     if made.dialect.name == "sqlite":
         _take_over_sqlite_transactions(made)
     if made.dialect.driver == "pymysql":

@@ -74,10 +74,13 @@ class MigrateMagics(Magics):
     @observe("url", "migrations_dir", "metadata", "version_table", "version_table_schema", "connect_timeout",
              "ddl_lock_timeout")
     def _target_changed(self, change: Any) -> None:
+        manager = getattr(self, "manager", None)  # None while the shell's config is applied in __init__
+        if manager is None:
+            return
         name, value = change["name"], change["new"]
-        if name == "url" and value is not None and value == _masked(self.manager.url):
+        if name == "url" and value is not None and value == _masked(manager.url):
             return  # the trait showing the manager's own URL masked
-        setattr(self.manager, name, value)
+        setattr(manager, name, value)
         if name == "url":
             self._remember_target()
 
@@ -311,6 +314,7 @@ def unload(ipython: Any) -> None:
     if state is None:
         return
     unregister_plugin()
+    state["magics"].manager.dispose()
     ipython.events.unregister("pre_run_cell", state["hook"])
     if state["matcher"] in ipython.Completer.custom_matchers:
         ipython.Completer.custom_matchers.remove(state["matcher"])

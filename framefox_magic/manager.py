@@ -92,6 +92,9 @@ class AlembicManager:
         self.connect_timeout = connect_timeout
         self.ddl_lock_timeout = ddl_lock_timeout
         self._scripts: ScriptCache | None = None
+        self._engines: dict[bool, Any] = {}
+        self._engines_url: str | None = None
+        weakref.finalize(self, _dispose_engines, self._engines)
         self._reflection = ReflectionCache()
 
     @property
@@ -214,7 +217,7 @@ class AlembicManager:
 
     def status(self) -> Status:
         """Current revision(s), heads, pending revisions and whether the database is up to date."""
-        with self._call() as target, self._connect(target) as connection:
+        with self._call() as target, self._connect(target, reading=True) as connection:
             script = self._script_directory(target)
             current = self._current_heads(target, connection)
             revisions = self._walk(script)
@@ -234,7 +237,7 @@ class AlembicManager:
 
     def history(self, rev_range: str | None = None) -> History:
         """Every revision, newest first, with applied / current / head flags."""
-        with self._call() as target, self._connect(target) as connection:
+        with self._call() as target, self._connect(target, reading=True) as connection:
             script = self._script_directory(target)
             current = self._current_heads(target, connection)
             applied = self._applied(script, current)
@@ -246,7 +249,7 @@ class AlembicManager:
 
     def current(self) -> RevisionList:
         """The revision(s) the database is at."""
-        with self._call() as target, self._connect(target) as connection:
+        with self._call() as target, self._connect(target, reading=True) as connection:
             script = self._script_directory(target)
             current = self._current_heads(target, connection)
             applied = self._applied(script, current)
@@ -264,7 +267,7 @@ class AlembicManager:
         )
 
     def _listing(self, title: str, pick: Callable[[ScriptDirectory], Sequence[Script]]) -> RevisionList:
-        with self._call() as target, self._connect(target) as connection:
+        with self._call() as target, self._connect(target, reading=True) as connection:
             script = self._script_directory(target)
             current = self._current_heads(target, connection)
             applied = self._applied(script, current)
@@ -296,7 +299,7 @@ class AlembicManager:
                             script: ScriptDirectory) -> tuple[Set[str], tuple[str, ...]]:
         """Applied revisions and current heads; nothing when the database does not answer."""
         try:
-            with self._connect(target) as connection:
+            with self._connect(target, reading=True) as connection:
                 current = self._current_heads(target, connection)
         except Exception:  # showing a file must not need the database
             return set(), ()
@@ -375,7 +378,7 @@ class AlembicManager:
     def _model_diff(self) -> Diff:
         from .intent import mark_candidates
 
-        with self._call() as target, self._connect(target) as connection:
+        with self._call() as target, self._connect(target, reading=True) as connection:
             config = self._config(target, connection, autogenerate=True)
             script = self._script_directory(target, config)
             revision_context = self._revision_context(config, script, _revision_args())
@@ -460,7 +463,7 @@ class AlembicManager:
 
     def plan(self, target_rev: str = "head", downgrade: bool = False) -> Plan:
         """The revisions an upgrade (or downgrade) to TARGET would run, in order; changes nothing."""
-        with self._call() as target, self._connect(target) as connection:
+        with self._call() as target, self._connect(target, reading=True) as connection:
             script = self._script_directory(target)
             current = self._current_heads(target, connection)
             steps = _steps(script, target_rev, current, downgrade)
@@ -733,7 +736,7 @@ class AlembicManager:
                 for downgrade in directive.downgrade_ops_list:
                     drop_indexes_with_their_tables(downgrade)
 
-        with self._connect(target) as connection:
+        with self._connect(target, reading=True) as connection:
             config = self._config(target, connection, autogenerate=autogenerate)
             config.cmd_opts.autogenerate = autogenerate  # as `alembic revision --autogenerate` sets it
             script = self._script_directory(target, config)
@@ -778,7 +781,7 @@ class AlembicManager:
             return
         script = self._script_directory(target)
         found = self._one(script, rev)
-        with self._connect(target) as connection:
+        with self._connect(target, reading=True) as connection:
             current = self._current_heads(target, connection)
         if found.revision in self._applied(script, current) or found._all_nextrev:
             raise RevisionProtected(
@@ -865,7 +868,7 @@ class AlembicManager:
         with self._call() as target:
             script = self._script_directory(target)
             found = self._one(script, rev)
-            with self._connect(target) as connection:
+            with self._connect(target, reading=True) as connection:
                 current = self._current_heads(target, connection)
             reasons = []
             if found.revision in self._applied(script, current):
@@ -1018,15 +1021,31 @@ class AlembicManager:
         return table or environment.DEFAULT_VERSION_TABLE, schema
 
     @contextmanager
-    def _connect(self, target: settings.Target) -> Iterator[Connection]:
-        """A connection for one call; its engine is disposed afterwards."""
-        engine = dialects.engine(environment.sync_url(target.url), dialects.Timeouts(
-            self.connect_timeout, self.lock_timeout, self.ddl_lock_timeout))
-        try:
-            with engine.connect() as connection:
-                yield connection
-        finally:
-            engine.dispose()
+    def _connect(self, target: settings.Target, reading: bool = False) -> Iterator[Connection]:
+        """A connection for one call, from the engine kept for this URL; `reading`: the call writes
+        nothing to the database (listing, comparing with the models)."""
+        # pooled only then, and only with our own env.py: another env.py may leave session state
+        own_env = environment.is_own_template(target.migrations_dir / "env.py")
+        engine = self._kept_engine(environment.sync_url(target.url), pooled=reading and own_env)
+        with engine.connect() as connection:
+            yield connection
+
+    def _kept_engine(self, url: str, pooled: bool) -> Any:
+        """The engine for this URL, made on first use; the URL changing disposes the old ones."""
+        if self._engines_url != url:
+            self.dispose()
+            self._engines_url = url
+        engine = self._engines.get(pooled)
+        if engine is None:
+            engine = self._engines[pooled] = dialects.engine(url, self._timeouts(), pooled)
+        return engine
+
+    def dispose(self) -> None:
+        """Close the database connections kept between calls (done too when the URL changes)."""
+        _dispose_engines(self._engines)
+
+    def _timeouts(self) -> dialects.Timeouts:
+        return dialects.Timeouts(self.connect_timeout, self.lock_timeout, self.ddl_lock_timeout)
 
     @contextmanager
     def _database_lock(self, connection: Connection) -> Iterator[None]:
@@ -1253,6 +1272,14 @@ def _dialect_name(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).get_backend_name()
+
+
+def _dispose_engines(engines: dict[bool, Any]) -> None:
+    """Close the engines' pooled connections and forget the engines."""
+    kept = list(engines.values())
+    engines.clear()
+    for engine in kept:
+        engine.dispose()
 
 
 def _handed(shape: environment.EnvShape, connection: Any) -> Any:

@@ -14,7 +14,6 @@ from typing import Any
 from alembic import util
 from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
-from alembic.script.base import _only_source_rev_file
 
 _HEADER_NAMES = frozenset({"revision", "down_revision", "branch_labels", "depends_on"})
 FileKey = tuple[str, int, int, int]  # name, inode, mtime (ns), size: changes whenever the file does
@@ -166,7 +165,9 @@ class CachedScriptDirectory(ScriptDirectory):
         if self._ancestors is None:
             self._ancestors = {}
         if heads not in self._ancestors:
-            found = self.iterate_revisions(heads, "base") if heads else ()
+            # what iterate_revisions(heads, "base") yields, without its topological sort
+            revision_map = self.revision_map
+            found = revision_map._get_ancestor_nodes(revision_map.get_revisions(heads)) if heads else ()
             self._ancestors[heads] = frozenset(r.revision for r in found)
         return self._ancestors[heads]
 
@@ -229,11 +230,16 @@ def _scan(folder: Path, recursive: bool = False, prefix: str = "") -> list[FileK
     for entry in entries:
         if recursive and entry.is_dir() and entry.name != "__pycache__":
             keys.extend(_scan(Path(entry.path), True, f"{prefix}{entry.name}/"))
-        elif entry.name.endswith(".py") and _only_source_rev_file.match(entry.name):
+        elif entry.name.endswith(".py") and _is_revision_file(entry.name):
             stat = entry.stat()
             keys.append((prefix + entry.name, stat.st_ino, stat.st_mtime_ns, stat.st_size))
     keys.sort()
     return keys
+
+
+def _is_revision_file(name: str) -> bool:
+    """alembic's own test for a name ending in .py, without a regex per file."""
+    return not name.startswith(".#") and "\n" not in name
 
 
 def _cached_header(path: Path, key: FileKey) -> Header | None:

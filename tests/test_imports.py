@@ -38,3 +38,17 @@ def test_a_status_call_loads_alembic_but_not_pandas_or_widgets(tmp_path) -> None
     )
     assert {"alembic", "sqlalchemy"} <= loaded
     assert not {"pandas", "ipywidgets", "IPython"} & loaded
+
+
+def test_the_command_line_status_imports_no_pandas_ipython_or_widgets(tmp_path) -> None:
+    loaded = imported_after(
+        "import contextlib, io, os\n"
+        f"os.chdir({str(tmp_path)!r})\n"
+        "from framefox_magic import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as shown:\n"
+        "    codes = [cli.main(w) for w in (['init'], ['status'], ['history'], ['status', '--help'])]\n"
+        "assert codes == [0, 0, 0, 0], codes\n"
+        "assert 'up to date' in shown.getvalue() and 'usage: framefox-migrate status' in shown.getvalue()"
+    )
+    assert {"alembic", "sqlalchemy"} <= loaded
+    assert not {"pandas", "ipywidgets", "IPython", "sqlmodel"} & loaded

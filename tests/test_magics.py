@@ -489,6 +489,17 @@ def test_unload_and_reload(shell: InteractiveShell, capsys: pytest.CaptureFixtur
     assert len(_ours(shell.Completer.custom_matchers)) == 1
 
 
+def test_settings_made_with_config_survive_a_reload(shell: InteractiveShell, project: Path) -> None:
+    url = f"sqlite:///{project / 'configured.db'}"
+    run(shell, f"%config MigrateMagics.url = {url!r}")
+    run(shell, "%reload_ext framefox_magic")
+    assert run(shell, "%migrate config").url == url
+    run(shell, "%unload_ext framefox_magic")
+    run(shell, "%load_ext framefox_magic")
+    run(shell, "%migrate init")
+    assert run(shell, "%migrate status").url == url
+
+
 def test_url_given_once_is_kept(shell: InteractiveShell, project: Path, db_url: str) -> None:
     init(shell, db_url)
     target = run(shell, "%migrate config")
