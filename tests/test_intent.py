@@ -494,3 +494,27 @@ def test_tables_removed_together_are_dropped_children_first(project: Path, db_ur
     assert table_names(db_url) <= {"alembic_version"}
     manager.downgrade("-1")
     assert schema_of(db_url) == linked  # tables, keys and indexes back
+
+
+TEAM_AND_HERO_CELL = '''%%revision -m "teams" --apply
+from sqlmodel import Field, SQLModel
+
+class Team(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+
+class Hero(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    team_id: int | None = Field(default=None, foreign_key="team.id")
+'''
+
+
+def test_a_cell_that_redefines_one_of_two_models_asks_about_the_rename(shell: Any, project: Path) -> None:
+    from IPython.core.error import UsageError
+
+    assert shell.run_cell(f"%migrate init --url sqlite:///{project / 'app.db'}").success
+    assert shell.run_cell(TEAM_AND_HERO_CELL).success
+    hero_only = TEAM_AND_HERO_CELL.split("class Hero", 1)[1].replace("name: str", "full_name: str")
+    asked = shell.run_cell('%%revision -m "full name"\nclass Hero' + hero_only)
+    assert isinstance(asked.error_in_exec, UsageError), asked.error_in_exec
+    assert "--rename hero.name:full_name" in str(asked.error_in_exec)
