@@ -176,6 +176,7 @@ def resolve_renames(migration_context: Any, script: Any, renames: Sequence[Renam
         _renames_first(script.upgrade_ops)
         script.downgrade_ops = script.upgrade_ops.reverse()
         _renames_first(script.downgrade_ops)
+        _keys_after_table_renames(script.downgrade_ops)
 
 
 def _renames_first(operations: Any) -> None:
@@ -196,6 +197,21 @@ def _renames_first(operations: Any) -> None:
         else:
             split.append(group)
     operations.ops = split
+
+
+def _keys_after_table_renames(operations: Any) -> None:
+    """Foreign keys of other tables that point at a renamed table's new name come after the rename."""
+    from alembic.operations import ops
+
+    _, rename_table_op = _rename_ops()
+    for rename in [op for op in operations.ops if isinstance(op, rename_table_op)]:
+        position = operations.ops.index(rename)
+        waiting = [group for group in operations.ops[:position] if isinstance(group, ops.ModifyTableOps)
+                   and any(getattr(op, "referent_table", None) == rename.new_table_name for op in group.ops)]
+        for group in waiting:
+            operations.ops.remove(group)
+        position = operations.ops.index(rename)
+        operations.ops[position + 1:position + 1] = waiting
 
 
 def _same(rename: RenameCandidate, candidate: RenameCandidate) -> bool:
@@ -387,6 +403,7 @@ def order_for_dialect(script: Any) -> None:
     if _drop_tables_in_dependency_order(script.upgrade_ops):
         script.downgrade_ops = script.upgrade_ops.reverse()  # as alembic makes it, from the new order
         _renames_first(script.downgrade_ops)
+        _keys_after_table_renames(script.downgrade_ops)
     for operations in (script.upgrade_ops, script.downgrade_ops):
         _skip_index_drops_of_dropped_tables(operations)
         for group in operations.ops:

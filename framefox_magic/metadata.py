@@ -191,7 +191,7 @@ def _referring_to(classes: set[type], extra_registries: Iterable[Any]) -> list[s
                 if isinstance(target, str):
                     hit = target.rsplit(".", 1)[-1] in names
                 else:
-                    entity = prop.__dict__.get("entity")
+                    entity = getattr(prop, "__dict__", {}).get("entity")  # ColumnProperty has slots
                     hit = target in classes or (entity is not None and entity.class_ in classes)
                 if hit:
                     stale.append(mapper.class_.__name__)

@@ -494,3 +494,65 @@ def test_tables_removed_together_are_dropped_children_first(project: Path, db_ur
     assert table_names(db_url) <= {"alembic_version"}
     manager.downgrade("-1")
     assert schema_of(db_url) == linked  # tables, keys and indexes back
+
+
+TEAM_AND_HERO_CELL = '''%%revision -m "teams" --apply
+from sqlmodel import Field, SQLModel
+
+class Team(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+
+class Hero(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    team_id: int | None = Field(default=None, foreign_key="team.id")
+'''
+
+
+def test_a_cell_that_redefines_one_of_two_models_asks_about_the_rename(shell: Any, project: Path) -> None:
+    from IPython.core.error import UsageError
+
+    assert shell.run_cell(f"%migrate init --url sqlite:///{project / 'app.db'}").success
+    assert shell.run_cell(TEAM_AND_HERO_CELL).success
+    hero_only = TEAM_AND_HERO_CELL.split("class Hero", 1)[1].replace("name: str", "full_name: str")
+    asked = shell.run_cell('%%revision -m "full name"\nclass Hero' + hero_only)
+    assert isinstance(asked.error_in_exec, UsageError), asked.error_in_exec
+    assert "--rename hero.name:full_name" in str(asked.error_in_exec)
+
+
+def club(name: str) -> Models:
+    def define(metadata: sa.MetaData) -> None:
+        sa.Table(name, metadata, sa.Column("id", sa.Integer, primary_key=True),
+                 sa.Column("title", sa.String(40), nullable=False, unique=True))
+        sa.Table("member", metadata, sa.Column("id", sa.Integer, primary_key=True),
+                 sa.Column("club_id", sa.Integer, sa.ForeignKey(f"{name}.id"), index=True))
+    return define
+
+
+def referred_tables(url: str) -> list[str]:
+    engine = sa.create_engine(url)
+    try:
+        return [fk["referred_table"] for fk in sa.inspect(engine).get_foreign_keys("member")]
+    finally:
+        engine.dispose()
+
+
+def test_a_renamed_table_that_others_refer_to_keeps_its_rows_and_keys(project: Path, db_url: str) -> None:
+    manager = AlembicManager(url=db_url, metadata=models(club("team")), project_root=project)
+    manager.init()
+    manager.revision("clubs")
+    manager.upgrade()
+    engine = sa.create_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO team (id, title) VALUES (1, 'A')"))
+        connection.execute(sa.text("INSERT INTO member (id, club_id) VALUES (1, 1)"))
+    engine.dispose()
+    manager.metadata = models(club("squad"))
+    manager.revision("squad", renames=["team:squad"])
+    manager.upgrade()
+    assert rows(db_url, "SELECT squad.title FROM member JOIN squad ON squad.id = member.club_id") == [("A",)]
+    assert referred_tables(db_url) == ["squad"]
+    assert manager.diff().rows == []
+    manager.downgrade("-1")
+    assert rows(db_url, "SELECT team.title FROM member JOIN team ON team.id = member.club_id") == [("A",)]
+    assert referred_tables(db_url) == ["team"]

@@ -63,14 +63,17 @@ def with_naming_convention(metadata):
     return metadata
 
 
-def schema_filter(metadata):
-    """Compare only the schemas the models use; the version table stays in the default schema."""
+def within_model_schemas(metadata, include_name=None):
+    """Compare only the schemas the models use (the version table stays in the default schema);
+    an include_name of the project's own still decides the rest."""
     schemas = {None} | {table.schema for table in getattr(metadata, "tables", {}).values()}
 
-    def include_name(name, type_, parent_names):
-        return type_ != "schema" or name in schemas
+    def include(name, type_, parent_names):
+        if type_ == "schema" and name not in schemas:
+            return False
+        return include_name is None or include_name(name, type_, parent_names)
 
-    return include_name
+    return include
 
 
 def enable_postgresql_enums(dialect_name):
@@ -133,11 +136,11 @@ def configure_options(dialect_name):
         "render_as_batch": dialect_name == "sqlite",
         "process_revision_directives": skip_empty_autogenerate,
         "include_schemas": True,
-        "include_name": schema_filter(metadata),
         "version_table_schema": tenant_schema(),
     }
     enable_postgresql_enums(dialect_name)
     options.update(config.attributes.get("configure_options") or {})
+    options["include_name"] = within_model_schemas(metadata, options.get("include_name"))
     return options
 
 
