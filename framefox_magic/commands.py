@@ -4,8 +4,10 @@ the `framefox-migrate` command line are all derived."""
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -115,6 +117,7 @@ def _revision(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -
     written = manager.revision(
         args.message, autogenerate=args.autogenerate, head=args.head, splice=args.splice,
         branch_label=args.branch_label, depends_on=args.depends_on, rev_id=args.rev_id,
+        allow_drop_all=args.yes,
     )
     if written is None:
         return Outcome("revision", "No changes detected: no revision was written.")
@@ -170,7 +173,8 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "revision", _revision, help=_doc(AlembicManager.revision),
-        args=(MESSAGE, *REVISION_OPTIONS),
+        args=(MESSAGE, *REVISION_OPTIONS, _arg("--yes", "-y", action="store_true",
+              help="write it even when it would drop every table of the database")),
     ),
     Command(
         "stamp", lambda m, a, ui: m.stamp(a.rev, purge=a.purge), help=_doc(AlembicManager.stamp),
@@ -271,15 +275,44 @@ def apply_target(manager: AlembicManager, args: argparse.Namespace) -> None:
     manager.set_target(args.url, args.migrations_dir, args.metadata)
 
 
+@contextmanager
+def target_from(manager: AlembicManager, args: argparse.Namespace) -> Iterator[None]:
+    """--url / --dir / --metadata for this command; kept from now on only if the command succeeds."""
+    before = (manager.url, manager.migrations_dir, manager.metadata)
+    apply_target(manager, args)
+    try:
+        yield
+    except BaseException:
+        manager.url, manager.migrations_dir, manager.metadata = before
+        raise
+
+
 def execute(manager: AlembicManager, args: argparse.Namespace, ui: Frontend, confirm: bool = True) -> Any:
     """Run a parsed sub-command against the manager."""
     command = BY_NAME[args.command]
-    apply_target(manager, args)
-    if confirm and command.destructive(args) and not getattr(args, "yes", False):
-        raise ConfirmationRequired(
-            f"`{command.name}` changes or removes data: add --yes to go ahead. Nothing was changed."
+    with target_from(manager, args):
+        if confirm and command.destructive(args) and not getattr(args, "yes", False):
+            raise ConfirmationRequired(
+                f"`{command.name}` changes or removes data: add --yes to go ahead. Nothing was changed."
+            )
+        return command.run(manager, args, ui)
+
+
+_IPYTHON_OWN = re.compile(r"^(_+|_i+|_i?\d+|_[oid]h|__\w*__)$")
+
+
+def check_output_name(name: str, reserved: Iterable[str] = ()) -> None:
+    """Refuse an -o name that is not an identifier or would hide a builtin or IPython's own name."""
+    import builtins
+    import keyword
+
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise CommandLineError(f"-o {name}: not a Python variable name.")
+    if name in dir(builtins) or name in set(reserved) or _IPYTHON_OWN.match(name):
+        raise CommandLineError(
+            f"-o {name} would hide Python's or IPython's own `{name}`; pick another name. "
+            "Nothing was run."
         )
-    return command.run(manager, args, ui)
 
 
 # ---------------------------------------------------------------- completion

@@ -1,0 +1,290 @@
+"""Prototyping sessions as people really work: models spread over cells, mistakes, the CLI beside."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import HERO_CELL, column_names, table_names, version_rows
+from IPython.core.interactiveshell import InteractiveShell
+
+from framefox_magic import cli
+
+TEAM_CELL = '''%%revision -m "add team"
+class Team(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+'''
+# five models, one per cell, related across cells (foreign keys and relationships by name)
+FIVE_MODELS = {
+    "Team": '''
+class Team(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    heroes: list["Hero"] = Relationship(back_populates="team")
+''',
+    "Hero": '''
+class Hero(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    team_id: int | None = Field(default=None, foreign_key="team.id")
+    team: Team | None = Relationship(back_populates="heroes")
+''',
+    "Power": '''
+class Power(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    label: str
+    hero_id: int | None = Field(default=None, foreign_key="hero.id")
+''',
+    "Mission": '''
+class Mission(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    title: str
+    team_id: int | None = Field(default=None, foreign_key="team.id")
+''',
+    "Base": '''
+class Base(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    city: str
+    mission_id: int | None = Field(default=None, foreign_key="mission.id")
+''',
+}
+FIVE_TABLES = {"team", "hero", "power", "mission", "base"}
+IMPORTS = "from sqlmodel import Field, Relationship, SQLModel\n"
+
+
+def ok(shell: InteractiveShell, code: str) -> Any:
+    """Run a cell that must succeed; its value."""
+    result = shell.run_cell(code)
+    result.raise_error()
+    return result.result
+
+
+def failed(shell: InteractiveShell, code: str) -> Any:
+    """Run a cell that must fail; the error."""
+    result = shell.run_cell(code)
+    assert not result.success
+    return result.error_before_exec or result.error_in_exec
+
+
+def shown(error: BaseException) -> str:
+    """The traceback text IPython shows for an error."""
+    render = getattr(error, "_render_traceback_", None)
+    return "\n".join(render()) if render else ""
+
+
+def model_tables() -> set[str]:
+    from sqlmodel import SQLModel
+
+    return set(SQLModel.metadata.tables)
+
+
+def start(shell: InteractiveShell, db_url: str) -> None:
+    ok(shell, f"%migrate init --url {db_url}")
+
+
+# ---------------------------------------------------------------- models across cells
+
+
+def test_a_second_model_cell_after_upgrade_writes_its_revision(
+    shell: InteractiveShell, db_url: str, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    start(shell, db_url)
+    ok(shell, HERO_CELL)
+    ok(shell, "%migrate upgrade")
+    written = ok(shell, TEAM_CELL)
+    ok(shell, "class Foo: pass")
+
+    assert [row.op for row in written.diff.rows] == ["create_table"]
+    assert [row.table for row in written.diff.rows] == ["team"]
+    assert list((project / "migrations" / "versions").glob("*_add_team.py"))
+    err = capsys.readouterr().err
+    assert "Error in callback" not in err
+    assert "AttributeError" not in err
+    ok(shell, "%migrate upgrade")
+    assert {"hero", "team"} <= table_names(db_url)
+
+
+def test_five_related_models_in_five_cells_then_each_edited_and_rerun(
+    shell: InteractiveShell, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    start(shell, db_url)
+    ok(shell, IMPORTS)
+    for cell in FIVE_MODELS.values():
+        ok(shell, cell)
+    assert model_tables() == FIVE_TABLES
+    ok(shell, '%migrate revision -m "five models" --autogenerate')
+    ok(shell, "%migrate upgrade")
+    assert table_names(db_url) >= FIVE_TABLES
+
+    for name, cell in FIVE_MODELS.items():  # edit each in turn: one more column, run it again
+        edited = cell.rstrip("\n") + f"\n    note_{name.lower()}: str | None = None\n"
+        ok(shell, edited)
+        assert model_tables() == FIVE_TABLES
+        written = ok(shell, f'%migrate revision -m "note on {name}" --autogenerate')
+        assert [(row.op, row.table) for row in written.diff.rows] == [("add_column", name.lower())]
+        ok(shell, "%migrate upgrade")
+        assert f"note_{name.lower()}" in column_names(db_url, name.lower())
+    assert "Error in callback" not in capsys.readouterr().err
+    assert ok(shell, "%migrate check").rows == []
+
+
+def test_five_models_as_five_revision_cells(shell: InteractiveShell, db_url: str) -> None:
+    start(shell, db_url)
+    ok(shell, IMPORTS)
+    for name, cell in FIVE_MODELS.items():
+        written = ok(shell, f'%%revision -m "add {name.lower()}" --apply\n{cell}')
+        assert (written.diff.rows[0].op, written.diff.rows[0].table) == ("create_table", name.lower())
+    assert table_names(db_url) >= FIVE_TABLES
+    assert len(version_rows(db_url)) == 1
+    assert ok(shell, "%migrate check").rows == []
+
+
+def test_a_failing_model_cell_leaves_the_models_as_they_were(
+    shell: InteractiveShell, db_url: str
+) -> None:
+    start(shell, db_url)
+    ok(shell, HERO_CELL)
+    ok(shell, "%migrate upgrade")
+    hero_before = ok(shell, "Hero")
+    table_before = hero_before.__table__
+
+    typo = HERO_CELL.replace("create hero", "rename hero").replace("Field(default", "Fieldd(default")
+    error = failed(shell, typo)
+    assert isinstance(error, NameError)
+    assert ok(shell, "Hero") is hero_before
+    from sqlmodel import SQLModel
+
+    assert SQLModel.metadata.tables["hero"] is table_before
+    assert ok(shell, "%migrate check").rows == []  # no drop_table hero proposed
+    assert len(list(Path("migrations/versions").glob("*.py"))) == 1
+
+    plain = HERO_CELL.split("\n", 1)[1] + "    age: int = 0\n1 / 0\n"
+    assert isinstance(failed(shell, plain), ZeroDivisionError)
+    assert SQLModel.metadata.tables["hero"] is table_before
+    assert ok(shell, "Hero") is hero_before
+
+    good = HERO_CELL.replace("create hero", "add age") + "    age: int | None = None\n"
+    written = ok(shell, good)
+    assert [(row.op, row.table) for row in written.diff.rows] == [("add_column", "hero")]
+    assert "age" in SQLModel.metadata.tables["hero"].c
+
+
+def test_a_new_model_in_a_failing_cell_is_not_kept(shell: InteractiveShell, db_url: str) -> None:
+    start(shell, db_url)
+    ok(shell, HERO_CELL)
+    failed(shell, TEAM_CELL.replace("name: str", "name: str\n    raise ValueError('oops')"))
+    assert model_tables() == {"hero"}
+    assert "Team" not in shell.user_ns
+
+
+# ---------------------------------------------------------------- errors in the cell's own code
+
+
+def test_errors_in_a_model_cell_read_like_ipythons_own(shell: InteractiveShell, db_url: str) -> None:
+    start(shell, db_url)
+    name_error = failed(shell, HERO_CELL.replace("name: str", "name: strr"))
+    text = shown(name_error)
+    assert isinstance(name_error, NameError)
+    assert "strr" in text
+    assert "line 6" in text  # the cell's own line: the magic is line 1
+    assert "framefox_magic" not in text and "run_cell_magic" not in text
+
+    syntax = failed(shell, HERO_CELL.replace("name: str", "name: str ="))
+    text = shown(syntax)
+    assert "SyntaxError" in text and "framefox_magic" not in text
+    indentation = failed(shell, HERO_CELL.replace("    name: str", "  name: str"))
+    assert "IndentationError" in shown(indentation)
+    assert not list(Path("migrations/versions").glob("*.py"))
+
+
+def test_with_short_errors_off_the_full_traceback_is_kept(shell: InteractiveShell, db_url: str) -> None:
+    start(shell, db_url)
+    ok(shell, "%config MigrateMagics.short_errors = False")
+    error = failed(shell, HERO_CELL.replace("name: str", "name: strr"))
+    assert isinstance(error, NameError)
+    assert not hasattr(error, "_render_traceback_")
+
+
+# ---------------------------------------------------------------- a failing line changes nothing
+
+
+def test_a_failing_url_does_not_stick(shell: InteractiveShell, db_url: str) -> None:
+    start(shell, db_url)
+    ok(shell, HERO_CELL)
+    failed(shell, "%migrate status --url postgresql://nobody@127.0.0.1:5999/x")
+    failed(shell, "%migrate status --url nonsense://nowhere")
+    failed(shell, "%migrate status --dir /nonexistent/folder")
+    status = ok(shell, "%migrate status")
+    assert len(status.pending) == 1
+    assert ok(shell, "%config MigrateMagics.url") == db_url
+
+
+@pytest.mark.parametrize("name", ["__builtins__", "print", "get_ipython", "In", "Out", "exit", "_",
+                                  "__", "_i3", "_oh", "_dh", "len", "1x"])
+def test_output_names_that_would_hide_the_kernels_own_are_refused(
+    shell: InteractiveShell, project: Path, name: str
+) -> None:
+    before = shell.user_ns.get(name)
+    error = failed(shell, f"%migrate init -o {name}")
+    assert f"-o {name}" in str(error)
+    assert shell.user_ns.get(name) is before
+    assert not (project / "migrations").exists()
+    ok(shell, "print('still printing')")
+
+
+# ---------------------------------------------------------------- re-running a revision cell
+
+
+def test_rerunning_an_applied_revision_cell_says_it_stacked_on_top(
+    shell: InteractiveShell, db_url: str
+) -> None:
+    start(shell, db_url)
+    first = ok(shell, HERO_CELL)
+    ok(shell, "%migrate upgrade")
+    again = ok(shell, HERO_CELL + "    age: int | None = None\n")
+    assert again.revision != first.revision
+    assert again.note == (f"this cell's earlier revision {first.revision} is applied; "
+                          f"this wrote {again.revision} on top")
+
+
+# ---------------------------------------------------------------- the command line beside
+
+
+def test_the_cli_refuses_an_autogenerate_that_drops_every_table(
+    shell: InteractiveShell, db_url: str, project: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    start(shell, db_url)
+    ok(shell, HERO_CELL)
+    ok(shell, "%migrate upgrade")
+    from framefox_magic.metadata import forget_models
+
+    forget_models(lambda cls: True)  # a fresh process: the models only existed in the notebook
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    capsys.readouterr()
+    assert cli.main(["revision", "-m", "oops", "--autogenerate"]) == 1
+    err = capsys.readouterr().err
+    assert "drop every table" in err and "hero" in err
+    assert "SQLModel.metadata" in err and "--metadata" in err and "[tool.framefox_magic]" in err
+    assert len(list((project / "migrations" / "versions").glob("*.py"))) == 1
+
+    assert cli.main(["revision", "-m", "drop all", "--autogenerate", "--yes"]) == 0
+    assert len(list((project / "migrations" / "versions").glob("*_drop_all.py"))) == 1
+    assert os.environ["DATABASE_URL"] == db_url
+
+
+def test_the_notebook_refuses_an_autogenerate_that_drops_every_table(
+    shell: InteractiveShell, db_url: str
+) -> None:
+    start(shell, db_url)
+    ok(shell, HERO_CELL)
+    ok(shell, "%migrate upgrade")
+    from framefox_magic.metadata import forget_models
+
+    forget_models(lambda cls: True)
+    error = failed(shell, '%migrate revision -m "oops" --autogenerate')
+    assert "drop every table" in str(error)
+    assert len(list(Path("migrations/versions").glob("*.py"))) == 1
