@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import ConfirmationRequired, MigrationError
+from .errors import ConfirmationRequired, MigrationError, did_you_mean
 from .manager import AlembicManager, StepCallback
 from .results import Outcome, RevisionInfo
 
@@ -63,6 +63,7 @@ class Command:
     args: tuple[Arg, ...] = ()
     help: str = ""
     destructive: Callable[[argparse.Namespace], bool] = lambda args: False
+    refuse: Callable[[AlembicManager, argparse.Namespace], None] = lambda manager, args: None
 
     @property
     def summary(self) -> str:
@@ -195,6 +196,7 @@ COMMANDS: tuple[Command, ...] = (
               _arg("--force", help="even if it is applied or others build on it", action="store_true"),
               YES),
         destructive=lambda a: True,
+        refuse=lambda m, a: None if a.force else m.check_deletable(a.rev),
     ),
     Command("init-version-table", lambda m, a, ui: m.create_version_table(),
             help=_doc(AlembicManager.create_version_table)),
@@ -260,14 +262,26 @@ def parse(line: str, prog: str = "%migrate", extra: Iterable[Arg] = ()) -> argpa
         words = ["status", *words]
     if words[0] not in BY_NAME and words[0] not in ("-h", "--help"):
         raise CommandLineError(f"Unknown sub-command '{words[0]}'. {_suggest(words[0])}")
-    return build_parser(prog, extra).parse_args(words)
+    args, unknown = build_parser(prog, extra).parse_known_args(words)
+    if unknown:
+        raise CommandLineError(_unknown_options(prog, args.command, unknown, extra))
+    return args
 
 
 def _suggest(word: str) -> str:
-    import difflib
+    close = did_you_mean(word, BY_NAME)
+    return close or f"Try one of: {', '.join(BY_NAME)}."
 
-    close = difflib.get_close_matches(word, BY_NAME, n=1)
-    return f"Did you mean '{close[0]}'?" if close else f"Try one of: {', '.join(BY_NAME)}."
+
+def _unknown_options(prog: str, name: str, unknown: list[str], extra: Iterable[Arg]) -> str:
+    """The message for words the sub-command does not take, with the option it probably meant."""
+    command = BY_NAME[name]
+    flags = [flag for arg in (*command.args, *TARGET_OPTIONS, *extra) for flag in arg.flags
+             if flag.startswith("--")]
+    first = unknown[0].split("=", 1)[0]
+    hint = did_you_mean(first, flags) if first.startswith("-") else ""
+    words = " ".join(unknown)
+    return f"`{name}` does not take {words!r}. {hint}".rstrip() + f" (see `{prog} {name} --help`)"
 
 
 def apply_target(manager: AlembicManager, args: argparse.Namespace) -> None:
@@ -291,6 +305,7 @@ def execute(manager: AlembicManager, args: argparse.Namespace, ui: Frontend, con
     """Run a parsed sub-command against the manager."""
     command = BY_NAME[args.command]
     with target_from(manager, args):
+        command.refuse(manager, args)  # what would be refused anyway is not asked about
         if confirm and command.destructive(args) and not getattr(args, "yes", False):
             raise ConfirmationRequired(
                 f"`{command.name}` changes or removes data: add --yes to go ahead. Nothing was changed."

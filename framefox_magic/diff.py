@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
+from .render import counted
 from .results import DiffRow
 
 OP_NAMES = {
@@ -168,7 +169,7 @@ def _describe_execute(operation: Any) -> tuple[str | None, str]:
 
 
 def _describe_bulk_insert(operation: Any) -> tuple[str | None, str]:
-    return None, f"{len(operation.rows)} row(s)"
+    return None, counted(len(operation.rows), "row")
 
 
 def _describe_generic(operation: Any) -> tuple[str | None, str]:

@@ -28,12 +28,15 @@ from .errors import (
     MigrationError,
     MigrationFailed,
     NotInitialized,
+    NotUpToDate,
     RevisionNotFound,
     RevisionProtected,
     translated,
+    with_suggestion,
 )
 from .metadata import check_spec, drop_all_refusal, drops_every_table, resolve_metadata
 from .reflection import ReflectionCache, reuse_in
+from .render import counted
 from .results import (
     CellRevision,
     Diff,
@@ -286,7 +289,7 @@ class AlembicManager:
         diff = self._model_diff()
         if diff.rows:
             raise ChangesDetected(
-                f"The models and the database differ ({len(diff.rows)} operation(s)); "
+                f"The models and the database differ ({counted(len(diff.rows), 'operation')}); "
                 "create a revision for them.",
                 diff,
             )
@@ -298,7 +301,7 @@ class AlembicManager:
         return bool(self._model_diff().rows)
 
     def _model_diff(self) -> Diff:
-        with self._call() as target, self._connect(target) as connection:
+        with self._explaining_pending(), self._call() as target, self._connect(target) as connection:
             config = self._config(target, connection, autogenerate=True)
             script = self._script_directory(target, config)
             revision_context = self._revision_context(config, script, _revision_args())
@@ -443,7 +446,8 @@ class AlembicManager:
                 event.remove(connection, "before_cursor_execute", log_statement)
             now = self._current_heads(target, connection)
         summary = (
-            f"{verb.capitalize()}d {len(done)} revision(s); the database is now at {_heads_text(now)}."
+            f"{verb.capitalize()}d {counted(len(done), 'revision')}; "
+            f"the database is now at {_heads_text(now)}."
             if done else f"Nothing to {verb}: the database is at {_heads_text(now)}."
         )
         return Outcome(verb, summary, steps=done, backup=backup)
@@ -481,7 +485,8 @@ class AlembicManager:
             self._stamp(target, connection, "base", purge=True)
             return Outcome(
                 "clear-history",
-                f"Cleared the version history ({len(before)} row(s) removed: {_heads_text(before)}).",
+                f"Cleared the version history ({counted(len(before), 'row')} removed: "
+                f"{_heads_text(before)}).",
                 backup=backup,
             )
 
@@ -529,8 +534,8 @@ class AlembicManager:
         message = _docstring_safe(message)
         manual = upgrade_body is not None or downgrade_body is not None
         bodies = _indented_bodies(upgrade_body, downgrade_body) if manual else ("", "")
-        with self._call() as target, self._replacing(target, replace) as replaced, \
-                _no_leftovers(target.versions_dir):
+        with self._explaining_pending(), self._call() as target, \
+                self._replacing(target, replace) as replaced, _no_leftovers(target.versions_dir):
             if rev_id is not None:
                 _check_new_rev_id(self._script_directory(target), rev_id)
             if replaced:  # in its old place: on its parent, which may have other children now
@@ -672,18 +677,9 @@ class AlembicManager:
         with self._call() as target:
             script = self._script_directory(target)
             found = self._one(script, rev)
-            with self._connect(target) as connection:
-                current = self._current_heads(target, connection)
-            reasons = []
-            if found.revision in self._applied(script, current):
-                reasons.append("it is applied to the database")
-            if dependents := sorted(found._all_nextrev):
-                reasons.append(f"{', '.join(dependents)} build(s) on it")
+            current, reasons = self._delete_reasons(target, script, found)
             if reasons and not force:
-                raise RevisionProtected(
-                    f"Refusing to delete {found.revision}: {' and '.join(reasons)}. "
-                    "Downgrade first, or force it."
-                )
+                raise _refusing_delete(found.revision, reasons)
             path = _inside(Path(found.path), target.versions_dir)
             trash = _to_trash(target, [path])
             warnings = [f"Deleted although {reason}." for reason in reasons]
@@ -694,6 +690,27 @@ class AlembicManager:
             return Outcome("delete", f"Deleted revision {found.revision} ({found.doc}); its file is kept "
                            f"in {trash}.", files=[str(path)], warnings=warnings)
 
+    def check_deletable(self, rev: str) -> None:
+        """Refuse a delete that needs force before anyone is asked to confirm it."""
+        with self._call() as target:
+            script = self._script_directory(target)
+            found = self._one(script, rev)
+            _current, reasons = self._delete_reasons(target, script, found)
+            if reasons:
+                raise _refusing_delete(found.revision, reasons)
+
+    def _delete_reasons(self, target: settings.Target, script: ScriptDirectory,
+                        found: Script) -> tuple[tuple[str, ...], list[str]]:
+        """The database's current heads, and why removing this revision's file needs force."""
+        with self._connect(target) as connection:
+            current = self._current_heads(target, connection)
+        reasons = []
+        if found.revision in self._applied(script, current):
+            reasons.append("it is applied to the database")
+        if dependents := sorted(found._all_nextrev):
+            reasons.append(f"{', '.join(dependents)} build{'s' if len(dependents) == 1 else ''} on it")
+        return current, reasons
+
     def clean(self) -> Outcome:
         """Remove every revision file; env.py and script.py.mako stay."""
         with self._call() as target:
@@ -701,7 +718,8 @@ class AlembicManager:
             if not files:
                 return Outcome("clean", "No revision files to remove.")
             trash = _to_trash(target, files)
-            return Outcome("clean", f"Removed {len(files)} revision file(s); they are kept in {trash}.",
+            return Outcome("clean", f"Removed {counted(len(files), 'revision file')}; "
+                           f"they are kept in {trash}.",
                            files=[str(f) for f in files])
 
     def reset(self) -> Outcome:
@@ -718,10 +736,37 @@ class AlembicManager:
         """One command: resolve the target, serialize, keep logging quiet, translate errors."""
         with translated(self.url):
             target = self.target()
-        with _ALEMBIC_LOCK, _quiet_alembic_logging(), translated(target.url, self.url):
+        with self._suggesting(target), _ALEMBIC_LOCK, _quiet_alembic_logging(), \
+                translated(target.url, self.url):
             if initialized and not (target.migrations_dir / "env.py").is_file():
                 raise NotInitialized(f"No migrations folder at {target.migrations_dir}: run `init` first.")
             yield target
+
+    @contextmanager
+    def _explaining_pending(self) -> Iterator[None]:
+        """Comparing the models needs the database at head: say which revisions wait, and what helps."""
+        try:
+            yield
+        except NotUpToDate as error:
+            try:
+                waiting = self.status().pending_revisions
+            except MigrationError:
+                raise error from None
+            raise NotUpToDate(pending_explained(waiting, hasattr(self, "rehearse"))) from None
+
+    @contextmanager
+    def _suggesting(self, target: settings.Target) -> Iterator[None]:
+        """A revision that is not found comes with the ids it was probably meant to be."""
+        try:
+            yield
+        except RevisionNotFound as error:
+            if error.wanted:
+                try:
+                    known = [r.revision for r in self._script_directory(target).ordered()]
+                except Exception:  # the suggestion is a courtesy: never a second failure
+                    known = []
+                with_suggestion(error, known)
+            raise
 
     def _config(
         self,
@@ -904,6 +949,27 @@ class _Replacement:
 
     def restore(self) -> None:
         self.path.write_bytes(self.content)
+
+
+def pending_explained(waiting: Sequence[RevisionInfo], can_rehearse: bool) -> str:
+    """Why the models cannot be compared with the database yet, and what to do instead."""
+    listed = ", ".join(f"{r.revision} ({r.message})" for r in waiting[:3])
+    listed += ", ..." if len(waiting) > 3 else ""
+    is_are = "is" if len(waiting) == 1 else "are"
+    first = waiting[0].revision if waiting else "head"
+    tryout = "try it on a throwaway copy with `rehearse`, or " if can_rehearse else ""
+    return (
+        f"{counted(len(waiting), 'revision').capitalize()} {is_are} written but not applied yet: "
+        f"{listed}. The models are compared with the database once it is at head. See what "
+        f"{'it does' if len(waiting) == 1 else 'they do'} with `diff {first}` (or `upgrade --plan`); "
+        f"{tryout}apply {'it' if len(waiting) == 1 else 'them'} with `upgrade`, then compare again."
+    )
+
+
+def _refusing_delete(revision: str, reasons: list[str]) -> RevisionProtected:
+    return RevisionProtected(
+        f"Refusing to delete {revision}: {' and '.join(reasons)}. Downgrade first, or force it."
+    )
 
 
 _RESERVED_IDS = frozenset({"base", "head", "heads", "current"})

@@ -6,6 +6,7 @@ import importlib
 import re
 import sys
 from collections.abc import Callable, Iterable, Set
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ from .errors import ConfigurationError
 if TYPE_CHECKING:
     from sqlalchemy import MetaData, Table
 
-_loaded_mtimes: dict[str, float] = {}
+_loaded_hashes: dict[str, str] = {}
 _SPEC = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?$")
 
 
@@ -42,7 +43,7 @@ def load_spec(spec: str, project_root: Path) -> MetaData:
     if root not in sys.path:
         sys.path.insert(0, root)
     try:
-        module = _fresh_module(module_name)
+        module = _fresh_module(module_name, project_root)
         value: Any = module
         for name in (attribute or "metadata").split("."):
             value = getattr(value, name)
@@ -59,30 +60,55 @@ def check_spec(spec: str) -> None:
         raise ConfigurationError(f"'{spec}' is not of the form module:attribute.")
 
 
-def _fresh_module(name: str) -> Any:
+def _fresh_module(name: str, project_root: Path) -> Any:
+    """The module, imported again (with its package's modules) when one of their files changed."""
     importlib.invalidate_caches()
-    module = sys.modules.get(name)
-    if module is None:
-        module = importlib.import_module(name)
-    elif _file_changed(module, name):
-        forget_models(lambda cls: cls.__module__ == name)
-        module = importlib.reload(module)
-    _loaded_mtimes[name] = _mtime(module)
+    family = _family(name, project_root)
+    if name in sys.modules and any(_changed(module) for module in family):
+        forget_models(lambda cls: cls.__module__ in {m.__name__ for m in family})
+        for module in family:
+            sys.modules.pop(module.__name__, None)
+            _drop_cached_bytecode(module.__file__)
+    module = importlib.import_module(name)
+    for loaded in _family(name, project_root):
+        _loaded_hashes[loaded.__name__] = _content_hash(loaded.__file__)
     return module
 
 
-def _file_changed(module: Any, name: str) -> bool:
-    """Whether the module's file changed since it was loaded here; one with no file (a notebook's
-    __main__) never has."""
-    return bool(getattr(module, "__file__", None)) and _mtime(module) != _loaded_mtimes.get(name)
+def _family(name: str, project_root: Path) -> list[Any]:
+    """The loaded modules of the package `name` belongs to, from files inside the project."""
+    top = name.split(".")[0]
+    root = project_root.resolve()
+    found = []
+    for module_name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if (module_name == top or module_name.startswith(top + ".")) and path \
+                and Path(path).resolve().is_relative_to(root):
+            found.append(module)
+    return found
 
 
-def _mtime(module: Any) -> float:
-    path = getattr(module, "__file__", None)
+def _changed(module: Any) -> bool:
+    """Whether the module's file differs, by content, from when it was loaded here."""
+    known = _loaded_hashes.get(module.__name__)
+    return known is not None and _content_hash(module.__file__) != known
+
+
+def _content_hash(path: str) -> str:
+    import hashlib
+
     try:
-        return Path(path).stat().st_mtime if path else 0.0
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
-        return 0.0
+        return ""
+
+
+def _drop_cached_bytecode(path: str) -> None:
+    """Remove a module's .pyc: an edit of the same size within the same second would reuse it."""
+    import importlib.util
+
+    with suppress(NotImplementedError, ValueError, OSError):
+        Path(importlib.util.cache_from_source(path)).unlink(missing_ok=True)
 
 
 def _as_metadata(value: Any, described: str) -> MetaData:

@@ -297,3 +297,4 @@ class CellRevision:
         if self.applied and self.earlier:
             return f"{text} This cell's earlier revision {self.earlier} is applied."
         return text
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -288,3 +289,108 @@ def test_the_notebook_refuses_an_autogenerate_that_drops_every_table(
     error = failed(shell, '%migrate revision -m "oops" --autogenerate')
     assert "drop every table" in str(error)
     assert len(list(Path("migrations/versions").glob("*.py"))) == 1
+
+
+# ---------------------------------------------------------------- models from a package
+
+
+def write_models_package(project: Path, column: str) -> Path:
+    """app/models: a package whose __init__ imports hero.py; returns hero.py."""
+    package = project / "app" / "models"
+    package.mkdir(parents=True, exist_ok=True)
+    (project / "app" / "__init__.py").write_text("")
+    (package / "base.py").write_text(
+        "from sqlalchemy.orm import DeclarativeBase\n\n\nclass Base(DeclarativeBase):\n    pass\n"
+    )
+    (package / "__init__.py").write_text("from .base import Base\nfrom .hero import Hero\n\n"
+                                         "metadata = Base.metadata\n")
+    hero = package / "hero.py"
+    hero.write_text(
+        "from sqlalchemy import Integer, String\nfrom sqlalchemy.orm import Mapped, mapped_column\n\n"
+        "from .base import Base\n\n\nclass Hero(Base):\n    __tablename__ = 'hero'\n"
+        "    id: Mapped[int] = mapped_column(Integer, primary_key=True)\n"
+        f"    {column}: Mapped[str] = mapped_column(String(40))\n"
+    )
+    return hero
+
+
+@pytest.fixture
+def no_app_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No `app` package left imported by another test's project."""
+    for name in [n for n in sys.modules if n == "app" or n.startswith("app.")]:
+        monkeypatch.delitem(sys.modules, name)
+
+
+@pytest.mark.usefixtures("no_app_modules")
+def test_a_models_package_is_read_again_when_a_module_it_imports_changes(
+    shell: InteractiveShell, db_url: str, project: Path
+) -> None:
+    hero = write_models_package(project, "name")
+    ok(shell, f"%migrate init --url {db_url} --metadata app.models:metadata")
+    ok(shell, '%migrate revision -m "hero" --autogenerate')
+    ok(shell, "%migrate upgrade")
+
+    hero.write_text(hero.read_text().replace("name:", "nick:"))  # same size, same second
+    rows = ok(shell, "%migrate diff").rows
+    assert {(row.op, row.target) for row in rows} >= {("add_column", "nick"), ("drop_column", "name")}
+
+    hero.write_text(hero.read_text().replace("nick:", "name:"))
+    assert ok(shell, "%migrate check").rows == []
+
+
+# ---------------------------------------------------------------- the messages met most
+
+
+def test_diff_while_a_written_revision_waits_explains_what_helps(
+    shell: InteractiveShell, db_url: str
+) -> None:
+    start(shell, db_url)
+    written = ok(shell, HERO_CELL)
+    error = failed(shell, "%migrate diff")
+    message = str(error)
+    assert f"1 revision is written but not applied yet: {written.revision} (create hero)" in message
+    assert f"`diff {written.revision}`" in message and "`upgrade`" in message
+    assert "run `upgrade` before autogenerating" not in message
+    assert "not applied yet" in str(failed(shell, '%migrate revision -m "more" --autogenerate'))
+    assert ok(shell, f"%migrate diff {written.revision}").rows[0].op == "create_table"
+
+
+def test_mistakes_get_a_did_you_mean(shell: InteractiveShell, db_url: str) -> None:
+    start(shell, db_url)
+    written = ok(shell, HERO_CELL)
+    assert "Did you mean 'upgrade'?" in str(failed(shell, "%migrate up"))
+    assert "Did you mean '--autogenerate'?" in str(failed(shell, "%migrate revision -m x --autogenrate"))
+    typo = written.revision[:-1] + ("0" if written.revision[-1] != "0" else "1")
+    message = str(failed(shell, f"%migrate show {typo}"))
+    assert f"Did you mean '{written.revision}'?" in message
+    assert "stamp" not in message
+
+
+def test_counts_are_singular_or_plural(shell: InteractiveShell, db_url: str) -> None:
+    start(shell, db_url)
+    ok(shell, HERO_CELL)
+    assert ok(shell, "%migrate upgrade").summary.startswith("Upgraded 1 revision;")
+    ok(shell, TEAM_CELL)
+    ok(shell, '%migrate revision -m "an empty one"')
+    assert ok(shell, "%migrate upgrade").summary.startswith("Upgraded 2 revisions;")
+
+
+def test_deleting_an_applied_revision_is_refused_before_asking(
+    shell: InteractiveShell, db_url: str, project: Path
+) -> None:
+    from framefox_magic.manager import AlembicManager
+    from framefox_magic.widgets import MigrationPanel
+
+    start(shell, db_url)
+    written = ok(shell, HERO_CELL)
+    ok(shell, "%migrate upgrade")
+    message = str(failed(shell, f"%migrate delete {written.revision}"))
+    assert message.startswith(f"Refusing to delete {written.revision}: it is applied")
+    assert "--yes" not in message
+
+    panel = MigrationPanel(AlembicManager(db_url, project / "migrations"))
+    panel.picker.value = written.revision
+    panel.buttons["Delete"].click()
+    assert panel.confirmation.layout.display == "none"
+    assert "Refusing to delete" in panel.output.value
+    assert Path(written.path).is_file()
