@@ -137,7 +137,10 @@ def _diff(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -> An
 
 COMMANDS: tuple[Command, ...] = (
     Command("status", lambda m, a, ui: m.status(), help=_doc(AlembicManager.status)),
-    Command("init", lambda m, a, ui: m.init(), help=_doc(AlembicManager.init)),
+    Command("init", lambda m, a, ui: m.init(create_database=a.create_database),
+            help=_doc(AlembicManager.init),
+            args=(_arg("--create-database", action="store_true", dest="create_database",
+                       help="create the PostgreSQL or MySQL/MariaDB database first if it is missing"),)),
     Command("config", lambda m, a, ui: m.config(), help=_doc(AlembicManager.config)),
     Command(
         "history", lambda m, a, ui: m.history(a.rev_range), help=_doc(AlembicManager.history),
@@ -207,6 +210,12 @@ COMMANDS: tuple[Command, ...] = (
     Command("reset", lambda m, a, ui: m.reset(), help=_doc(AlembicManager.reset),
             args=(YES,), destructive=lambda a: True),
     Command("graph", lambda m, a, ui: m.graph(), help=_doc(AlembicManager.graph)),
+    Command(
+        "drop-database", lambda m, a, ui: m.drop_database(a.name), help=_doc(AlembicManager.drop_database),
+        args=(_arg("name", nargs="?", help="the database's name (required for the one the settings name)"),
+              YES),
+        destructive=lambda a: True,
+    ),
     Command("panel", lambda m, a, ui: ui.panel(m), help="Show the point-and-click panel."),
 )
 BY_NAME = {command.name: command for command in COMMANDS}

@@ -135,8 +135,9 @@ class AlembicManager:
 
     # ---------------------------------------------------------------- set-up
 
-    def init(self) -> Outcome:
+    def init(self, create_database: bool = False) -> Outcome:
         """Create the migrations folder, versions/, env.py and script.py.mako (idempotent)."""
+        made = self.create_database() if create_database else None
         with self._call(initialized=False) as target:
             created = []
             target.versions_dir.mkdir(parents=True, exist_ok=True)
@@ -151,7 +152,38 @@ class AlembicManager:
                 f"Initialized {target.migrations_dir}" if created
                 else f"{target.migrations_dir} was already initialized; nothing changed"
             )
+            if made is not None:
+                summary = f"{made.summary} {summary}"
             return Outcome("init", summary, files=created)
+
+    def create_database(self) -> Outcome:
+        """Create the PostgreSQL or MySQL/MariaDB database the URL names, unless it exists."""
+        from . import provisioning
+
+        with self._call(initialized=False) as target:
+            name = provisioning.database_name(target.url)
+            if provisioning.create_database(target.url):
+                return Outcome("create-database", f"Created the database {name}.", files=[name])
+            return Outcome("create-database", f"The database {name} exists already; nothing changed.")
+
+    def drop_database(self, name: str | None = None) -> Outcome:
+        """Drop a throwaway PostgreSQL or MySQL/MariaDB database (the one the URL names)."""
+        from . import provisioning
+
+        with self._call(initialized=False) as target:
+            actual = provisioning.database_name(target.url)
+            if name is not None and name != actual:
+                raise ConfigurationError(f"The URL names the database {actual}, not {name}; nothing dropped.")
+            configured = settings.resolve(None, None, self.project_root)
+            if name is None and provisioning.same_database(configured.url, target.url):
+                raise ConfigurationError(
+                    f"{actual} is the database the project's settings point at "
+                    f"({configured.url_source}); name it to drop it: `drop-database {actual} --yes`."
+                )
+            if not provisioning.drop_database(target.url):
+                return Outcome("drop-database", f"There is no database {actual}; nothing changed.")
+            self._reflection = ReflectionCache()
+            return Outcome("drop-database", f"Dropped the database {actual}.")
 
     def _write_alembic_ini(self, target: settings.Target) -> Path | None:
         if target.alembic_ini or target.pyproject:
@@ -575,7 +607,7 @@ class AlembicManager:
             compared = context.opts.get("target_metadata")  # what env.py handed to autogenerate
             dropped = drops_every_table(directives, compared)
             if autogenerate and dropped and not allow_drop_all:
-                refused.append(drop_all_refusal(dropped, self.metadata_spec(), compared))
+                refused.append(drop_all_refusal(dropped, self.metadata_spec()))
                 directives[:] = []
 
         with self._connect(target) as connection:
@@ -814,9 +846,20 @@ class AlembicManager:
     @contextmanager
     def _connect(self, target: settings.Target) -> Iterator[Connection]:
         """A connection for one call; its engine is disposed afterwards."""
+        from sqlalchemy.exc import OperationalError
+
+        from .provisioning import missing_database
+
         engine = _engine(target.url)
         try:
-            with engine.connect() as connection:
+            try:
+                connection = engine.connect()
+            except OperationalError as error:
+                missing = missing_database(target.url)
+                if missing is None:
+                    raise
+                raise missing from error
+            with connection:
                 yield connection
         finally:
             engine.dispose()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from conftest import HERO_CELL, column_names, table_names, version_rows
 from IPython.core.interactiveshell import InteractiveShell
 
@@ -394,3 +396,66 @@ def test_deleting_an_applied_revision_is_refused_before_asking(
     assert panel.confirmation.layout.display == "none"
     assert "Refusing to delete" in panel.output.value
     assert Path(written.path).is_file()
+
+
+# ---------------------------------------------------------------- a prototype anywhere
+
+
+def throwaway_url(backend: str) -> str:
+    """The URL of a database that does not exist yet on the backend's server."""
+    from conftest import SERVER_URLS, need_server
+
+    need_server(backend)
+    return sa.make_url(SERVER_URLS[backend]).set(database=f"ffm_new_{uuid.uuid4().hex[:10]}") \
+        .render_as_string(hide_password=False)
+
+
+def database_exists(url: str) -> bool:
+    from framefox_magic.provisioning import database_exists as exists
+
+    return exists(url)
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mysql"])
+def test_a_database_created_for_a_prototype_and_dropped_after(
+    shell: InteractiveShell, server: str
+) -> None:
+    url = throwaway_url(server)
+    name = sa.make_url(url).database
+    message = str(failed(shell, f"%migrate init --url {url}\n%migrate status"))
+    assert f"The database {name} does not exist" in message and "--create-database" in message
+    try:
+        ok(shell, f"%migrate init --url {url} --create-database")
+        assert database_exists(url)
+        ok(shell, HERO_CELL)
+        ok(shell, "%migrate upgrade")
+        assert "hero" in table_names(url)
+        assert "--yes" in str(failed(shell, "%migrate drop-database"))
+        assert ok(shell, "%migrate drop-database --yes").summary == f"Dropped the database {name}."
+        assert not database_exists(url)
+    finally:
+        from framefox_magic.provisioning import drop_database
+
+        drop_database(url)
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mysql"])
+def test_the_database_the_settings_name_is_dropped_only_when_named(
+    shell: InteractiveShell, server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from framefox_magic.provisioning import create_database, drop_database
+
+    url = throwaway_url(server)
+    name = sa.make_url(url).database
+    create_database(url)
+    try:
+        monkeypatch.setenv("DATABASE_URL", url)
+        ok(shell, "%migrate init")
+        message = str(failed(shell, "%migrate drop-database --yes"))
+        assert "DATABASE_URL" in message and f"drop-database {name} --yes" in message
+        assert database_exists(url)
+        assert "nothing dropped" in str(failed(shell, "%migrate drop-database other --yes"))
+        ok(shell, f"%migrate drop-database {name} --yes")
+        assert not database_exists(url)
+    finally:
+        drop_database(url)
