@@ -459,3 +459,45 @@ def test_the_database_the_settings_name_is_dropped_only_when_named(
         assert not database_exists(url)
     finally:
         drop_database(url)
+
+
+# ---------------------------------------------------------------- in a real Jupyter kernel
+
+
+def kernel_run(kernel: str, folder: Path, *sources: str) -> list[Any]:
+    """Run the cells in a Jupyter kernel as "Run all" does, errors allowed; the cells."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    NotebookClient(nb, kernel_name=kernel, timeout=180, allow_errors=True,
+                   resources={"metadata": {"path": str(folder)}}).execute()
+    return nb.cells
+
+
+def streamed(cell: Any) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+def error_text(cell: Any) -> str:
+    return "\n".join("\n".join(o.traceback) for o in cell.outputs if o.output_type == "error")
+
+
+def test_the_session_of_the_issue_in_a_kernel(python3_kernel: str, project: Path, db_url: str) -> None:
+    cells = kernel_run(
+        python3_kernel, project,
+        "%load_ext framefox_magic", f"%migrate init --url {db_url}", HERO_CELL, "%migrate upgrade",
+        TEAM_CELL, "class Foo:\n    pass",
+        HERO_CELL.replace("create hero", "typo").replace("Field(default", "Fieldd(default"),
+        "%migrate upgrade", "%migrate check",
+    )
+    for cell in cells:
+        assert "Error in callback" not in streamed(cell)
+    assert "create_table" in cells[4].outputs[0]["data"]["text/plain"]
+    assert "team" in cells[4].outputs[0]["data"]["text/plain"]
+    typo = error_text(cells[6])
+    assert "NameError" in typo and "Fieldd" in typo
+    assert "framefox_magic" not in typo and "run_cell_magic" not in typo
+    assert not error_text(cells[8])  # no drop_table hero: the failed cell changed nothing
+    assert {"hero", "team"} <= table_names(db_url)
+    assert len(list((project / "migrations" / "versions").glob("*.py"))) == 2

@@ -3,8 +3,9 @@ revisions written, upgraded and downgraded, earlier cells run again.
 
 Invariants: no unexpected error; the models hold exactly the tables (and columns) of the latest
 definitions that succeeded; after an upgrade (and a revision for what plain cells changed), `check`
-finds nothing. FRAMEFOX_STATEFUL_EXAMPLES sets the number of examples (default 8) and
-FRAMEFOX_STATEFUL_BACKEND the database (sqlite, postgresql or mysql; default sqlite).
+finds nothing. FRAMEFOX_STATEFUL_EXAMPLES sets the number of examples (default 8), FRAMEFOX_STATEFUL_STEPS the
+steps per example (default 12) and FRAMEFOX_STATEFUL_BACKEND the database (sqlite, postgresql or
+mysql; default sqlite).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 MODELS = ("Alpha", "Beta", "Gamma", "Delta")  # a model relates only to one named before it
 COLUMNS = ("power", "age", "rank")
 EXAMPLES = int(os.environ.get("FRAMEFOX_STATEFUL_EXAMPLES", "8"))
+STEPS = int(os.environ.get("FRAMEFOX_STATEFUL_STEPS", "12"))
 BACKEND = os.environ.get("FRAMEFOX_STATEFUL_BACKEND", "sqlite")
 PRELUDE = "from typing import Optional\nfrom sqlmodel import Field, Relationship, SQLModel\n"
 
@@ -62,8 +64,11 @@ class Model:
 class NotebookSession(RuleBasedStateMachine):
     """A shell with the extension loaded, a project folder and a fresh database per example."""
 
+    sessions_run = 0
+
     def __init__(self) -> None:
         super().__init__()
+        NotebookSession.sessions_run += 1
         from IPython.core.interactiveshell import InteractiveShell
         from traitlets.config import Config
 
@@ -197,7 +202,7 @@ def _model_from(name: str, text: str) -> Model:
 
 
 NotebookSession.TestCase.settings = settings(
-    max_examples=EXAMPLES, stateful_step_count=12, deadline=None,
+    max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
     suppress_health_check=list(HealthCheck),
 )
 
@@ -205,3 +210,4 @@ NotebookSession.TestCase.settings = settings(
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_a_random_notebook_session() -> None:
     NotebookSession.TestCase().runTest()
+    print(f"{NotebookSession.sessions_run} sessions on {BACKEND}, up to {STEPS} steps each")
