@@ -608,7 +608,6 @@ class AlembicManager:
             dropped = drops_every_table(directives, compared)
             if autogenerate and dropped and not allow_drop_all:
                 refused.append(drop_all_refusal(dropped, self.metadata_spec()))
-                directives[:] = []
 
         with self._connect(target) as connection:
             config = self._config(target, connection, autogenerate=autogenerate)
@@ -617,7 +616,7 @@ class AlembicManager:
             arguments = {**_revision_args(), **options, "message": message, "autogenerate": autogenerate}
             revision_context = self._revision_context(config, script, arguments, note_changes)
             written = list(revision_context.generate_scripts())
-        if refused:
+        if refused:  # raised after alembic's own checks (e.g. several heads); the file goes
             raise MigrationError(refused[0])
         if autogenerate and found_changes and not any(found_changes):
             for leftover in filter(None, written):  # an env.py that does not skip empty runs
