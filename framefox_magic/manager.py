@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import settings
+from .authoring import name_new_foreign_keys
 from .diff import record_script, rows_from_ops, unrecorded_row
 from .errors import (
     ConfigurationError,
@@ -604,6 +605,7 @@ class AlembicManager:
 
         def note_changes(context: Any, revision: Any, directives: list) -> None:
             found_changes.append(any(not ops.is_empty() for d in directives for ops in d.upgrade_ops_list))
+            name_new_foreign_keys(directives)
             compared = context.opts.get("target_metadata")  # what env.py handed to autogenerate
             dropped = drops_every_table(directives, compared)
             if autogenerate and dropped and not allow_drop_all:

@@ -501,3 +501,41 @@ def test_the_session_of_the_issue_in_a_kernel(python3_kernel: str, project: Path
     assert not error_text(cells[8])  # no drop_table hero: the failed cell changed nothing
     assert {"hero", "team"} <= table_names(db_url)
     assert len(list((project / "migrations" / "versions").glob("*.py"))) == 2
+
+
+def test_the_panel_refuses_a_new_revision_that_drops_every_table(
+    shell: InteractiveShell, db_url: str, project: Path
+) -> None:
+    from framefox_magic.manager import AlembicManager
+    from framefox_magic.metadata import forget_models
+    from framefox_magic.widgets import MigrationPanel
+
+    start(shell, db_url)
+    ok(shell, HERO_CELL)
+    ok(shell, "%migrate upgrade")
+    forget_models(lambda cls: True)
+    panel = MigrationPanel(AlembicManager(db_url, project / "migrations"))
+    panel.message.value = "oops"
+    panel.buttons["New revision"].click()
+    assert "drop every table" in panel.output.value
+    assert len(list((project / "migrations" / "versions").glob("*.py"))) == 1
+
+
+def test_a_relationship_added_later_upgrades_and_downgrades(shell: InteractiveShell, db_url: str) -> None:
+    start(shell, db_url)
+    ok(shell, IMPORTS)
+    ok(shell, FIVE_MODELS["Team"])
+    ok(shell, FIVE_MODELS["Hero"].replace("team: Team | None = Relationship(back_populates=\"heroes\")", "")
+       .replace("team_id: int | None = Field(default=None, foreign_key=\"team.id\")", ""))
+    ok(shell, '%migrate revision -m "two tables" --autogenerate')
+    ok(shell, "%migrate upgrade")
+    ok(shell, FIVE_MODELS["Hero"])  # now with team_id -> team.id and a relationship
+    written = ok(shell, '%migrate revision -m "hero in a team" --autogenerate')
+    assert [row.op for row in written.diff.rows] == ["add_column", "create_foreign_key"]
+    ok(shell, "%migrate upgrade")
+    ok(shell, "%migrate downgrade -1 --yes")
+    assert "team_id" not in column_names(db_url, "hero")
+    ok(shell, "%migrate upgrade")
+    assert ok(shell, "%migrate check").rows == []
+    hero = ok(shell, "Hero(name='Rusty', team=Team(name='Preventers'))")
+    assert hero.team.name == "Preventers"
