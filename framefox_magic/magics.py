@@ -88,11 +88,12 @@ class MigrateMagics(Magics):
         """Write a revision from this cell: model code (autogenerate) or, with --manual, upgrade code.
 
         %%revision -m MESSAGE [--manual] [--apply] [--head REV] [--splice] [--branch-label LABEL]
-                              [--depends-on REV] [--rev-id ID] [-o NAME]
+                              [--depends-on REV] [--rev-id ID] [--yes] [-o NAME]
 
         Without --manual the cell runs first (define or edit SQLModel / SQLAlchemy models in it),
-        then the models are compared with the database. Re-running the cell while its revision is
-        still an unapplied head writes that revision again instead of adding another.
+        then the models are compared with the database; the cell's models are kept only when it
+        succeeds. Re-running the cell while its revision is still an unapplied head writes that
+        revision again instead of adding another; once it is applied, the new one goes on top.
         """
         with self._errors_shown():
             try:
