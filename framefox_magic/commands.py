@@ -290,7 +290,7 @@ def _unknown_options(prog: str, name: str, unknown: list[str], extra: Iterable[A
     first = unknown[0].split("=", 1)[0]
     hint = did_you_mean(first, flags) if first.startswith("-") else ""
     words = " ".join(unknown)
-    return f"`{name}` does not take {words!r}. {hint}".rstrip() + f" (see `{prog} {name} --help`)"
+    return f"unrecognized arguments: {words}. {hint}".rstrip() + f" (see `{prog} {name} --help`)"
 
 
 def apply_target(manager: AlembicManager, args: argparse.Namespace) -> None:

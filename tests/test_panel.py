@@ -102,7 +102,7 @@ def test_shows_status_history_graph_picker_and_model_changes(panel: MigrationPan
     assert "<svg" in panel.graph.value and f'data-revision="{proj.second}"' in panel.graph.value
     assert [value for _, value in panel.picker.options] == ["", proj.second, proj.first]
     assert "No revision picked" in text(panel.revision.value)
-    assert "behind the migration scripts" in text(panel.changes.value)
+    assert "written but not applied yet" in text(panel.changes.value)
     assert panel.output.value == ""
     assert not shown(panel.confirmation) and not shown(panel.progress)
 
@@ -280,7 +280,7 @@ def test_new_revision_needs_a_message_and_a_change(panel: MigrationPanel, proj: 
     assert "Type a message" in text(panel.output.value)
     panel.message.value = "too early"
     click(panel, "New revision")
-    assert "behind the migration scripts" in text(panel.output.value)
+    assert "written but not applied yet" in text(panel.output.value)
     click(panel, "Upgrade")
     panel.message.value = "nothing to do"
     click(panel, "New revision")
