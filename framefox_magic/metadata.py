@@ -197,7 +197,7 @@ def begin_redefinition(source: str, namespace: dict[str, Any]) -> PendingRedefin
 
     found = registries(extra)
     doomed = [(r, m) for r in found for m in list(r.mappers) if redefined(m.class_)]
-    stale = _referring_to({m.class_ for _, m in doomed}, extra)
+    stale = _referring_to({m.class_ for _, m in doomed}, extra) if doomed else []
     pending = PendingRedefinition(namespace, {name: namespace.get(name, _MISSING) for name in names},
                                   extra, stale)
     for registry, mapper in doomed:
@@ -233,6 +233,8 @@ class PendingRedefinition:
 
     def commit(self) -> None:
         """The cell succeeded: the classes set aside are forgotten for good."""
+        if not self._aside:
+            return
         from sqlalchemy.orm import instrumentation
 
         for registry, mapper, _table in self._aside:
@@ -243,21 +245,26 @@ class PendingRedefinition:
 
     def rollback(self) -> None:
         """The cell failed: forget what it mapped and put back the classes and tables set aside."""
-        from sqlalchemy.orm import clsregistry
-
         module = self.namespace.get("__name__", "__main__")
         forget_models(lambda cls: cls.__module__ == module, self.extra, keep=self._mappers_before)
-        add_class = getattr(clsregistry, "_add_class", None) or clsregistry.add_class
         for registry, mapper, table in reversed(self._aside):
             if table is not None:
                 _restore_table(table)
-            add_class(mapper.class_.__name__, mapper.class_, registry._class_registry)
+            _add_to_name_lookup(registry, mapper.class_)
         self._aside.clear()
         for name, value in self.names.items():
             if value is _MISSING:
                 self.namespace.pop(name, None)
             else:
                 self.namespace[name] = value
+
+
+def _add_to_name_lookup(registry: Any, cls: type) -> None:
+    """Make a class findable by name again (relationship("Name") strings)."""
+    from sqlalchemy.orm import clsregistry
+
+    add_class = getattr(clsregistry, "_add_class", None) or clsregistry.add_class
+    add_class(cls.__name__, cls, registry._class_registry)
 
 
 def _restore_table(table: Table) -> None:
