@@ -4,12 +4,14 @@ the `framefox-migrate` command line are all derived."""
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import ConfirmationRequired, MigrationError
+from .errors import ConfirmationRequired, MigrationError, did_you_mean
 from .fanout import TargetCallback
 from .manager import AlembicManager, StepCallback
 from .results import Outcome, RevisionInfo
@@ -66,6 +68,7 @@ class Command:
     help: str = ""
     destructive: Callable[[argparse.Namespace], bool] = lambda args: False
     dangers: Callable[[AlembicManager, argparse.Namespace], str | None] = lambda manager, args: None
+    refuse: Callable[[AlembicManager, argparse.Namespace], None] = lambda manager, args: None
 
     @property
     def summary(self) -> str:
@@ -145,6 +148,7 @@ def _revision(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -
         args.message, autogenerate=args.autogenerate, head=args.head, splice=args.splice,
         branch_label=args.branch_label, depends_on=args.depends_on, rev_id=args.rev_id,
         renames=args.renames, no_rename=args.no_rename,
+        allow_drop_all=args.yes,
     )
     if written is None:
         return Outcome("revision", "No changes detected: no revision was written.")
@@ -175,7 +179,10 @@ def _diff(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -> An
 
 COMMANDS: tuple[Command, ...] = (
     Command("status", _status, help=_doc(AlembicManager.status), args=(TARGETS, JOBS)),
-    Command("init", lambda m, a, ui: m.init(), help=_doc(AlembicManager.init)),
+    Command("init", lambda m, a, ui: m.init(create_database=a.create_database),
+            help=_doc(AlembicManager.init),
+            args=(_arg("--create-database", action="store_true", dest="create_database",
+                       help="create the PostgreSQL or MySQL/MariaDB database first if it is missing"),)),
     Command("config", lambda m, a, ui: m.config(), help=_doc(AlembicManager.config)),
     Command(
         "history", lambda m, a, ui: m.history(a.rev_range), help=_doc(AlembicManager.history),
@@ -213,7 +220,8 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "revision", _revision, help=_doc(AlembicManager.revision),
-        args=(MESSAGE, *REVISION_OPTIONS),
+        args=(MESSAGE, *REVISION_OPTIONS, _arg("--yes", "-y", action="store_true",
+              help="write it even when it would drop every table of the database")),
     ),
     Command(
         "stamp", lambda m, a, ui: m.stamp(a.rev, purge=a.purge), help=_doc(AlembicManager.stamp),
@@ -234,6 +242,7 @@ COMMANDS: tuple[Command, ...] = (
               _arg("--force", help="even if it is applied or others build on it", action="store_true"),
               YES),
         destructive=lambda a: True,
+        refuse=lambda m, a: None if a.force else m.check_deletable(a.rev),
     ),
     Command(
         "squash", lambda m, a, ui: m.squash(a.rev_range, a.message, a.rev_id),
@@ -265,6 +274,12 @@ COMMANDS: tuple[Command, ...] = (
         "erd", lambda m, a, ui: m.erd(a.rev), help=_doc(AlembicManager.erd),
         args=(_arg("rev", help="draw the schema at this revision (default: the database's)",
                    kind=REVISION, nargs="?"),),
+    ),
+    Command(
+        "drop-database", lambda m, a, ui: m.drop_database(a.name), help=_doc(AlembicManager.drop_database),
+        args=(_arg("name", nargs="?", help="the database's name (required for the one the settings name)"),
+              YES),
+        destructive=lambda a: True,
     ),
     Command("panel", lambda m, a, ui: ui.panel(m), help="Show the point-and-click panel."),
 )
@@ -364,16 +379,25 @@ def _parse_command(words: list[str], prog: str, extra: Iterable[Arg]) -> argpars
     """Parse with the sub-command's own parser only: what the full parser would give, sooner."""
     args, unknown = sub_parser(words[0], prog, extra).parse_known_args(words[1:])
     if unknown:  # the full parser reports these itself, under its own name
-        raise CommandLineError(f"unrecognized arguments: {' '.join(unknown)} (see `{prog} --help`)")
+        raise CommandLineError(_unknown_options(prog, words[0], unknown, extra))
     args.command = words[0]
     return args
 
 
 def _suggest(word: str) -> str:
-    import difflib
+    close = did_you_mean(word, BY_NAME)
+    return close or f"Try one of: {', '.join(BY_NAME)}."
 
-    close = difflib.get_close_matches(word, BY_NAME, n=1)
-    return f"Did you mean '{close[0]}'?" if close else f"Try one of: {', '.join(BY_NAME)}."
+
+def _unknown_options(prog: str, name: str, unknown: list[str], extra: Iterable[Arg]) -> str:
+    """The message for words the sub-command does not take, with the option it probably meant."""
+    command = BY_NAME[name]
+    flags = [flag for arg in (*command.args, *TARGET_OPTIONS, *extra) for flag in arg.flags
+             if flag.startswith("--")]
+    first = unknown[0].split("=", 1)[0]
+    hint = did_you_mean(first, flags) if first.startswith("-") else ""
+    words = " ".join(unknown)
+    return f"unrecognized arguments: {words}. {hint}".rstrip() + f" (see `{prog} {name} --help`)"
 
 
 def apply_target(manager: AlembicManager, args: argparse.Namespace) -> None:
@@ -381,17 +405,47 @@ def apply_target(manager: AlembicManager, args: argparse.Namespace) -> None:
     manager.set_target(args.url, args.migrations_dir, args.metadata)
 
 
+@contextmanager
+def target_from(manager: AlembicManager, args: argparse.Namespace) -> Iterator[None]:
+    """--url / --dir / --metadata for this command; kept from now on only if the command succeeds."""
+    before = (manager.url, manager.migrations_dir, manager.metadata)
+    apply_target(manager, args)
+    try:
+        yield
+    except BaseException:
+        manager.url, manager.migrations_dir, manager.metadata = before
+        raise
+
+
 def execute(manager: AlembicManager, args: argparse.Namespace, ui: Frontend, confirm: bool = True,
             confirm_dangers: bool = True) -> Any:
     """Run a parsed sub-command against the manager."""
     command = BY_NAME[args.command]
-    apply_target(manager, args)
-    sure = getattr(args, "yes", False)
-    if confirm and command.destructive(args) and not sure:
-        raise ConfirmationRequired(_confirmation(manager, command, args))
-    if confirm and confirm_dangers and not sure and (reason := command.dangers(manager, args)):
-        raise ConfirmationRequired(f"{reason} Add --yes to go ahead. Nothing was changed.")
-    return command.run(manager, args, ui)
+    with target_from(manager, args):
+        command.refuse(manager, args)  # what would be refused anyway is not asked about
+        sure = getattr(args, "yes", False)
+        if confirm and command.destructive(args) and not sure:
+            raise ConfirmationRequired(_confirmation(manager, command, args))
+        if confirm and confirm_dangers and not sure and (reason := command.dangers(manager, args)):
+            raise ConfirmationRequired(f"{reason} Add --yes to go ahead. Nothing was changed.")
+        return command.run(manager, args, ui)
+
+
+_IPYTHON_OWN = re.compile(r"^(_+|_i+|_i?\d+|_[oid]h|__\w*__)$")
+
+
+def check_output_name(name: str, reserved: Iterable[str] = ()) -> None:
+    """Refuse an -o name that is not an identifier or would hide a builtin or IPython's own name."""
+    import builtins
+    import keyword
+
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise CommandLineError(f"-o {name}: not a Python variable name.")
+    if name in dir(builtins) or name in set(reserved) or _IPYTHON_OWN.match(name):
+        raise CommandLineError(
+            f"-o {name} would hide Python's or IPython's own `{name}`; pick another name. "
+            "Nothing was run."
+        )
 
 
 BACKED_UP = frozenset({"downgrade", "stamp", "clear-history", "reset"})

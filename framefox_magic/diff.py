@@ -10,6 +10,7 @@ from contextvars import ContextVar
 from types import SimpleNamespace
 from typing import Any
 
+from .render import counted
 from .results import DiffRow
 
 OP_NAMES = {
@@ -203,7 +204,7 @@ def _describe_execute(operation: Any) -> tuple[str | None, str]:
 
 
 def _describe_bulk_insert(operation: Any) -> tuple[str | None, str]:
-    return None, f"{len(operation.rows)} row(s)"
+    return None, counted(len(operation.rows), "row")
 
 
 def _describe_enum(operation: Any) -> tuple[str | None, str]:
@@ -326,20 +327,6 @@ def _numeric_narrows(old: Any, new: Any) -> bool:
         return True
     old_scale, new_scale = old.scale or 0, new.scale or 0
     return new_scale < old_scale or new.precision - new_scale < old.precision - old_scale
-
-
-def drop_indexes_with_their_tables(container: Any) -> None:
-    """Leave out index drops for tables the same operations drop: the table takes its indexes with
-    it, and MySQL/MariaDB refuse to drop an index that backs a foreign key before the table goes."""
-    dropped = {(op.schema, op.table_name) for op in container.ops if type(op).__name__ == "DropTableOp"}
-
-    def kept(op: Any) -> bool:
-        return not (type(op).__name__ == "DropIndexOp" and (op.schema, op.table_name) in dropped)
-
-    container.ops = [op for op in container.ops if kept(op)]
-    for op in container.ops:
-        if hasattr(op, "ops") and (op.schema, op.table_name) in dropped:
-            op.ops = [inner for inner in op.ops if kept(inner)]
 
 
 def record_script(module: Any, dialect_name: str, direction: str = "upgrade") -> list[Any]:

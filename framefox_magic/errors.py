@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 
 from .settings import password_forms, redact
@@ -31,6 +31,29 @@ class NotInitialized(ConfigurationError):
 
 class RevisionNotFound(MigrationError):
     """No revision matches the given identifier."""
+
+    wanted: str | None = None  # the identifier, when it is known
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """'Did you mean X?' for the choices that start with `word` or are spelled like it; else ''."""
+    import difflib
+
+    choices = list(choices)
+    starting = [choice for choice in choices if word and choice.startswith(word)]
+    close = starting[:3] or difflib.get_close_matches(word, choices, n=2, cutoff=0.7)
+    if not close:
+        return ""
+    return f"Did you mean {' or '.join(repr(choice) for choice in close)}?"
+
+
+def with_suggestion(error: RevisionNotFound, revisions: Iterable[str]) -> RevisionNotFound:
+    """The error for a missing revision, with the ids it was probably meant to be: a typo is not
+    a reason to `stamp`."""
+    hint = did_you_mean(error.wanted or "", revisions) if error.wanted else ""
+    if hint:
+        error.args = (f"No revision '{error.wanted}' in the migrations folder. {hint}",)
+    return error
 
 
 class AmbiguousRevision(MigrationError):
@@ -103,10 +126,12 @@ def _translate_alembic(error: Exception) -> MigrationError:
         return AmbiguousRevision(f"'{match.group(1)}' matches several revisions; type more of its id.")
     if match := _NOT_FOUND.search(message):
         wanted = match.group(1) or match.group(2)
-        return RevisionNotFound(
+        error = RevisionNotFound(
             f"No revision '{wanted}' in the migrations folder (see `history`); if the "
             "database names it, the file was removed: `stamp` the database to a known revision."
         )
+        error.wanted = wanted
+        return error
     if "Target database is not up to date" in message:
         return NotUpToDate(
             "The database is behind the migration scripts: run `upgrade` before autogenerating."

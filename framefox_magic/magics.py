@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -16,9 +16,9 @@ from . import commands
 from .errors import MigrationError
 from .fanout import TargetCallback
 from .manager import AlembicManager, StepCallback
-from .metadata import Redefinition, forget_redefined
+from .metadata import PendingRedefinition, begin_redefinition
 from .reflection import unregister_plugin
-from .results import FanoutRow, Outcome, RevisionInfo
+from .results import CellRevision, FanoutRow, Outcome, RevisionInfo
 from .settings import mask_url
 
 OUTPUT = commands.Arg(
@@ -29,6 +29,18 @@ MANUAL = commands.Arg(
     options={"action": "store_true"},
 )
 DOWNGRADE_MARKER = "# downgrade"
+
+
+class CellCodeError(Exception):
+    """A SyntaxError in a model cell, shown as IPython shows one in a normal cell."""
+
+    def __init__(self, error: SyntaxError, stb: list[str]) -> None:
+        super().__init__(f"{type(error).__name__}: {error.msg}")
+        self.error = error
+        self._stb = stb
+
+    def _render_traceback_(self) -> list[str]:
+        return self._stb
 
 
 @magics_class
@@ -94,6 +106,7 @@ class MigrateMagics(Magics):
             except commands.HelpShown as shown:
                 print(shown.text)
                 return None
+            self._check_output_name(args)
             try:
                 result = commands.execute(self.manager, args, self, confirm=self.confirm_destructive,
                                           confirm_dangers=self.confirm_dangerous_upgrade)
@@ -108,11 +121,12 @@ class MigrateMagics(Magics):
 
         %%revision -m MESSAGE [--manual] [--apply] [--head REV] [--splice] [--branch-label LABEL]
                               [--depends-on REV] [--rev-id ID] [--rename OLD:NEW] [--no-rename]
-                              [-o NAME]
+                              [--yes] [-o NAME]
 
         Without --manual the cell runs first (define or edit SQLModel / SQLAlchemy models in it),
-        then the models are compared with the database. Re-running the cell while its revision is
-        still an unapplied head writes that revision again instead of adding another.
+        then the models are compared with the database; the cell's models are kept only when it
+        succeeds. Re-running the cell while its revision is still an unapplied head writes that
+        revision again instead of adding another; once it is applied, the new one goes on top.
         """
         with self._errors_shown():
             try:
@@ -120,24 +134,36 @@ class MigrateMagics(Magics):
             except commands.HelpShown as shown:
                 print(shown.text)
                 return None
-            commands.apply_target(self.manager, args)
+            self._check_output_name(args)
+            with commands.target_from(self.manager, args):
+                result = self._write_cell_revision(args, cell)
             self._remember_target()
-            key = self._cell_key(args.message)
-            replace = self._replaceable(key)
-            if args.manual:
-                upgrade, downgrade = split_manual_cell(cell)
-                written = self.manager.revision(
-                    args.message, autogenerate=False, upgrade_body=upgrade, downgrade_body=downgrade,
-                    **self._revision_options(args), replace=replace,
-                )
-            else:
-                self._run_model_cell(cell)
-                written = self.manager.revision(
-                    args.message, autogenerate=True, **self._revision_options(args), replace=replace,
-                )
-            result = self._revision_result(key, written, replace, args)
             self._store(args, result)
             return result
+
+    def _write_cell_revision(self, args: argparse.Namespace, cell: str) -> Any:
+        """Run the cell's models (kept only when the revision is written) and write the revision."""
+        key = self._cell_key(args.message)
+        earlier = self.manager.cell_revision_state(self._cell_revisions.get(key))
+        options = {**self._revision_options(args), "replace": earlier.replaceable,
+                   "allow_drop_all": args.yes}
+        if args.manual:
+            upgrade, downgrade = split_manual_cell(cell)
+            written = self.manager.revision(
+                args.message, autogenerate=False, upgrade_body=upgrade, downgrade_body=downgrade,
+                **options,
+            )
+        else:
+            source, code, filename = self._compile_model_code(cell)
+            pending = begin_redefinition(source, self.shell.user_ns)
+            try:
+                self._run_model_code(code, filename)
+                written = self.manager.revision(args.message, autogenerate=True, **options)
+            except BaseException:
+                pending.rollback()
+                raise
+            _commit(pending)
+        return self._revision_result(key, written, earlier, args)
 
     def _remember_target(self) -> None:
         """Keep the traits equal to the target set with --url / --dir / --metadata."""
@@ -150,10 +176,41 @@ class MigrateMagics(Magics):
 
     # ---------------------------------------------------------------- %%revision helpers
 
-    def _run_model_cell(self, cell: str) -> None:
-        source = self.shell.transform_cell(cell)
-        _warn_stale(forget_redefined(source, self.shell.user_ns))
-        self.shell.ex(source)
+    def _compile_model_code(self, cell: str) -> tuple[str, Any, str]:
+        """The cell's code, compiled as IPython compiles a cell (its errors name the cell's lines)."""
+        try:
+            source = "\n" + self.shell.transform_cell(cell)  # line numbers as the cell shows them
+            filename = self.shell.compile.cache(source, self.shell.execution_count)
+            return source, self.shell.compile(source, filename, "exec"), filename
+        except SyntaxError as error:
+            raise self._as_cell_error(error, None) from None
+
+    def _run_model_code(self, code: Any, filename: str) -> None:
+        """Run the compiled cell in the user's namespace; its errors show the cell's frames only."""
+        try:
+            exec(code, self.shell.user_global_ns, self.shell.user_ns)
+        except Exception as error:
+            raise self._as_cell_error(error, filename) from None
+
+    def _as_cell_error(self, error: BaseException, filename: str | None) -> BaseException:
+        """The cell's own error, shown with the cell's frames only (all of them with short_errors off)."""
+        if not self.short_errors:
+            return error
+        if isinstance(error, SyntaxError):
+            stb = self.shell.SyntaxTB.structured_traceback(type(error), error, [])
+            return CellCodeError(error, stb)
+        frames = error.__traceback__
+        while frames is not None and frames.tb_frame.f_code.co_filename != filename:
+            frames = frames.tb_next
+        stb = self.shell.InteractiveTB.structured_traceback(type(error), error, frames or error.__traceback__)
+        error._render_traceback_ = lambda: stb  # type: ignore[attr-defined]  # IPython shows this
+        return error
+
+    def _check_output_name(self, args: argparse.Namespace) -> None:
+        """Refuse an -o name that would hide Python's or IPython's own names."""
+        name = getattr(args, "output", None)
+        if name is not None:
+            commands.check_output_name(name, set(self.shell.user_ns_hidden))
 
     @staticmethod
     def _revision_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -172,27 +229,16 @@ class MigrateMagics(Magics):
             cell_id = None
         return f"cell:{cell_id}" if cell_id else f"message:{message}"
 
-    def _replaceable(self, key: str) -> str | None:
-        """The revision this cell wrote earlier, while it is still an unapplied head."""
-        earlier = self._cell_revisions.get(key)
-        if earlier is None:
-            return None
-        status = self.manager.status()
-        if earlier in status.pending and earlier in status.heads:
-            return earlier
-        self._cell_revisions.pop(key)
-        return None
-
-    def _revision_result(self, key: str, written: RevisionInfo | None, replaced: str | None,
+    def _revision_result(self, key: str, written: RevisionInfo | None, earlier: CellRevision,
                          args: argparse.Namespace) -> Any:
         if written is None:
             self._cell_revisions.pop(key, None)
-            removed = f" The earlier revision {replaced} of this cell was removed." if replaced else ""
-            return Outcome("revision", f"No changes detected: no revision was written.{removed}")
+            return Outcome("revision", earlier.nothing_written())
         self._cell_revisions[key] = written.revision
         if args.apply:
             written = commands.apply_revision(self.manager, written, self)
-            written.note = f"applied{'; replaced ' + replaced if replaced else ''}"
+            written.note = "applied"
+        written.note = earlier.note_for(written.revision, written.note)
         return written
 
     # ---------------------------------------------------------------- what commands ask for
@@ -296,26 +342,28 @@ _LOADED: dict[int, dict[str, Any]] = {}
 
 
 def load(ipython: Any) -> None:
-    """Register the magics, the model-cell hook and completion on this shell."""
+    """Register the magics, the model-cell hooks and completion on this shell."""
     if id(ipython) in _LOADED:
         return
     magics = MigrateMagics(shell=ipython, config=ipython.config)
     ipython.register_magics(magics)  # Magics.__init__ has made it configurable (%config)
-    hook = _model_cell_hook(ipython)
-    ipython.events.register("pre_run_cell", hook)
+    hooks = ModelCellHooks(ipython)
+    ipython.events.register("pre_run_cell", hooks.before)
+    ipython.events.register("post_run_cell", hooks.after)
     matcher = _completer(magics)
     ipython.Completer.custom_matchers.append(matcher)
-    _LOADED[id(ipython)] = {"magics": magics, "hook": hook, "matcher": matcher}
+    _LOADED[id(ipython)] = {"magics": magics, "hooks": hooks, "matcher": matcher}
 
 
 def unload(ipython: Any) -> None:
-    """Remove the magics, the hook, the completer and the reflection plugin."""
+    """Remove the magics, the hooks, the completer and the reflection plugin."""
     state = _LOADED.pop(id(ipython), None)
     if state is None:
         return
     unregister_plugin()
     state["magics"].manager.dispose()
-    ipython.events.unregister("pre_run_cell", state["hook"])
+    ipython.events.unregister("pre_run_cell", state["hooks"].before)
+    ipython.events.unregister("post_run_cell", state["hooks"].after)
     if state["matcher"] in ipython.Completer.custom_matchers:
         ipython.Completer.custom_matchers.remove(state["matcher"])
     manager = ipython.magics_manager
@@ -325,23 +373,46 @@ def unload(ipython: Any) -> None:
     ipython.configurables[:] = [c for c in ipython.configurables if c is not state["magics"]]
 
 
-def _model_cell_hook(ipython: Any) -> Callable[[Any], None]:
-    def forget_models_redefined_by(info: Any) -> None:
+class ModelCellHooks:
+    """Around every cell that defines classes: models it defines again are set aside before it
+    runs, forgotten when it succeeds, and put back when it fails."""
+
+    def __init__(self, ipython: Any) -> None:
+        self.ipython = ipython
+        self.pending: PendingRedefinition | None = None
+
+    def before(self, info: Any) -> None:
+        """pre_run_cell: set aside the models this cell defines again."""
+        self.pending = None
         source = getattr(info, "raw_cell", "") or ""
         if "class " not in source:
             return
-        with suppress(SyntaxError):
-            _warn_stale(forget_redefined(ipython.transform_cell(source), ipython.user_ns))
+        try:
+            self.pending = begin_redefinition(self.ipython.transform_cell(source), self.ipython.user_ns)
+        except Exception as error:  # a bug here must never cost the user their cell
+            print(f"Note: framefox_magic could not prepare this model cell ({error!r}).", file=sys.stderr)
 
-    return forget_models_redefined_by
+    def after(self, result: Any) -> None:
+        """post_run_cell: keep the new definitions when the cell succeeded, else the earlier ones."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        try:
+            if getattr(result, "success", True):
+                _commit(pending)
+            else:
+                pending.rollback()
+        except Exception as error:
+            print(f"Note: framefox_magic could not settle this model cell ({error!r}).", file=sys.stderr)
 
 
-def _warn_stale(redefinition: Redefinition) -> None:
-    """Say which models defined elsewhere still point at the classes this cell replaces."""
-    if redefinition.stale:
+def _commit(pending: PendingRedefinition) -> None:
+    """Forget the classes set aside; say which models defined elsewhere still point at them."""
+    pending.commit()
+    if pending.stale:
         print(
-            f"Note: {', '.join(redefinition.stale)} still refer(s) to the earlier "
-            f"{', '.join(redefinition.forgotten)} through a relationship; run that cell again too "
+            f"Note: {', '.join(pending.stale)} still refer(s) to the earlier "
+            f"{', '.join(pending.forgotten)} through a relationship; run that cell again too "
             "(or keep related models in one cell). Autogenerate is not affected.",
             file=sys.stderr,
         )

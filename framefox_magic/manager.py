@@ -20,19 +20,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import dialects, environment, schema, settings
-from .diff import drop_indexes_with_their_tables, record_script, rows_from_ops, unrecorded_row
+from .authoring import name_new_foreign_keys
+from .diff import record_script, rows_from_ops, unrecorded_row
 from .errors import (
     ConfigurationError,
     MigrationError,
     MigrationFailed,
     NotInitialized,
+    NotUpToDate,
     RevisionNotFound,
     RevisionProtected,
     translated,
+    with_suggestion,
 )
-from .metadata import check_spec, resolve_metadata
+from .metadata import check_spec, drop_all_refusal, drops_every_table, resolve_metadata
 from .reflection import ReflectionCache, reuse_in
+from .render import counted
 from .results import (
+    CellRevision,
     Diff,
     Erd,
     Graph,
@@ -163,8 +168,9 @@ class AlembicManager:
 
     # ---------------------------------------------------------------- set-up
 
-    def init(self) -> Outcome:
+    def init(self, create_database: bool = False) -> Outcome:
         """Create the migrations folder, versions/, env.py and script.py.mako (idempotent)."""
+        made = self.create_database() if create_database else None
         with self._call(initialized=False) as target:
             created = []
             target.versions_dir.mkdir(parents=True, exist_ok=True)
@@ -183,7 +189,38 @@ class AlembicManager:
                 from .intent import NAMING_NOTE
 
                 summary += f". {NAMING_NOTE}"
+            if made is not None:
+                summary = f"{made.summary} {summary}"
             return Outcome("init", summary, files=created)
+
+    def create_database(self) -> Outcome:
+        """Create the PostgreSQL or MySQL/MariaDB database the URL names, unless it exists."""
+        from . import provisioning
+
+        with self._call(initialized=False) as target:
+            name = provisioning.database_name(target.url)
+            if provisioning.create_database(target.url):
+                return Outcome("create-database", f"Created the database {name}.", files=[name])
+            return Outcome("create-database", f"The database {name} exists already; nothing changed.")
+
+    def drop_database(self, name: str | None = None) -> Outcome:
+        """Drop a throwaway PostgreSQL or MySQL/MariaDB database (the one the URL names)."""
+        from . import provisioning
+
+        with self._call(initialized=False) as target:
+            actual = provisioning.database_name(target.url)
+            if name is not None and name != actual:
+                raise ConfigurationError(f"The URL names the database {actual}, not {name}; nothing dropped.")
+            configured = settings.resolve(None, None, self.project_root)
+            if name is None and provisioning.same_database(configured.url, target.url):
+                raise ConfigurationError(
+                    f"{actual} is the database the project's settings point at "
+                    f"({configured.url_source}); name it to drop it: `drop-database {actual} --yes`."
+                )
+            if not provisioning.drop_database(target.url):
+                return Outcome("drop-database", f"There is no database {actual}; nothing changed.")
+            self._reflection = ReflectionCache()
+            return Outcome("drop-database", f"Dropped the database {actual}.")
 
     def _write_alembic_ini(self, target: settings.Target) -> Path | None:
         if target.alembic_ini or target.pyproject:
@@ -364,7 +401,7 @@ class AlembicManager:
         diff = self._model_diff()
         if diff.rows:
             raise ChangesDetected(
-                f"The models and the database differ ({len(diff.rows)} operation(s)); "
+                f"The models and the database differ ({counted(len(diff.rows), 'operation')}); "
                 "create a revision for them.",
                 diff,
             )
@@ -378,7 +415,8 @@ class AlembicManager:
     def _model_diff(self) -> Diff:
         from .intent import mark_candidates
 
-        with self._call() as target, self._connect(target, reading=True) as connection:
+        with self._explaining_pending(), self._call() as target, \
+                self._connect(target, reading=True) as connection:
             config = self._config(target, connection, autogenerate=True)
             script = self._script_directory(target, config)
             revision_context = self._revision_context(config, script, _revision_args())
@@ -587,7 +625,8 @@ class AlembicManager:
             now = self._read_back(target, observer)
         _check_reached(verb, observer, planned, now)
         summary = (
-            f"{verb.capitalize()}d {len(done)} revision(s); the database is now at {_heads_text(now)}."
+            f"{verb.capitalize()}d {counted(len(done), 'revision')}; "
+            f"the database is now at {_heads_text(now)}."
             if done else f"Nothing to {verb}: the database is at {_heads_text(now)}."
         )
         unsaved = _no_backup_warning(target, bool(downgrade and done), backup)
@@ -638,7 +677,8 @@ class AlembicManager:
                 raise MigrationFailed(f"The version table still holds {_heads_text(now)} after clearing it.")
             return Outcome(
                 "clear-history",
-                f"Cleared the version history ({len(before)} row(s) removed: {_heads_text(before)}).",
+                f"Cleared the version history ({counted(len(before), 'row')} removed: "
+                f"{_heads_text(before)}).",
                 backup=backup,
             )
 
@@ -676,6 +716,7 @@ class AlembicManager:
         replace: str | None = None,
         renames: Sequence[str] = (),
         no_rename: bool = False,
+        allow_drop_all: bool = False,
     ) -> RevisionInfo | None:
         """Write a new revision: autogenerated, empty, or with the given upgrade/downgrade code.
 
@@ -683,6 +724,8 @@ class AlembicManager:
         unapplied head is written again under the same id; it is removed even when nothing new is.
         A drop + add that could be a rename raises RenameQuestion unless `renames` (TABLE.COLUMN:NEW,
         TABLE:NEW) or `no_rename` says what was meant.
+        An autogenerate that would drop every table of the database (models not found) writes
+        nothing and says why, unless `allow_drop_all`.
         """
         from alembic import util
 
@@ -692,7 +735,8 @@ class AlembicManager:
         manual = upgrade_body is not None or downgrade_body is not None
         bodies = _indented_bodies(upgrade_body, downgrade_body) if manual else ("", "")
         fresh_id = util.rev_id()
-        with self._call() as target, self._replacing(target, replace) as replaced, \
+        with self._explaining_pending(), self._call() as target, \
+                self._replacing(target, replace) as replaced, \
                 _no_leftovers(target, lambda: rev_id or fresh_id):
             if rev_id is not None:
                 _check_new_rev_id(self._script_directory(target), rev_id)
@@ -711,7 +755,8 @@ class AlembicManager:
                     **options,
                 )
             else:
-                written = self._generate(target, message, autogenerate and not manual, options, intent)
+                written = self._generate(target, message, autogenerate and not manual, options, intent,
+                                         allow_drop_all)
             if written is None:
                 return None
             found = self._script_directory(target).get_revision(written.revision)
@@ -722,19 +767,23 @@ class AlembicManager:
             return info
 
     def _generate(self, target: settings.Target, message: str, autogenerate: bool,
-                  options: dict[str, Any], intent: dict[str, Any] | None = None) -> Script | None:
+                  options: dict[str, Any], intent: dict[str, Any] | None = None,
+                  allow_drop_all: bool = False) -> Script | None:
         """alembic's revision command on the cached script directory; None when nothing changed."""
         from .intent import shape_revision
 
         found_changes: list[bool] = []
+        refused: list[str] = []
 
         def note_changes(context: Any, revision: Any, directives: list) -> None:
             if autogenerate:
                 shape_revision(context, directives, **(intent or {}))
             found_changes.append(any(not ops.is_empty() for d in directives for ops in d.upgrade_ops_list))
-            for directive in directives:
-                for downgrade in directive.downgrade_ops_list:
-                    drop_indexes_with_their_tables(downgrade)
+            name_new_foreign_keys(directives)
+            compared = context.opts.get("target_metadata")  # what env.py handed to autogenerate
+            dropped = drops_every_table(directives, compared)
+            if autogenerate and dropped and not allow_drop_all:
+                refused.append(drop_all_refusal(dropped, self.metadata_spec()))
 
         with self._connect(target, reading=True) as connection:
             config = self._config(target, connection, autogenerate=autogenerate)
@@ -743,6 +792,8 @@ class AlembicManager:
             arguments = {**_revision_args(), **options, "message": message, "autogenerate": autogenerate}
             revision_context = self._revision_context(config, script, arguments, note_changes)
             written = list(revision_context.generate_scripts())
+        if refused:  # raised after alembic's own checks (e.g. several heads); the file goes
+            raise MigrationError(refused[0])
         if autogenerate and found_changes and not any(found_changes):
             for leftover in filter(None, written):  # an env.py that does not skip empty runs
                 Path(leftover.path).unlink(missing_ok=True)
@@ -794,6 +845,21 @@ class AlembicManager:
         except BaseException:
             replacement.restore()
             raise
+
+    def cell_revision_state(self, earlier: str | None) -> CellRevision:
+        """What a cell that wrote `earlier` may do now: replace it while it is an unapplied head,
+        else write on top of it."""
+        if earlier is None:
+            return CellRevision()
+        with self._call() as target, self._connect(target) as connection:
+            script = self._script_directory(target)
+            found = next((r for r in script.ordered() if r.revision == earlier), None)
+            if found is None:
+                return CellRevision()
+            applied = found.revision in self._applied(script, self._current_heads(target, connection))
+        if applied or found._all_nextrev:
+            return CellRevision(earlier, applied=applied)
+        return CellRevision(earlier, replaceable=earlier)
 
     def merge(self, revisions: str | Sequence[str], message: str, branch_label: str | None = None,
               rev_id: str | None = None) -> RevisionInfo:
@@ -868,18 +934,9 @@ class AlembicManager:
         with self._call() as target:
             script = self._script_directory(target)
             found = self._one(script, rev)
-            with self._connect(target, reading=True) as connection:
-                current = self._current_heads(target, connection)
-            reasons = []
-            if found.revision in self._applied(script, current):
-                reasons.append("it is applied to the database")
-            if dependents := sorted(found._all_nextrev):
-                reasons.append(f"{', '.join(dependents)} build(s) on it")
+            current, reasons = self._delete_reasons(target, script, found)
             if reasons and not force:
-                raise RevisionProtected(
-                    f"Refusing to delete {found.revision}: {' and '.join(reasons)}. "
-                    "Downgrade first, or force it."
-                )
+                raise _refusing_delete(found.revision, reasons)
             path = _inside(Path(found.path), target.versions_dir)
             trash = _to_trash(target, [path])
             warnings = [f"Deleted although {reason}." for reason in reasons]
@@ -890,6 +947,27 @@ class AlembicManager:
             return Outcome("delete", f"Deleted revision {found.revision} ({found.doc}); its file is kept "
                            f"in {trash}.", files=[str(path)], warnings=warnings)
 
+    def check_deletable(self, rev: str) -> None:
+        """Refuse a delete that needs force before anyone is asked to confirm it."""
+        with self._call() as target:
+            script = self._script_directory(target)
+            found = self._one(script, rev)
+            _current, reasons = self._delete_reasons(target, script, found)
+            if reasons:
+                raise _refusing_delete(found.revision, reasons)
+
+    def _delete_reasons(self, target: settings.Target, script: ScriptDirectory,
+                        found: Script) -> tuple[tuple[str, ...], list[str]]:
+        """The database's current heads, and why removing this revision's file needs force."""
+        with self._connect(target) as connection:
+            current = self._current_heads(target, connection)
+        reasons = []
+        if found.revision in self._applied(script, current):
+            reasons.append("it is applied to the database")
+        if dependents := sorted(found._all_nextrev):
+            reasons.append(f"{', '.join(dependents)} build{'s' if len(dependents) == 1 else ''} on it")
+        return current, reasons
+
     def clean(self) -> Outcome:
         """Remove every revision file; env.py and script.py.mako stay."""
         with self._call() as target:
@@ -897,7 +975,8 @@ class AlembicManager:
             if not files:
                 return Outcome("clean", "No revision files to remove.")
             trash = _to_trash(target, files)
-            return Outcome("clean", f"Removed {len(files)} revision file(s); they are kept in {trash}.",
+            return Outcome("clean", f"Removed {counted(len(files), 'revision file')}; "
+                           f"they are kept in {trash}.",
                            files=[str(f) for f in files])
 
     def reset(self) -> Outcome:
@@ -914,7 +993,8 @@ class AlembicManager:
         """One command: resolve the target, serialize, keep logging quiet, translate errors."""
         with translated(self.url):
             target = self.target()
-        with _ALEMBIC_LOCK, _quiet_alembic_logging(), translated(target.url, self.url):
+        with self._suggesting(target), _ALEMBIC_LOCK, _quiet_alembic_logging(), \
+                translated(target.url, self.url):
             if initialized and not (target.migrations_dir / "env.py").is_file():
                 raise NotInitialized(f"No migrations folder at {target.migrations_dir}: run `init` first.")
             try:
@@ -924,6 +1004,32 @@ class AlembicManager:
                 if named is None:
                     raise
                 raise named from error
+
+    @contextmanager
+    def _explaining_pending(self) -> Iterator[None]:
+        """Comparing the models needs the database at head: say which revisions wait, and what helps."""
+        try:
+            yield
+        except NotUpToDate as error:
+            try:
+                waiting = self.status().pending_revisions
+            except MigrationError:
+                raise error from None
+            raise NotUpToDate(pending_explained(waiting, hasattr(self, "rehearse"))) from None
+
+    @contextmanager
+    def _suggesting(self, target: settings.Target) -> Iterator[None]:
+        """A revision that is not found comes with the ids it was probably meant to be."""
+        try:
+            yield
+        except RevisionNotFound as error:
+            if error.wanted:
+                try:
+                    known = [r.revision for r in self._script_directory(target).ordered()]
+                except Exception:  # the suggestion is a courtesy: never a second failure
+                    known = []
+                with_suggestion(error, known)
+            raise
 
     def _config(
         self,
@@ -1024,10 +1130,21 @@ class AlembicManager:
     def _connect(self, target: settings.Target, reading: bool = False) -> Iterator[Connection]:
         """A connection for one call, from the engine kept for this URL; `reading`: the call writes
         nothing to the database (listing, comparing with the models)."""
+        from sqlalchemy.exc import OperationalError
+
+        from .provisioning import missing_database
+
         # pooled only then, and only with our own env.py: another env.py may leave session state
         own_env = environment.is_own_template(target.migrations_dir / "env.py")
         engine = self._kept_engine(environment.sync_url(target.url), pooled=reading and own_env)
-        with engine.connect() as connection:
+        try:
+            connection = engine.connect()
+        except OperationalError as error:
+            missing = missing_database(target.url)
+            if missing is None:
+                raise
+            raise missing from error
+        with connection:
             yield connection
 
     def _kept_engine(self, url: str, pooled: bool) -> Any:
@@ -1130,6 +1247,27 @@ class _Replacement:
     def restore(self) -> None:
         if self.kept is not None and not self.path.exists():
             shutil.copy2(self.kept, self.path)
+
+
+def pending_explained(waiting: Sequence[RevisionInfo], can_rehearse: bool) -> str:
+    """Why the models cannot be compared with the database yet, and what to do instead."""
+    listed = ", ".join(f"{r.revision} ({r.message})" for r in waiting[:3])
+    listed += ", ..." if len(waiting) > 3 else ""
+    is_are = "is" if len(waiting) == 1 else "are"
+    first = waiting[0].revision if waiting else "head"
+    tryout = "try it on a throwaway copy with `rehearse`, or " if can_rehearse else ""
+    return (
+        f"{counted(len(waiting), 'revision').capitalize()} {is_are} written but not applied yet: "
+        f"{listed}. The models are compared with the database once it is at head. See what "
+        f"{'it does' if len(waiting) == 1 else 'they do'} with `diff {first}` (or `upgrade --plan`); "
+        f"{tryout}apply {'it' if len(waiting) == 1 else 'them'} with `upgrade`, then compare again."
+    )
+
+
+def _refusing_delete(revision: str, reasons: list[str]) -> RevisionProtected:
+    return RevisionProtected(
+        f"Refusing to delete {revision}: {' and '.join(reasons)}. Downgrade first, or force it."
+    )
 
 
 _RESERVED_IDS = frozenset({"base", "head", "heads", "current"})

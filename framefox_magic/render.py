@@ -7,6 +7,12 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+
+def counted(number: int, noun: str, plural: str | None = None) -> str:
+    """'1 revision', '2 revisions': a count with its noun in the right number."""
+    return f"{number} {noun if number == 1 else (plural or noun + 's')}"
+
+
 # Table rules carry two classes (.ffm .ffm-t) to outrank JupyterLab's own output-table rules.
 STYLE = """<style>
 .ffm{font-family:var(--jp-ui-font-family,system-ui,sans-serif);font-size:var(--jp-ui-font-size1,13px);
@@ -232,7 +238,7 @@ def history_html(history: Any) -> str:
     if not history.revisions:
         return _wrap('<p class="muted">No revisions yet.</p>')
     applied = sum(r.applied for r in history.revisions)
-    title = f"<h4>History: {len(history.revisions)} revision(s), {applied} applied</h4>"
+    title = f"<h4>History: {counted(len(history.revisions), 'revision')}, {applied} applied</h4>"
     body = _table(_REVISION_HEADERS, _revision_rows(history.revisions))
     return _wrap(f'{title}<div class="scroll">{body}</div>')
 
@@ -268,7 +274,7 @@ def diff_html(diff: Any) -> str:
         cells += [warning, f"<code>{_e(row.op)}</code>", _e(row.table), _e(row.target), _e(row.detail)]
         rows.append(("destructive" if row.destructive else "", cells))
     count = sum(row.destructive for row in diff.rows)
-    summary = _badge(f"{len(diff.rows)} operation(s)", "info")
+    summary = _badge(counted(len(diff.rows), "operation"), "info")
     if count:
         summary += _badge(f"{count} destructive", "bad")
     return _wrap(f"<h4>{_e(diff.title)}</h4><div>{summary}</div>" + _table(headers, rows))
@@ -365,7 +371,8 @@ def outcome_text(outcome: Any) -> str:
 
 def plan_html(plan: Any) -> str:
     """The revisions that would run, in order, destructive ones flagged; nothing was changed."""
-    title = f"<h4>Plan: {_e(plan.direction)} to {_e(plan.target)} ({len(plan.steps)} revision(s))</h4>"
+    steps = counted(len(plan.steps), "revision")
+    title = f"<h4>Plan: {_e(plan.direction)} to {_e(plan.target)} ({steps})</h4>"
     if not plan.steps:
         return _wrap(title + "<p class='muted'>Nothing to do.</p>")
     rows = []
@@ -779,7 +786,7 @@ def graph_html(graph: Any) -> str:
     """The revision graph as inline SVG, scrolled when long."""
     if not graph.revisions:
         return _wrap('<p class="muted">No revisions yet.</p>')
-    legend = (f"<div class='muted'>{len(graph.revisions)} revision(s): filled = applied, hollow = "
+    legend = (f"<div class='muted'>{counted(len(graph.revisions), 'revision')}: filled = applied, hollow = "
               "pending, ringed = the database's current revision</div>")
     return _wrap(f'{legend}<div class="scroll">{graph_svg(graph.revisions)}</div>')
 

@@ -518,3 +518,32 @@ _WORRY = {"failed": 0, "interrupted": 1, "not run": 1, "behind": 2}
 
 def _worry(row: FanoutRow) -> int:
     return _WORRY.get(row.state, 3)
+
+
+@dataclass(frozen=True)
+class CellRevision:
+    """What a %%revision cell may do with the revision it wrote before (the manager decides)."""
+
+    earlier: str | None = None
+    replaceable: str | None = None  # an unapplied head: written again under the same id
+    applied: bool = False  # applied to the database: the new revision goes on top
+
+    def note_for(self, written: str, note: str | None = None) -> str | None:
+        """The note on the new revision: what became of this cell's earlier one."""
+        said = [note] if note else []
+        if self.replaceable and not any("replaced" in part for part in said):
+            said.append(f"replaced the earlier {self.replaceable}")
+        elif self.applied and self.earlier and self.earlier != written:
+            said.append(f"this cell's earlier revision {self.earlier} is applied; "
+                        f"this wrote {written} on top")
+        return "; ".join(said) or None
+
+    def nothing_written(self) -> str:
+        """The summary when autogenerate found no change."""
+        text = "No changes detected: no revision was written."
+        if self.replaceable:
+            return f"{text} The earlier revision {self.replaceable} of this cell was removed."
+        if self.applied and self.earlier:
+            return f"{text} This cell's earlier revision {self.earlier} is applied."
+        return text
+

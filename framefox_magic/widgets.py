@@ -238,6 +238,12 @@ class MigrationPanel(w.VBox):
             self._dismiss()
             self.output.value = render.error_html("Pick the revision to delete first.")
             return
+        try:
+            self.manager.check_deletable(rev)
+        except MigrationError as error:
+            self._dismiss()
+            self.output.value = render.error_html(str(error))
+            return
         self._ask(f"Delete the file of revision {rev}?", lambda: self.manager.delete(rev))
 
     def _ask(self, question: str, action: Action) -> None:

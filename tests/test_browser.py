@@ -270,7 +270,7 @@ def test_upgrade_from_the_panel_in_jupyterlab(lab: Lab, browser: Any, request: p
         panel.locator(".badge", has_text="2 pending").wait_for()
         panel.get_by_role("button", name="Upgrade", exact=True).click()
         panel.locator(".badge", has_text="up to date").wait_for()
-        panel.get_by_text("Upgraded 2 revision(s)").wait_for()
+        panel.get_by_text("Upgraded 2 revisions").wait_for()
         url = f"sqlite:///{lab.root / 'database.db'}"
         assert {"hero", "team"} <= table_names(url)
         assert len(version_rows(url)) == 1
@@ -280,7 +280,7 @@ def test_upgrade_from_the_panel_in_jupyterlab(lab: Lab, browser: Any, request: p
         panel.get_by_role("heading", name="Source").wait_for()
         panel.get_by_role("heading", name="SQL (sqlite)").wait_for()
         open_tab(panel, "History")
-        panel.get_by_text("History: 2 revision(s), 2 applied").wait_for()
+        panel.get_by_text("History: 2 revisions, 2 applied").wait_for()
         page.locator(".jp-StatusBar-TextItem", has_text=f"{KERNEL_NAME} | Idle").wait_for()
         save_screenshot(page, "panel-jupyterlab.png" if theme == "light" else "panel-jupyterlab-dark.png")
     except Exception:

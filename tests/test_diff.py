@@ -75,7 +75,7 @@ def test_every_operation_kind_is_recorded_in_order_with_destructive_flags(manage
     assert {row.revision for row in diff.rows} == {written.revision}
     frame = diff.to_frame()
     assert list(frame.columns) == ["revision", "op", "table", "target", "detail", "destructive"]
-    assert frame.loc[frame.op == "bulk_insert", "detail"].item() == "2 row(s)"
+    assert frame.loc[frame.op == "bulk_insert", "detail"].item() == "2 rows"
     assert "VARCHAR(100) -> VARCHAR(50)" in frame.detail[3]
 
 

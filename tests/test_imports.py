@@ -52,3 +52,16 @@ def test_the_command_line_status_imports_no_pandas_ipython_or_widgets(tmp_path) 
     )
     assert {"alembic", "sqlalchemy"} <= loaded
     assert not {"pandas", "ipywidgets", "IPython", "sqlmodel"} & loaded
+
+
+def test_cells_defining_plain_classes_import_no_sqlalchemy() -> None:
+    loaded = imported_after(
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "shell = InteractiveShell.instance()\n"
+        "shell.run_line_magic('load_ext', 'framefox_magic')\n"
+        "import contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert shell.run_cell('class Foo:\\n    pass').success\n"
+        "    assert not shell.run_cell('class Bar:\\n    pass\\n1 / 0').success"
+    )
+    assert loaded == {"IPython"}

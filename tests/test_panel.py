@@ -97,12 +97,12 @@ def test_shows_status_history_graph_picker_and_model_changes(panel: MigrationPan
     assert sorted(b.description for b in buttons(panel)) == sorted([*ACTIONS, "Confirm", "Cancel"])
     assert "2 pending" in text(panel.status.value)
     history = text(panel.history.value)
-    assert "History: 2 revision(s), 0 applied" in history
+    assert "History: 2 revisions, 0 applied" in history
     assert proj.first in history and proj.second in history
     assert "<svg" in panel.graph.value and f'data-revision="{proj.second}"' in panel.graph.value
     assert [value for _, value in panel.picker.options] == ["", proj.second, proj.first]
     assert "No revision picked" in text(panel.revision.value)
-    assert "behind the migration scripts" in text(panel.changes.value)
+    assert "written but not applied yet" in text(panel.changes.value)
     assert panel.output.value == ""
     assert not shown(panel.confirmation) and not shown(panel.progress)
 
@@ -130,9 +130,9 @@ def test_upgrade_applies_everything_with_progress(panel: MigrationPanel, proj: P
     assert version_rows(proj.url) == [proj.second]
     assert steps == [(1, 2), (2, 2)]
     assert not shown(panel.progress)
-    assert "Upgraded 2 revision(s)" in text(panel.output.value)
+    assert "Upgraded 2 revisions" in text(panel.output.value)
     assert "up to date" in text(panel.status.value)
-    assert "History: 2 revision(s), 2 applied" in text(panel.history.value)
+    assert "History: 2 revisions, 2 applied" in text(panel.history.value)
     assert (panel.status.value, panel.history.value, panel.graph.value) != before
     assert "No schema changes" in text(panel.changes.value)
     assert all(not b.disabled for b in buttons(panel))
@@ -285,7 +285,7 @@ def test_new_revision_needs_a_message_and_a_change(panel: MigrationPanel, proj: 
     assert "Type a message" in text(panel.output.value)
     panel.message.value = "too early"
     click(panel, "New revision")
-    assert "behind the migration scripts" in text(panel.output.value)
+    assert "written but not applied yet" in text(panel.output.value)
     click(panel, "Upgrade")
     panel.message.value = "nothing to do"
     click(panel, "New revision")

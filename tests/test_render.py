@@ -149,7 +149,7 @@ def test_history_marks_current_applied_pending_head_merge_branch_and_base() -> N
     assert rows[0][:2] == ["pendingheadmerge", "m"]
     assert "current" in rows[1][0] and "applied" in rows[2][0] and "branch" in rows[3][0]
     assert rows[3][2] == "<base>"
-    assert "4 revision(s), 3 applied" in page.all_text
+    assert "4 revisions, 3 applied" in page.all_text
 
 
 def _rows(html: str) -> list[list[str]]:

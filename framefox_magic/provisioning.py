@@ -1,0 +1,120 @@
+"""Whole databases on a server: whether one exists, creating it, dropping a throwaway one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigurationError, DatabaseUnreachable
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Connection
+
+_SERVER_BACKENDS = ("postgresql", "mysql", "mariadb")
+
+
+def database_name(url: str) -> str:
+    """The name of the database a server URL points at."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).database or ""
+
+
+def same_database(first: str, second: str) -> bool:
+    """Whether two URLs name the same database on the same server (drivers and passwords aside)."""
+    from sqlalchemy.engine import make_url
+
+    a, b = make_url(first), make_url(second)
+    return (a.get_backend_name(), a.host, a.port, a.database) == \
+        (b.get_backend_name(), b.host, b.port, b.database)
+
+
+def _server_url(url: str) -> URL:
+    """The URL itself, refused unless it points at a named database on PostgreSQL or MySQL/MariaDB."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() not in _SERVER_BACKENDS:
+        raise ConfigurationError(
+            "Creating and dropping databases is for PostgreSQL and MySQL/MariaDB; a SQLite "
+            "database is a file, created when first used."
+        )
+    if not parsed.database:
+        raise ConfigurationError("The URL names no database (…/DATABASE at its end).")
+    return parsed
+
+
+@contextmanager
+def _maintenance(parsed: URL) -> Iterator[Connection]:
+    """An autocommit connection to the server, outside the database in question."""
+    from sqlalchemy import create_engine, pool
+
+    other = "postgres" if parsed.get_backend_name() == "postgresql" else None
+    engine = create_engine(parsed._replace(database=other), poolclass=pool.NullPool,
+                           isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            yield connection
+    finally:
+        engine.dispose()
+
+
+def missing_database(url: str) -> DatabaseUnreachable | None:
+    """After a failed connection: the error saying the database does not exist, when the server
+    answers and lacks it; else None."""
+    from sqlalchemy.engine import make_url
+
+    if make_url(url).get_backend_name() not in _SERVER_BACKENDS:
+        return None
+    try:
+        if database_exists(url):
+            return None
+    except Exception:  # the server itself does not answer: the original error says it
+        return None
+    name = database_name(url)
+    return DatabaseUnreachable(
+        f"The database {name} does not exist on that server: create it with "
+        "`init --create-database` (with --url URL when the URL is not configured yet)."
+    )
+
+
+def database_exists(url: str) -> bool:
+    """Whether the server holds the database the URL names."""
+    from sqlalchemy import text
+
+    parsed = _server_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        query = text("SELECT 1 FROM pg_database WHERE datname = :name")
+    else:
+        query = text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :name")
+    with _maintenance(parsed) as connection:
+        return connection.execute(query, {"name": parsed.database}).first() is not None
+
+
+def create_database(url: str) -> bool:
+    """Create the database the URL names; False when it existed already."""
+    if database_exists(url):
+        return False
+    parsed = _server_url(url)
+    with _maintenance(parsed) as connection:
+        name = _quoted(connection, parsed.database)
+        suffix = "" if parsed.get_backend_name() == "postgresql" else " CHARACTER SET utf8mb4"
+        connection.exec_driver_sql(f"CREATE DATABASE {name}{suffix}")
+    return True
+
+
+def drop_database(url: str) -> bool:
+    """Drop the database the URL names (closing its sessions on PostgreSQL); False when absent."""
+    if not database_exists(url):
+        return False
+    parsed = _server_url(url)
+    with _maintenance(parsed) as connection:
+        name = _quoted(connection, parsed.database)
+        force = " WITH (FORCE)" if parsed.get_backend_name() == "postgresql" else ""
+        connection.exec_driver_sql(f"DROP DATABASE {name}{force}")
+    return True
+
+
+def _quoted(connection: Any, name: str | None) -> str:
+    return connection.dialect.identifier_preparer.quote(name or "")
