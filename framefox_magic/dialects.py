@@ -329,10 +329,9 @@ def _server_engine(parsed: URL) -> Engine:
     """An autocommit engine on the server's maintenance database (CREATE/DROP DATABASE)."""
     from sqlalchemy import create_engine, pool
 
-    backend = parsed.get_backend_name()
-    database = "postgres" if backend == "postgresql" else None
-    return create_engine(parsed.set(database=database), isolation_level="AUTOCOMMIT",
-                         poolclass=pool.NullPool)
+    server = parsed.set(database="postgres" if parsed.get_backend_name() == "postgresql" else None)
+    return create_engine(server, isolation_level="AUTOCOMMIT", poolclass=pool.NullPool,
+                         connect_args=connect_args(server, Timeouts()))
 
 
 def _create_database(parsed: URL, name: str) -> None:

@@ -30,6 +30,7 @@ from .errors import (
     NotUpToDate,
     RevisionNotFound,
     RevisionProtected,
+    translate,
     translated,
     with_suggestion,
 )
@@ -98,7 +99,7 @@ class AlembicManager:
         self.ddl_lock_timeout = ddl_lock_timeout
         self._scripts: ScriptCache | None = None
         self._engines: dict[bool, Any] = {}
-        self._engines_url: str | None = None
+        self._engines_url: tuple[str, Any] | None = None
         weakref.finalize(self, _dispose_engines, self._engines)
         self._reflection = ReflectionCache()
 
@@ -642,8 +643,8 @@ class AlembicManager:
             reason = str(where)
         try:
             now = f"the database is at {_heads_text(self._read_back(target, observer))}"
-        except MigrationError as unreadable:
-            now = str(unreadable)
+        except Exception as unreadable:  # the first error is the one to report; this only adds to it
+            now = f"its revision could not be read back ({translate(unreadable)})"
         message = f"Revision {failed.revision} ({failed.doc}) failed: {reason}"
         if connection.dialect.name in ("mysql", "mariadb"):
             message += (
@@ -1140,7 +1141,7 @@ class AlembicManager:
         try:
             connection = engine.connect()
         except OperationalError as error:
-            missing = missing_database(target.url)
+            missing = missing_database(target.url, error)
             if missing is None:
                 raise
             raise missing from error
@@ -1149,9 +1150,9 @@ class AlembicManager:
 
     def _kept_engine(self, url: str, pooled: bool) -> Any:
         """The engine for this URL, made on first use; the URL changing disposes the old ones."""
-        if self._engines_url != url:
+        if self._engines_url != (url, self._timeouts()):  # a new URL or new timeouts: new engines
             self.dispose()
-            self._engines_url = url
+            self._engines_url = (url, self._timeouts())
         engine = self._engines.get(pooled)
         if engine is None:
             engine = self._engines[pooled] = dialects.engine(url, self._timeouts(), pooled)

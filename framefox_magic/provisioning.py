@@ -50,9 +50,11 @@ def _maintenance(parsed: URL) -> Iterator[Connection]:
     """An autocommit connection to the server, outside the database in question."""
     from sqlalchemy import create_engine, pool
 
-    other = "postgres" if parsed.get_backend_name() == "postgresql" else None
-    engine = create_engine(parsed._replace(database=other), poolclass=pool.NullPool,
-                           isolation_level="AUTOCOMMIT")
+    from .dialects import Timeouts, connect_args
+
+    other = parsed._replace(database="postgres" if parsed.get_backend_name() == "postgresql" else None)
+    engine = create_engine(other, poolclass=pool.NullPool, isolation_level="AUTOCOMMIT",
+                           connect_args=connect_args(other, Timeouts()))
     try:
         with engine.connect() as connection:
             yield connection
@@ -60,12 +62,17 @@ def _maintenance(parsed: URL) -> Iterator[Connection]:
         engine.dispose()
 
 
-def missing_database(url: str) -> DatabaseUnreachable | None:
+_NO_SUCH_DATABASE = ("3D000", 1049)  # PostgreSQL's invalid_catalog_name, MySQL's ER_BAD_DB_ERROR
+
+
+def missing_database(url: str, error: BaseException) -> DatabaseUnreachable | None:
     """After a failed connection: the error saying the database does not exist, when the server
-    answers and lacks it; else None."""
+    said so and lacks it; else None (a server that does not answer is not asked again)."""
     from sqlalchemy.engine import make_url
 
-    if make_url(url).get_backend_name() not in _SERVER_BACKENDS:
+    original = getattr(error, "orig", None) or error
+    code = getattr(original, "sqlstate", None) or next(iter(getattr(original, "args", ())), None)
+    if make_url(url).get_backend_name() not in _SERVER_BACKENDS or code not in _NO_SUCH_DATABASE:
         return None
     try:
         if database_exists(url):

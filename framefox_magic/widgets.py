@@ -159,6 +159,8 @@ class MigrationPanel(w.VBox):
     def _upgrade(self, _: w.Button | None = None) -> None:
         """Upgrade to the picked revision, or to head; asks first when it would lose data."""
         target = self.picker.value or "head"
+        if self._busy():
+            return
 
         def upgrade() -> Outcome:
             return self._migrate(self.manager.upgrade, "upgrade", target)
@@ -175,6 +177,8 @@ class MigrationPanel(w.VBox):
     def _downgrade(self, _: w.Button | None = None) -> None:
         """Downgrade to the picked revision, or by one revision."""
         target = self.picker.value or "-1"
+        if self._busy():
+            return
         note = _no_backup_note(self.manager)
         self._ask(f"Downgrade to {target}? Data in what it reverts may be lost.{note}",
                   lambda: self._migrate(self.manager.downgrade, "downgrade", target))
@@ -238,6 +242,8 @@ class MigrationPanel(w.VBox):
             self._dismiss()
             self.output.value = render.error_html("Pick the revision to delete first.")
             return
+        if self._busy():
+            return
         try:
             self.manager.check_deletable(rev)
         except MigrationError as error:
@@ -271,6 +277,13 @@ class MigrationPanel(w.VBox):
         self.confirmation.layout.display = "none"
 
     # ---------------------------------------------------------------- running one command
+
+    def _busy(self) -> bool:
+        """Whether a command is running (it is said so): a question asks the database, so it waits."""
+        if self._lock.locked():
+            self.output.value = render.error_html(BUSY)
+            return True
+        return False
 
     def _run(self, action: Action | None) -> None:
         """Run one command (buttons off, one at a time), show its result or error, then re-read all."""

@@ -175,13 +175,13 @@ def test_upgrade_downgrade_and_a_failing_revision_report_what_the_database_holds
         f"{done}/{total} {step.revision}"))
 
     assert seen == ["1/2 a1", "2/2 b2"]
-    assert upgraded.summary.startswith("Upgraded 2 revision(s)") and "b2" in upgraded.summary
+    assert upgraded.summary.startswith("Upgraded 2 revisions") and "b2" in upgraded.summary
     assert existing.versions() == ["b2"]
     assert {"hero", "team"} <= table_names(existing.url)
 
     downgraded = manager.downgrade("a1")
 
-    assert downgraded.summary.startswith("Downgraded 1 revision(s)") and "a1" in downgraded.summary
+    assert downgraded.summary.startswith("Downgraded 1 revision;") and "a1" in downgraded.summary
     assert existing.versions() == ["a1"]
     assert "team" not in table_names(existing.url) and "hero" in table_names(existing.url)
     assert manager.status().current == ("a1",)
@@ -429,7 +429,7 @@ def test_an_async_env_runs_where_an_event_loop_is_running(existing: Existing) ->
 
     summary = asyncio.run(in_a_notebook_cell())
 
-    assert summary.startswith("Upgraded 2 revision(s)")
+    assert summary.startswith("Upgraded 2 revisions")
     assert existing.versions() == ["b2"]
 
 
