@@ -397,7 +397,7 @@ def _unknown_options(prog: str, name: str, unknown: list[str], extra: Iterable[A
     first = unknown[0].split("=", 1)[0]
     hint = did_you_mean(first, flags) if first.startswith("-") else ""
     words = " ".join(unknown)
-    return f"unrecognized arguments: {words}. {hint}".rstrip() + f" (see `{prog} {name} --help`)"
+    return f"unrecognized arguments: {words} (see `{prog} {name} --help`)" + (f". {hint}" if hint else "")
 
 
 def apply_target(manager: AlembicManager, args: argparse.Namespace) -> None:

@@ -65,14 +65,22 @@ def _maintenance(parsed: URL) -> Iterator[Connection]:
 _NO_SUCH_DATABASE = ("3D000", 1049)  # PostgreSQL's invalid_catalog_name, MySQL's ER_BAD_DB_ERROR
 
 
+def _says_no_such_database(error: BaseException) -> bool:
+    """Whether a failed connection was refused because the database does not exist."""
+    original = getattr(error, "orig", None) or error
+    codes = {getattr(original, "sqlstate", None), next(iter(getattr(original, "args", ())), None)}
+    if codes & set(_NO_SUCH_DATABASE):
+        return True
+    # psycopg 3.2/3.3 give a failed connection no sqlstate; libpq's words are all there is
+    return type(original).__module__.startswith("psycopg") and "does not exist" in str(original)
+
+
 def missing_database(url: str, error: BaseException) -> DatabaseUnreachable | None:
     """After a failed connection: the error saying the database does not exist, when the server
     said so and lacks it; else None (a server that does not answer is not asked again)."""
     from sqlalchemy.engine import make_url
 
-    original = getattr(error, "orig", None) or error
-    code = getattr(original, "sqlstate", None) or next(iter(getattr(original, "args", ())), None)
-    if make_url(url).get_backend_name() not in _SERVER_BACKENDS or code not in _NO_SUCH_DATABASE:
+    if make_url(url).get_backend_name() not in _SERVER_BACKENDS or not _says_no_such_database(error):
         return None
     try:
         if database_exists(url):

@@ -46,8 +46,16 @@ FRONTS = [("%migrate", (OUTPUT,)), ("%%revision", (OUTPUT, MANUAL)), ("framefox-
 
 
 def reference(line: str, prog: str, extra: tuple) -> Any:
-    """What the full parser (every sub-command in one) makes of the line."""
-    return _outcome(lambda: commands.build_parser(prog, extra).parse_args(shlex.split(line)))
+    """What the full parser (every sub-command in one) makes of the line; words it does not know are
+    reported the way %migrate reports them (with the option probably meant)."""
+
+    def parse() -> Any:
+        args, unknown = commands.build_parser(prog, extra).parse_known_args(shlex.split(line))
+        if unknown:
+            raise commands.CommandLineError(commands._unknown_options(prog, args.command, unknown, extra))
+        return args
+
+    return _outcome(parse)
 
 
 def _outcome(parse: Any) -> Any:
@@ -71,7 +79,7 @@ def test_every_line_parses_as_the_full_parser_does(prog: str, extra: tuple) -> N
 
 def test_errors_and_help_read_as_before() -> None:
     assert _outcome(lambda: commands.parse("upgrade --bogus")) == (
-        "error", "unrecognized arguments: --bogus (see `%migrate --help`)")
+        "error", "unrecognized arguments: --bogus (see `%migrate upgrade --help`)")
     kind, text = _outcome(lambda: commands.parse("revision"))
     assert kind == "error" and "-m/--message" in text and "%migrate revision --help" in text
     kind, text = _outcome(lambda: commands.parse("upgrade --help"))
