@@ -16,6 +16,7 @@ from . import schema
 from .dialects import shadow_database
 from .diff import record_script
 from .errors import MigrationError
+from .render import counted
 
 if TYPE_CHECKING:
     from alembic.script import Script, ScriptDirectory
@@ -158,7 +159,7 @@ def build_and_prove(manager: AlembicManager, target: Target, run: Run, message: 
     tables = len([name for name in expected_end if not name.startswith("(")])
     checks = [
         (f"upgrade to {rev_id} builds the schema at {run.last}", not up,
-         "; ".join(up) or f"{tables} table(s) equal"),
+         "; ".join(up) or f"{counted(tables, 'table')} equal"),
         (f"downgrade of {rev_id} returns to {run.parent or 'base'}", not down, "; ".join(down) or "equal"),
     ]
     return Proof(Path(written.path), checks)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from .errors import ConfirmationRequired, MigrationError, did_you_mean
 from .fanout import TargetCallback
 from .manager import AlembicManager, StepCallback
+from .render import counted
 from .results import Outcome, RevisionInfo
 from .settings import SecretUrl
 
@@ -168,7 +169,8 @@ def upgrade_dangers(manager: AlembicManager, target: str) -> str | None:
     dangers = manager.lint(target).dangers
     if not dangers:
         return None
-    listed = "; ".join(f"{d.revision} {d.rule} on {d.table} ({d.rows} row(s))" for d in dangers[:3])
+    listed = "; ".join(f"{d.revision} {d.rule} on {d.table} ({counted(d.rows or 0, 'row')})"
+                       for d in dangers[:3])
     more = f" and {len(dangers) - 3} more" if len(dangers) > 3 else ""
     return f"This upgrade would lose data or fail on the rows present: {listed}{more}. See `lint {target}`."
 
@@ -475,7 +477,7 @@ def _confirmation(manager: AlembicManager, command: Command, args: argparse.Name
     """What a destructive command without --yes says; over many targets, how many it would touch."""
     if getattr(args, "targets", None):
         count = len(manager.for_targets(args.targets))
-        return (f"`{command.name} --targets` would change {count} target(s): add --yes to go ahead. "
+        return (f"`{command.name} --targets` would change {counted(count, 'target')}: add --yes to go ahead. "
                 "Nothing was changed.")
     note = _backup_note(manager, command)
     return f"`{command.name}` changes or removes data: add --yes to go ahead.{note} Nothing was changed."

@@ -547,7 +547,7 @@ class AlembicManager:
             current = self._current_heads(target, connection)
             revisions = self._lint_revisions(script, current, rev_range)
             title = f"Lint of {rev_range}" if rev_range else "Lint of the pending revisions"
-            result = safety.lint(connection, revisions, f"{title} ({len(revisions)} revision(s))")
+            result = safety.lint(connection, revisions, f"{title} ({counted(len(revisions), 'revision')})")
         result._sampler = self._sample_rows
         return result
 
@@ -1461,7 +1461,7 @@ def _check_reached(verb: str, observer: environment.Observer, planned: Sequence[
     """A run that reports success must agree with the version table read back."""
     if planned and not observer.steps:
         raise MigrationFailed(
-            f"env.py finished without running the {len(planned)} planned revision(s); "
+            f"env.py finished without running the {counted(len(planned), 'planned revision')}; "
             f"the database is at {_heads_text(now)}."
         )
     if observer.steps and set(observer.steps[-1]) != set(now):

@@ -529,7 +529,7 @@ def lint_text(lint: Any) -> str:
         if any(f.severity == s for f in lint.findings)) or "no risks found")
     lines = [head, f"  rules for {lint.dialect} {lint.server_version}"]
     for f in lint.findings:
-        rows = "" if f.rows is None else f", {f.rows} row(s)"
+        rows = "" if f.rows is None else f", {counted(f.rows, 'row')}"
         lines += [f"{f.severity.upper():6} {f.revision} {f.op} {f.table or ''} [{f.rule}{rows}]",
                   f"       {f.message}", f"       safer: {f.suggestion}"]
     return "\n".join(lines)
@@ -614,7 +614,7 @@ def risk_badge(status: Any) -> str:
     if worst is None:
         return ""
     count = sum(r.risk == worst for r in status.pending_revisions)
-    return _badge(f"{worst}: {count} pending revision(s)", _SEVERITY_KIND[worst])
+    return _badge(f"{worst}: {counted(count, 'pending revision')}", _SEVERITY_KIND[worst])
 
 
 def status_badge_html(status: Any) -> str:
@@ -895,7 +895,8 @@ def erd_html(erd: Any) -> str:
     if not erd.tables:
         return _wrap(f"<h4>{_e(erd.title)}</h4><p class='muted'>No tables.</p>")
     columns = sum(len(t.columns) for t in erd.tables)
-    legend = (f"<div class='muted'>{len(erd.tables)} table(s), {columns} column(s). PK primary key, "
+    counts = f"{counted(len(erd.tables), 'table')}, {counted(columns, 'column')}"
+    legend = (f"<div class='muted'>{counts}. PK primary key, "
               "FK foreign key, * NOT NULL; green: added, yellow: changed by the marked revision.</div>")
     removed = (f"<div>{_badge('removed', 'bad')}{_e(', '.join(erd.removed))}</div>" if erd.removed else "")
     notes = "".join(f"<p class='muted'>{_e(note)}</p>" for note in erd.notes)
@@ -964,7 +965,7 @@ def _revs(revisions: Sequence[str] | None) -> str:
 
 def _fanout_headline(result: Any) -> str:
     verb = {"status": "Status of", "upgrade": "Upgrade of", "downgrade": "Downgrade of"}
-    title = f"{verb.get(result.action, result.action)} {len(result.rows)} target(s) ({result.spec})"
+    title = f"{verb.get(result.action, result.action)} {counted(len(result.rows), 'target')} ({result.spec})"
     return title + (": interrupted; run it again to resume" if result.interrupted else "")
 
 
@@ -986,7 +987,7 @@ def fanout_html(result: Any) -> str:
         cells += [f"{row.seconds:.2f}", f"<pre>{_e(row.error)}</pre>" if row.error else ""]
         rows.append(("destructive" if row.state == "failed" else "", cells))
     more = len(result.rows) - FANOUT_SHOWN
-    tail = f"<p class='muted'>{more} more row(s): see to_frame().</p>" if more > 0 else ""
+    tail = f"<p class='muted'>{counted(more, 'more row')}: see to_frame().</p>" if more > 0 else ""
     return _wrap(f"<h4>{_e(_fanout_headline(result))}</h4><div>{badges}</div>"
                  f"<div class='scroll'>{_table(headers, rows)}</div>{tail}")
 
@@ -1001,7 +1002,7 @@ def fanout_text(result: Any) -> str:
          for r in result.failures_first()[:FANOUT_LINES]],
     )
     more = len(result.rows) - FANOUT_LINES
-    tail = f"\n... {more} more row(s): see to_frame()" if more > 0 else ""
+    tail = f"\n... {counted(more, 'more row')}: see to_frame()" if more > 0 else ""
     return f"{_fanout_headline(result)}\n{counts}\n{table}{tail}"
 
 

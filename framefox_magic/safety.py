@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .diff import OP_NAMES, flatten, integer_bytes, narrows, record_script, string_length, type_family
 from .errors import MigrationError, database_message
+from .render import counted
 from .results import Lint, LintFinding, Rehearsal, RehearsalStep
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def _rehearse(runner: Runner, target: Target, connection: Connection, plan: Rehe
         mode = "shadow database built from the history"
         if dialect in ("mysql", "mariadb"):
             copied = _copy_rows(connection, throwaway)
-            mode += f" ({copied} row(s) copied in)"
+            mode += f" ({counted(copied, 'row')} copied in)"
         else:
             mode += " (schema only, no rows)"
         return _rehearse_on(runner, shadow, throwaway, plan, mode, commit=True)
@@ -545,7 +546,7 @@ def _not_null(context: LintContext, op: str, operation: Any) -> None:
     if rows:
         lenient = not context.strict
         context.add(op, table, "not-null-violation", "danger", rows,
-                    f"{rows} row(s) hold NULL in {table}.{column}: making it NOT NULL "
+                    f"{counted(rows, 'row')} hold NULL in {table}.{column}: making it NOT NULL "
                     + ("turns them into the type's zero value (sql_mode is not strict)." if lenient
                        else "fails."),
                     "Backfill first (UPDATE ... SET column = ... WHERE column IS NULL), then make it "
@@ -585,7 +586,8 @@ def _unique(context: LintContext, op: str, operation: Any) -> None:
     if rows:
         keys = ", ".join(columns)
         context.add(op, table, "unique-violation", "danger", rows,
-                    f"{rows} row(s) of {table} share a value of ({keys}): the unique constraint fails.",
+                    f"{counted(rows, 'row')} of {table} share a value of ({keys}): "
+                    "the unique constraint fails.",
                     "Remove or merge the duplicates first (samples('unique-violation') lists them).",
                     select(groups).order_by(groups.c.copies.desc()).limit(20))
 
@@ -616,7 +618,7 @@ def _foreign_key(context: LintContext, op: str, operation: Any) -> None:
     if rows:
         checked = context.dialect != "sqlite"
         context.add(op, table, "foreign-key-violation", "danger" if checked else "warn", rows,
-                    f"{rows} row(s) of {table} point to no row of {referent}: "
+                    f"{counted(rows, 'row')} of {table} point to no row of {referent}: "
                     + ("the foreign key fails." if checked else "SQLite keeps them, unchecked."),
                     "Delete those rows or point them at existing ones first; on PostgreSQL you can add the "
                     "key NOT VALID and VALIDATE it after the clean-up.",
@@ -639,7 +641,7 @@ def _check(context: LintContext, op: str, operation: Any) -> None:
     rows = _counted(context, source, failing)
     if rows:
         context.add(op, table, "check-violation", "danger", rows,
-                    f"{rows} row(s) of {table} fail the check ({condition}).",
+                    f"{counted(rows, 'row')} of {table} fail the check ({condition}).",
                     "Fix those rows first; on PostgreSQL add the check NOT VALID and VALIDATE it later.",
                     _all_rows(source, failing))
 
@@ -845,11 +847,11 @@ def _count_text(rows: int | None) -> str:
 
 def _rows_text(rows: int | None) -> str:
     """A row count for a message."""
-    return "rows (not counted: not in the database yet)" if rows is None else f"{rows} row(s)"
+    return "rows (not counted: not in the database yet)" if rows is None else counted(rows, "row")
 
 
 def _values_text(rows: int | None) -> str:
     """A count of values for a message."""
     if rows is None:
         return "its values (not counted: not in the database yet)"
-    return f"{rows} non-null value(s)"
+    return counted(rows, "non-null value")

@@ -255,7 +255,7 @@ def test_status_history_and_plan_carry_each_pending_revisions_highest_severity(r
     assert (history[warn], history[danger]) == ("warn", "danger")
     assert history.isna().sum() == 1  # the applied revision carries none
     assert manager.plan().to_frame().risk.tolist() == ["warn", "danger"]
-    assert "danger: 1 pending revision(s)" in status._repr_html_()
+    assert "danger: 1 pending revision" in status._repr_html_()
     from framefox_magic import render
 
     assert "danger" in render.status_badge_html(status)
@@ -308,7 +308,7 @@ def test_the_panel_asks_before_an_upgrade_over_a_danger(risky, db_url) -> None:
 
     manager, _, danger = risky
     panel = MigrationPanel(manager)
-    assert "danger: 1 pending revision(s)" in panel.status.value
+    assert "danger: 1 pending revision" in panel.status.value
     panel._upgrade()
     assert panel.confirmation.layout.display != "none" and "drop-column" in panel.question.value
     assert version_rows(db_url) != [danger]
