@@ -322,5 +322,12 @@ def _parse_toml(path: Path) -> dict[str, Any]:
 
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+    except OSError:
         return {}
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        from .errors import ConfigurationError
+
+        # its settings (the URL among them) would be silently replaced by the defaults otherwise
+        raise ConfigurationError(
+            f"{path.name} is not valid TOML ({error}); fix it, since the settings in it are not read."
+        ) from None

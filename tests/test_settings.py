@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from framefox_magic import settings
+from framefox_magic.errors import ConfigurationError
 from framefox_magic.settings import mask_url, normalize_url, redact, resolve
 
 PSYCOPG2_INSTALLED = importlib.util.find_spec("psycopg2") is not None
@@ -345,13 +346,12 @@ def test_pyproject_without_tool_alembic_is_not_handed_to_alembic(project):
     assert resolve(project_root=project).pyproject is None
 
 
-def test_unreadable_pyproject_is_ignored(project):
-    pyproject(project, "this is [not toml\n")
+def test_a_pyproject_that_is_not_toml_is_named_instead_of_ignored(project):
+    """Its URL would otherwise silently become the default SQLite file."""
+    pyproject(project, '[tool.framefox_magic]\nurl = "postgresql://me@db/app"\nthis is [not toml\n')
 
-    target = resolve(project_root=project)
-
-    assert target.migrations_dir == project / "migrations"
-    assert target.url == f"sqlite:///{project / 'database.db'}"
+    with pytest.raises(ConfigurationError, match=r"pyproject.toml is not valid TOML \(.*line 3"):
+        resolve(project_root=project)
 
 
 def test_tool_defaults_reads_the_framefox_magic_table(project):
