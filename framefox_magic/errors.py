@@ -109,13 +109,23 @@ def translate(error: Exception) -> MigrationError:
     """The short, actionable form of an error raised by alembic, SQLAlchemy or a driver."""
     if isinstance(error, MigrationError):
         return error
-    for link in _chain(error):
+    for link in _causes(error):
         if (short := _by_type(link, error)) is not None:
             return short
-    for link in _chain(error):
+    for link in _causes(error):
         if (short := _by_alembic_wording(link)) is not None:
             return short
     return _untyped(error)
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error, then what it was raised from (or during), outermost first, as a traceback shows them."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
 
 
 def _by_type(link: BaseException, error: Exception) -> MigrationError | None:
@@ -156,7 +166,7 @@ def _alembic_words(error: Exception, link: BaseException) -> str:
     """The outermost alembic message of the chain: alembic words a re-raised error for its command."""
     from alembic.util import CommandError
 
-    for outer in _chain(error):
+    for outer in _causes(error):
         if isinstance(outer, CommandError) or outer is link:
             return _first_line(outer)
     return _first_line(link)
@@ -206,26 +216,25 @@ def _raised_in_alembic(error: BaseException) -> bool:
 
 def _by_alembic_wording(link: BaseException) -> MigrationError | None:
     """alembic's bare CommandError / RevisionError, told apart by their text: no class or
-    attribute distinguishes them. Each wording below was read from alembic 1.20.1 and is the same
-    in 1.18.0."""
+    attribute distinguishes them."""
     from alembic.script.revision import RevisionError
     from alembic.util import CommandError
 
     if not isinstance(link, CommandError | RevisionError):
         return None
     message = _first_line(link)
-    # autogenerate/api.py, RevisionContext._run_environment
+    # alembic 1.20.1 (and 1.18.0), autogenerate/api.py, RevisionContext._run_environment
     if message.startswith("Target database is not up to date"):
         return NotUpToDate(
             "The database is behind the migration scripts: run `upgrade` before autogenerating."
         )
-    # script/revision.py, RevisionMap._resolve_revision_number / _collect_upgrade_revisions
+    # alembic 1.20.1 (and 1.18.0), script/revision.py, RevisionMap._parse_{up,down}grade_target
     if message.startswith("Relative revision") and "didn't produce" in message:
         return MigrationError(f"{message.rstrip('.')}: there are not that many revisions to move.")
-    # script/revision.py, RevisionMap._collect_downgrade_revisions
+    # alembic 1.20.1 (and 1.18.0), script/revision.py, RevisionMap._collect_downgrade_revisions
     if message.startswith("Not a valid downgrade target"):
         return MigrationError(f"{message.rstrip('.')}: pick a target on the current branch.")
-    # script/base.py, ScriptDirectory.__init__ and ScriptDirectory.from_config
+    # alembic 1.20.1 (and 1.18.0), script/base.py, ScriptDirectory.__init__ and ScriptDirectory.from_config
     if message.startswith(("Path doesn't exist", "No 'script_location'")):
         return NotInitialized("No migrations folder here yet: run `init` first.")
     return None
