@@ -13,7 +13,9 @@ from typing import Any
 
 from alembic import util
 from alembic.config import Config
-from alembic.script import Script, ScriptDirectory
+from alembic.script import Script
+
+from .alembic_adapter import HeaderScriptDirectory, is_revision_file, lazy_script
 
 _HEADER_NAMES = frozenset({"revision", "down_revision", "branch_labels", "depends_on"})
 FileKey = tuple[str, int, int, int]  # name, inode, mtime (ns), size: changes whenever the file does
@@ -100,27 +102,7 @@ def _read_header_with_ast(source: str, partial: bool = False) -> Header | None:
     )
 
 
-class _HeaderModule:
-    """Stands in for a revision's module: the header is known; the rest is imported on first use."""
-
-    def __init__(self, path: Path, header: Header) -> None:
-        self.__doc__ = header.doc
-        self.revision = header.revision
-        self.down_revision = header.down_revision
-        self.branch_labels = header.branch_labels
-        self.depends_on = header.depends_on
-        self._path = path
-        self._module: Any = None
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):  # alembic probes private names; only the functions need the file
-            raise AttributeError(name)
-        if self._module is None:
-            self._module = util.load_python_file(self._path.parent, self._path.name)
-        return getattr(self._module, name)
-
-
-class CachedScriptDirectory(ScriptDirectory):
+class CachedScriptDirectory(HeaderScriptDirectory):
     """A ScriptDirectory that lists revisions from their headers instead of running every file."""
 
     _ordered: list[Script] | None = None
@@ -139,9 +121,9 @@ class CachedScriptDirectory(ScriptDirectory):
         recursive = bool(self.recursive_version_locations)
         files = [
             self._relative(str(Path(location) / key[0]))
-            for location in self._version_locations for key in _scan(Path(location), recursive)
+            for location in self.version_folders() for key in _scan(location, recursive)
             if missing in util.to_tuple(
-                getattr(_cached_header(Path(location) / key[0], key), "down_revision", None), default=())
+                getattr(_cached_header(location / key[0], key), "down_revision", None), default=())
         ]
         where = ", ".join(files) or "a revision file"
         return ConfigurationError(f"{where}: down_revision '{missing}' names no revision; fix it or "
@@ -165,32 +147,23 @@ class CachedScriptDirectory(ScriptDirectory):
         if self._ancestors is None:
             self._ancestors = {}
         if heads not in self._ancestors:
-            # what iterate_revisions(heads, "base") yields, without its topological sort
-            revision_map = self.revision_map
-            found = revision_map._get_ancestor_nodes(revision_map.get_revisions(heads)) if heads else ()
-            self._ancestors[heads] = frozenset(r.revision for r in found)
+            self._ancestors[heads] = self.ancestor_ids(heads)
         return self._ancestors[heads]
-
-    def _plain_layout(self) -> bool:
-        return not self.sourceless
 
     def signature(self) -> tuple[FileKey, ...]:
         """What the versions folders hold now: one key per revision file."""
         recursive = bool(self.recursive_version_locations)
-        return tuple(key for location in self._version_locations for key in _scan(Path(location), recursive))
+        return tuple(key for location in self.version_folders() for key in _scan(location, recursive))
 
-    def _load_revisions(self) -> Iterator[Script]:
-        if not self._plain_layout():
-            yield from super()._load_revisions()
-            return
+    def load_scripts(self) -> Iterator[Script]:
+        """Each revision built from its header; a file is imported here only if its header is not literal."""
         self._skipped = []
-        for location in self._version_locations:
-            folder = Path(location)
+        for folder in self.version_folders():
             for key in _scan(folder, bool(self.recursive_version_locations)):
                 path = folder / key[0]
                 header = self._header(path, key)
                 if header is not None:
-                    yield Script(_HeaderModule(path, header), header.revision, path)
+                    yield _script_from(path, header)
                 elif (script := self._imported_alone(path)) is not None:  # not literal: import it
                     yield script
 
@@ -208,7 +181,7 @@ class CachedScriptDirectory(ScriptDirectory):
         """A revision whose header is not literal, imported by itself; if that fails, its literal
         parts keep it in the history (with a note), else it is left out (with a note)."""
         try:
-            return Script._from_path(self, str(path))
+            return self.import_script(path)
         except Exception as error:
             reason = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
             header = _read_header_with_ast(path.read_text(encoding="utf-8"), partial=True)
@@ -218,7 +191,12 @@ class CachedScriptDirectory(ScriptDirectory):
                 return None
             self._skipped = [*(self._skipped or []), f"{name}: its branch labels or dependencies are "
                              f"not literal and importing it failed ({reason}); listed without them"]
-            return Script(_HeaderModule(path, header), header.revision, path)
+            return _script_from(path, header)
+
+
+def _script_from(path: Path, header: Header) -> Script:
+    return lazy_script(path, header.revision, header.down_revision, header.branch_labels,
+                       header.depends_on, header.doc)
 
 
 def _scan(folder: Path, recursive: bool = False, prefix: str = "") -> list[FileKey]:
@@ -230,16 +208,11 @@ def _scan(folder: Path, recursive: bool = False, prefix: str = "") -> list[FileK
     for entry in entries:
         if recursive and entry.is_dir() and entry.name != "__pycache__":
             keys.extend(_scan(Path(entry.path), True, f"{prefix}{entry.name}/"))
-        elif entry.name.endswith(".py") and _is_revision_file(entry.name):
+        elif is_revision_file(entry.name):
             stat = entry.stat()
             keys.append((prefix + entry.name, stat.st_ino, stat.st_mtime_ns, stat.st_size))
     keys.sort()
     return keys
-
-
-def _is_revision_file(name: str) -> bool:
-    """alembic's own test for a name ending in .py, without a regex per file."""
-    return not name.startswith(".#") and "\n" not in name
 
 
 def _cached_header(path: Path, key: FileKey) -> Header | None:
@@ -268,9 +241,4 @@ class ScriptCache:
 
 
 def _from_config(config: Config) -> CachedScriptDirectory:
-    from alembic.script.revision import RevisionMap
-
-    script = ScriptDirectory.from_config(config)  # reads every option the way alembic does
-    script.__class__ = CachedScriptDirectory  # same state; only how revisions are loaded differs
-    script.revision_map = RevisionMap(script._load_revisions)
-    return script  # type: ignore[return-value]
+    return CachedScriptDirectory.from_config(config)
