@@ -8,13 +8,13 @@ import re
 import shutil
 import tempfile
 import textwrap
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Set
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import schema, settings
+from . import dialects, housekeeping, reading, runtime, schema, settings
 from .dialects import shadow_database
 from .diff import record_script
 from .errors import (
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from .manager import AlembicManager
-from . import housekeeping, reading, runtime
 
 DATA_OPERATIONS = ("ExecuteSQLOp", "BulkInsertOp")
 
@@ -411,7 +410,7 @@ def _replacing(manager: AlembicManager, target: settings.Target,
     found = runtime.one_revision(script, rev)
     with runtime.connect(manager, target, reading=True) as connection:
         current = runtime.current_heads(manager, target, connection)
-    if found.revision in runtime.applied_revisions(script, current) or found._all_nextrev:
+    if not replaceable(found, runtime.applied_revisions(script, current)):
         raise RevisionProtected(
             f"{found.revision} is applied or has children; it can no longer be replaced."
         )
@@ -435,10 +434,15 @@ def cell_revision_state(manager: AlembicManager, earlier: str | None) -> CellRev
         if found is None:
             return CellRevision()
         current = runtime.current_heads(manager, target, connection)
-        applied = found.revision in runtime.applied_revisions(script, current)
-    if applied or found._all_nextrev:
-        return CellRevision(earlier, applied=applied)
+        applied = runtime.applied_revisions(script, current)
+    if not replaceable(found, applied):
+        return CellRevision(earlier, applied=found.revision in applied)
     return CellRevision(earlier, replaceable=earlier)
+
+
+def replaceable(found: Script, applied: Set[str]) -> bool:
+    """The one rule for writing a revision again under its id: it is unapplied and nothing builds on it."""
+    return found.revision not in applied and not found._all_nextrev
 
 
 def merge(manager: AlembicManager, revisions: str | Sequence[str], message: str,
@@ -474,7 +478,7 @@ def squash(manager: AlembicManager, rev_range: str, message: str, rev_id: str | 
     with runtime.call(manager) as target:
         script = runtime.script_directory(manager, target)
         run = linear_run(script, runtime.one_revision(script, first), runtime.one_revision(script, last))
-        refuse_data_migrations(run, runtime.dialect_name(target.url))
+        refuse_data_migrations(run, dialects.dialect_name(target.url))
         check_children_repointable(run)
         with runtime.connect(manager, target) as connection:
             at_end = database_at_end(run, runtime.current_heads(manager, target, connection))

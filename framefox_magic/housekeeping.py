@@ -89,6 +89,7 @@ def drop_database(manager: AlembicManager, name: str | None = None) -> Outcome:
 
 
 def _write_alembic_ini(manager: AlembicManager, target: settings.Target) -> Path | None:
+    """An alembic.ini pointing at the migrations folder, when the project has none."""
     if target.alembic_ini or target.pyproject:
         return None
     ini = target.project_root / settings.ALEMBIC_INI
@@ -207,16 +208,19 @@ class Replacement:
         self.kept: Path | None = None
 
     def set_aside(self, target: settings.Target) -> None:
+        """Copy the file to the trash, then remove it from the versions folder."""
         self.kept = _copy_to_trash(target, self.path)
         self.path.unlink()
         _drop_bytecode(self.path)
 
     def restore(self) -> None:
+        """Put the file back where it was."""
         if self.kept is not None and not self.path.exists():
             shutil.copy2(self.kept, self.path)
 
 
 def _refusing_delete(revision: str, reasons: list[str]) -> RevisionProtected:
+    """The refusal of a delete that needs force, with its reasons."""
     return RevisionProtected(
         f"Refusing to delete {revision}: {' and '.join(reasons)}. Downgrade first, or force it."
     )
@@ -250,10 +254,12 @@ def _revision_id_of(path: Path) -> str | None:
 
 
 def _template(name: str) -> str:
+    """One of the files `init` writes, from the package's templates."""
     return resources.files("framefox_magic").joinpath("templates", name).read_text(encoding="utf-8")
 
 
 def _inside(path: Path, folder: Path) -> Path:
+    """PATH resolved, refused unless it lies in FOLDER."""
     resolved = path.resolve()
     if not resolved.is_relative_to(folder.resolve()):
         raise ConfigurationError(f"{path} is outside the versions folder; not touching it.")
@@ -261,11 +267,13 @@ def _inside(path: Path, folder: Path) -> Path:
 
 
 def _drop_bytecode(path: Path) -> None:
+    """Forget the compiled copies of a removed revision file."""
     for cached in (path.parent / "__pycache__").glob(f"{path.stem}.*.pyc"):
         cached.unlink(missing_ok=True)
 
 
 def _stamp_now() -> str:
+    """A timestamp naming one trash folder."""
     return datetime.now().strftime("%Y%m%d-%H%M%S-%f")
 
 

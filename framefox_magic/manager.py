@@ -334,6 +334,7 @@ class AlembicManager:
 
 
 def _describe(metadata: Any) -> str:
+    """How the configured metadata reads in `config`."""
     if metadata is None:
         return "SQLModel.metadata"
     return metadata if isinstance(metadata, str) else type(metadata).__name__

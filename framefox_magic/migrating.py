@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from . import dialects, environment, settings
+from . import dialects, environment, reading, runtime, settings
 from .errors import (
     MigrationError,
     MigrationFailed,
@@ -29,12 +29,12 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from .manager import AlembicManager
-from . import reading, runtime
 
 StepCallback = Callable[[int, int, RevisionInfo], None]
 
 
 def is_ancestor(script: ScriptDirectory, lower: str | None, upper: str | None) -> bool:
+    """Whether LOWER comes before UPPER in the history (None: the base)."""
     if lower is None:
         return True
     if upper is None:
@@ -61,7 +61,7 @@ def sql(manager: AlembicManager, rev_range: str | None = None, downgrade: bool |
         work = step_function(script, end, downgrade)
         runtime.run_env(manager, config, script, work, as_sql=True, starting_rev=start, destination_rev=end)
         blocks = _sql_blocks(buffer.getvalue())
-        return SqlScript(blocks, runtime.dialect_name(target.url), f"SQL for {start}:{end}")
+        return SqlScript(blocks, dialects.dialect_name(target.url), f"SQL for {start}:{end}")
 
 
 def _one_current_revision(manager: AlembicManager) -> str:
@@ -73,6 +73,7 @@ def _one_current_revision(manager: AlembicManager) -> str:
 
 
 def _goes_down(manager: AlembicManager, script: ScriptDirectory, start: str, end: str) -> bool:
+    """Whether the SQL range START:END runs downwards."""
     if end in ("head", "heads") or start == end:
         return False
     if end == "base":
@@ -187,6 +188,7 @@ def step_function(script: ScriptDirectory, destination: Any, downgrade: bool) ->
 def _failure(manager: AlembicManager, target: settings.Target, failed: Script, error: Exception,
              connection: Connection,
              observer: environment.Observer) -> MigrationFailed:
+    """The failed revision named, with what the database kept and where it now is."""
     from .errors import database_message
 
     reason = database_message(error)
@@ -198,7 +200,7 @@ def _failure(manager: AlembicManager, target: settings.Target, failed: Script, e
     except Exception as unreadable:  # the first error is the one to report; this only adds to it
         now = f"its revision could not be read back ({translate(unreadable)})"
     message = f"Revision {failed.revision} ({failed.doc}) failed: {reason}"
-    if connection.dialect.name in ("mysql", "mariadb"):
+    if dialects.keeps_ddl_after_failure(connection):
         message += (
             f"\nMySQL/MariaDB cannot roll back DDL: revision {failed.revision} may have left "
             f"partial changes. Statements that ran: {_listed(observer.statements)}. Now {now}."
@@ -224,6 +226,7 @@ def stamp(manager: AlembicManager, rev: str, purge: bool = False) -> Outcome:
 
 def stamp_through_env(manager: AlembicManager, target: settings.Target, connection: Connection, rev: str,
            purge: bool) -> environment.Observer:
+    """Record REV in the version table through env.py, without running migrations."""
     from alembic import util
 
     script = runtime.script_directory(manager, target)
@@ -247,6 +250,7 @@ def steps_between(script: ScriptDirectory, target_rev: str, current: Sequence[st
 
 
 def resolve(script: ScriptDirectory, rev: str) -> str | None:
+    """The revision id REV names; None for the base."""
     if rev in ("base", ""):
         return None
     found = script.get_revision(rev if rev not in ("head", "heads") else "head")
@@ -281,6 +285,7 @@ def _check_reached(verb: str, observer: environment.Observer, planned: Sequence[
 
 
 def _is_database_error(error: BaseException) -> bool:
+    """Whether the error came from the database (not from the project's code)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     return isinstance(error, SQLAlchemyError)

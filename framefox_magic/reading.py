@@ -7,7 +7,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import schema, settings
+from . import authoring, dialects, migrating, runtime, schema, settings
 from .diff import record_script, rows_from_ops, unrecorded_row
 from .errors import (
     MigrationError,
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from .manager import AlembicManager
-from . import authoring, migrating, runtime
 
 
 def status(now: runtime.State) -> Status:
@@ -113,7 +112,8 @@ def erd(manager: AlembicManager, rev: str | None = None) -> Erd:
 
 
 def _erd_at(manager: AlembicManager, target: settings.Target, script: ScriptDirectory, found: Script) -> Erd:
-    dialect = runtime.dialect_of(target.url)
+    """The schema at revision FOUND, replayed from the revisions up to it."""
+    dialect = dialects.dialect_of(target.url)
     tables: schema.Tables = {}
     notes = []
     for step in reversed(list(script.iterate_revisions(found.revision, "base"))):
@@ -133,7 +133,7 @@ def _marked_erd(manager: AlembicManager, target: settings.Target, tables: schema
     removed: list[str] = []
     if marked is not None:
         try:
-            operations = record_script(marked.module, runtime.dialect_name(target.url))
+            operations = record_script(marked.module, dialects.dialect_name(target.url))
             changes, removed = schema.changes_made_by(operations)
             title += f"; marked: what {marked.revision} changed"
         except Exception:  # nothing to mark when the revision cannot be recorded
@@ -142,6 +142,7 @@ def _marked_erd(manager: AlembicManager, target: settings.Target, tables: schema
 
 
 def model_diff(manager: AlembicManager) -> Diff:
+    """The operations autogenerate finds between the models and the database."""
     from .intent import mark_candidates
 
     with runtime.explaining_pending(manager), runtime.call(manager) as target, \
@@ -160,7 +161,8 @@ def model_diff(manager: AlembicManager) -> Diff:
 
 
 def recorded_diff(manager: AlembicManager, found: Script, target: settings.Target, direction: str) -> Diff:
-    dialect = runtime.dialect_name(target.url)
+    """The operations a revision's upgrade (or downgrade) records, without a database."""
+    dialect = dialects.dialect_name(target.url)
     try:
         rows = rows_from_ops(record_script(found.module, dialect, direction), found.revision, dialect)
     except Exception as error:
@@ -171,6 +173,7 @@ def recorded_diff(manager: AlembicManager, found: Script, target: settings.Targe
 
 def path_diff(manager: AlembicManager, script: ScriptDirectory, target: settings.Target, start: str,
               end: str) -> Diff:
+    """The operations along the path from START to END, up or down."""
     lower, upper = migrating.resolve(script, start), migrating.resolve(script, end)
     if migrating.is_ancestor(script, lower, upper):
         steps = list(reversed(list(script.iterate_revisions(upper, lower))))

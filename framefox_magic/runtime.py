@@ -251,6 +251,7 @@ def _kept_engine(manager: AlembicManager, url: str, pooled: bool) -> Any:
 
 
 def timeouts(manager: AlembicManager) -> dialects.Timeouts:
+    """The connect, lock and DDL timeouts this manager was given."""
     return dialects.Timeouts(manager.connect_timeout, manager.lock_timeout, manager.ddl_lock_timeout)
 
 
@@ -269,16 +270,19 @@ def current_heads(manager: AlembicManager, target: settings.Target, connection: 
 
 
 def walk(script: ScriptDirectory, base: str = "base", head: str = "heads") -> list[Script]:
+    """The revisions from BASE to HEAD, newest first."""
     if (base, head) == ("base", "heads"):
         return script.ordered()
     return list(script.walk_revisions(base, head))
 
 
 def applied_revisions(script: ScriptDirectory, current: Sequence[str]) -> frozenset[str]:
+    """Every revision the database's current heads include (themselves and their ancestors)."""
     return script.ancestors(tuple(sorted(current)))
 
 
 def one_revision(script: ScriptDirectory, rev: str) -> Script:
+    """The revision REV names; a short error when there is none."""
     require_revision(rev)
     found = script.get_revision(rev)
     if found is None:
@@ -287,6 +291,7 @@ def one_revision(script: ScriptDirectory, rev: str) -> Script:
 
 
 def revision_info(found: Script, applied: Set[str], current: Sequence[str]) -> RevisionInfo:
+    """A revision's header with its applied / current flags."""
     return RevisionInfo(
         **_header_fields(found),
         applied=found.revision in applied,
@@ -352,6 +357,7 @@ def require_revision(value: str | None) -> None:
 
 
 def revision_args() -> dict[str, Any]:
+    """alembic's revision command arguments, at their defaults."""
     return {
         "message": None, "autogenerate": True, "sql": False, "head": "head", "splice": False,
         "branch_label": None, "version_path": None, "rev_id": None, "depends_on": None,
@@ -372,20 +378,8 @@ def _created(found: Script) -> datetime | None:
 
 
 def heads_text(heads: Sequence[str]) -> str:
+    """Heads as a user reads them ("base (no revision)" when there are none)."""
     return ", ".join(heads) if heads else "base (no revision)"
-
-
-def dialect_of(url: str) -> Any:
-    """The SQLAlchemy dialect of a URL, without connecting."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).get_dialect()()
-
-
-def dialect_name(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).get_backend_name()
 
 
 def dispose_engines(engines: dict[bool, Any]) -> None:
@@ -420,7 +414,7 @@ def _settle(connection: Connection, failed: bool) -> None:
     the caller); after a failure, only where DDL is kept anyway (MySQL/MariaDB)."""
     if connection.closed or connection.invalidated or not connection.in_transaction():
         return
-    if failed and connection.dialect.name not in ("mysql", "mariadb"):
+    if failed and not dialects.keeps_ddl_after_failure(connection):
         connection.rollback()
         return
     try:
