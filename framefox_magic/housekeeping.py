@@ -33,7 +33,7 @@ from . import migrating, runtime
 
 def init(manager: AlembicManager, create_database: bool = False) -> Outcome:
     """Create the migrations folder, versions/, env.py and script.py.mako (idempotent)."""
-    made = create_database(manager) if create_database else None
+    made = manager.create_database() if create_database else None
     with runtime.call(manager, initialized=False) as target:
         created = []
         target.versions_dir.mkdir(parents=True, exist_ok=True)
