@@ -15,7 +15,7 @@ from .errors import ConfirmationRequired, MigrationError, did_you_mean
 from .fanout import TargetCallback
 from .manager import AlembicManager, StepCallback
 from .render import counted
-from .results import Outcome, RevisionInfo
+from .results import RevisionInfo, no_changes
 from .settings import SecretUrl
 
 REVISION = "revision"  # a positional or option that takes a revision id: completed from the history
@@ -152,7 +152,7 @@ def _revision(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -
         allow_drop_all=args.yes,
     )
     if written is None:
-        return Outcome("revision", "No changes detected: no revision was written.")
+        return no_changes()
     return apply_revision(manager, written, ui) if args.apply else written
 
 

@@ -361,3 +361,22 @@ def _drop_database(parsed: URL, name: str) -> None:
             connection.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))
     finally:
         engine.dispose()
+
+
+def dialect_of(url: str) -> Any:
+    """The SQLAlchemy dialect of a URL, without connecting."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).get_dialect()()
+
+
+def dialect_name(url: str) -> str:
+    """The backend name of a URL (sqlite, postgresql, mysql, mariadb), without connecting."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).get_backend_name()
+
+
+def keeps_ddl_after_failure(connection: Connection) -> bool:
+    """MySQL/MariaDB commit each DDL statement: a failed revision may leave part of its changes."""
+    return connection.dialect.name in ("mysql", "mariadb")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from . import settings
+from . import runtime, settings
 from .errors import ConfigurationError, MigrationError, MigrationFailed, translated
 from .results import FanoutResult, FanoutRow
 
@@ -316,9 +316,9 @@ def _migrate(manager: AlembicManager, project: settings.Target, target: Target, 
     """Run alembic on one target in its own connection; (before, after, revisions run).
     `seen` gets the revisions alembic found first, for the row of a target that then fails."""
     from .dialects import backup_sqlite
-    from .manager import _ALEMBIC_LOCK, _quiet_alembic_logging
+    from .runtime import _ALEMBIC_LOCK, quiet_alembic_logging
 
-    with _ALEMBIC_LOCK, _quiet_alembic_logging(), translated(target.url), \
+    with _ALEMBIC_LOCK, quiet_alembic_logging(), translated(target.url), \
             shared_engine(target.url).connect() as connection, \
             target_lock(connection, target, manager.lock_timeout):
         if downgrade:
@@ -333,7 +333,9 @@ def _run_alembic(manager: AlembicManager, project: settings.Target, connection: 
                  target: Target, goal: str, downgrade: bool, seen: dict[str, tuple[str, ...]]) -> int:
     """env.py with the tenant schema handed in; the revisions it starts from are alembic's own read
     of the version table; a failing revision is named in the error."""
-    script = manager._script_directory(project)
+    from .migrating import revisions_to_run
+
+    script = runtime.script_directory(manager, project)
     planned: list[Any] = []
     done: list[Any] = []
 
@@ -343,14 +345,13 @@ def _run_alembic(manager: AlembicManager, project: settings.Target, connection: 
     def steps(rev: Any, context: Any) -> Any:
         seen["before"] = tuple(sorted(rev))
         if not at_goal(script, seen["before"], goal):
-            walk = script._downgrade_revs if downgrade else script._upgrade_revs
-            planned.extend(walk(goal, rev))
+            planned.extend(revisions_to_run(script, goal, rev, downgrade))
         return planned
 
-    config = manager._config(project, connection, on_version_apply=applied)
+    config = runtime.make_config(manager, project, connection, on_version_apply=applied)
     config.attributes["tenant_schema"] = target.schema
     try:
-        manager._run_env(config, script, steps, destination_rev=goal)
+        runtime.run_env(manager, config, script, steps, destination_rev=goal)
     except Exception as error:
         if len(done) < len(planned):
             raise _failed(planned[len(done)].revision, error) from error
@@ -499,11 +500,11 @@ class Fanout:
 
     def _script(self, goal: str | None = None) -> Any:
         """The project's revisions; a goal that names a revision must exist (a typo touches nothing)."""
-        with self.manager._call() as project:
-            script = self.manager._script_directory(project)
+        with runtime.call(self.manager) as project:
+            script = runtime.script_directory(self.manager, project)
             if goal and not goal.startswith(("+", "-")) and "@" not in goal \
                     and goal not in ("base", "head", "heads"):
-                self.manager._one(script, goal)
+                runtime.one_revision(script, goal)
             return script
 
     def _read_all(self) -> list[FanoutRow]:
@@ -528,7 +529,7 @@ class Fanout:
 
         def judge(row: FanoutRow) -> None:
             if row.ok:
-                applied = self.manager._applied(script, row.after or ())
+                applied = runtime.applied_revisions(script, row.after or ())
                 row.pending = sum(1 for revision in revisions if revision not in applied)
                 row.state = "up to date" if set(row.after or ()) == heads else "behind"
             done.append(row)
@@ -548,9 +549,9 @@ class Fanout:
     def _migrate(self, goal: str, downgrade: bool, on_target: TargetCallback | None) -> FanoutResult:
         from functools import partial
 
-        from .manager import _require_revision
+        from .runtime import require_revision
 
-        _require_revision(goal)
+        require_revision(goal)
         if ":" in goal:
             raise MigrationError("--targets takes one goal revision, not a range.")
         script = self._script(goal)

@@ -18,7 +18,7 @@ from .fanout import TargetCallback
 from .manager import AlembicManager, StepCallback
 from .metadata import PendingRedefinition, begin_redefinition
 from .reflection import unregister_plugin
-from .results import CellRevision, FanoutRow, Outcome, RevisionInfo
+from .results import CellRevision, FanoutRow, RevisionInfo, no_changes
 from .settings import mask_url
 
 OUTPUT = commands.Arg(
@@ -233,7 +233,7 @@ class MigrateMagics(Magics):
                          args: argparse.Namespace) -> Any:
         if written is None:
             self._cell_revisions.pop(key, None)
-            return Outcome("revision", earlier.nothing_written())
+            return no_changes(earlier)
         self._cell_revisions[key] = written.revision
         if args.apply:
             written = commands.apply_revision(self.manager, written, self)

@@ -547,3 +547,7 @@ class CellRevision:
             return f"{text} This cell's earlier revision {self.earlier} is applied."
         return text
 
+
+def no_changes(earlier: CellRevision | None = None) -> Outcome:
+    """The result of a revision for which autogenerate found no change (its one wording)."""
+    return Outcome("revision", (earlier or CellRevision()).nothing_written())

@@ -129,6 +129,8 @@ def _run_phase(runner: Runner, target: Target, connection: Connection, script: S
     """One upgrade or downgrade on the throwaway database, a step recorded per revision."""
     from sqlalchemy import event
 
+    from .migrating import step_function
+
     done: list[RehearsalStep] = []
     clock = {"start": time.perf_counter(), "statements": 0}
 
@@ -139,10 +141,7 @@ def _run_phase(runner: Runner, target: Target, connection: Connection, script: S
     def applied(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
         done.append(_step(revisions[len(done)], direction, clock))
 
-    def work(rev: Any, context: Any) -> Any:
-        if direction == "downgrade":
-            return script._downgrade_revs(destination, rev)
-        return script._upgrade_revs(destination, rev)
+    work = step_function(script, destination, downgrade=direction == "downgrade")
 
     event.listen(connection, "before_cursor_execute", count)
     try:
@@ -261,11 +260,11 @@ def _build_from_history(runner: Runner, target: Target, connection: Connection, 
     """Bring the empty shadow database to where the real one is, revision by revision."""
     if not plan.current:
         return
+    from .migrating import step_function
+
     destination = plan.start
 
-    def work(rev: Any, context: Any) -> Any:
-        return plan.script._upgrade_revs(destination, rev)
-
+    work = step_function(plan.script, destination, downgrade=False)
     try:
         runner.run(target, connection, work, destination, lambda **kw: None)
     except Exception as error:

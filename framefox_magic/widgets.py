@@ -12,7 +12,7 @@ from . import commands, render
 from .errors import MigrationError, NotUpToDate, RenameQuestion
 from .intent import clear_renames
 from .manager import AlembicManager
-from .results import Graph, History, Outcome, RevisionInfo
+from .results import Graph, History, Outcome, RevisionInfo, no_changes
 
 NOTHING = ""  # the picker's value when no revision is picked
 ACTIONS = ("Upgrade", "Downgrade", "Stamp", "Delete", "Refresh", "New revision")
@@ -219,7 +219,7 @@ class MigrationPanel(w.VBox):
                               self._revision_action(message, offered, written))
                 raise
             if info is None:
-                return Outcome("revision", "No changes detected: no revision was written.")
+                return no_changes()
             written.append(info)
             return info
 
