@@ -104,6 +104,87 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     forget_models(lambda cls: True)
 
 
+@pytest.fixture
+def metadata() -> sa.MetaData:
+    """The models of one test, kept apart from SQLModel's shared metadata."""
+    return sa.MetaData()
+
+
+@pytest.fixture
+def manager(project: Path, db_url: str, metadata: sa.MetaData) -> Any:
+    """An initialized manager on a fresh database, comparing against the `metadata` fixture."""
+    from framefox_magic import AlembicManager
+
+    manager = AlembicManager(url=db_url, metadata=metadata, project_root=project)
+    manager.init()
+    return manager
+
+
+def assert_short(message: str) -> None:
+    """The documented short error: a handful of lines, no traceback text."""
+    assert message.strip(), "empty error message"
+    assert len(message.strip().splitlines()) <= 6, message
+    assert len(message) < 2000, message
+    assert "Traceback" not in message, message
+    assert 'File "' not in message, message
+
+
+def create_table(name: str) -> str:
+    """An upgrade statement creating table NAME with an integer primary key."""
+    return f'op.create_table("{name}", sa.Column("id", sa.Integer, primary_key=True))'
+
+
+def write_revision(manager: Any, rev_id: str, *statements: str, downgrade: str = "") -> str:
+    """A hand-written revision with the given upgrade statements; its file path."""
+    info = manager.revision(
+        f"step {rev_id}", autogenerate=False, rev_id=rev_id,
+        upgrade_body="\n".join(statements), downgrade_body=downgrade or None,
+    )
+    return info.path
+
+
+def rows(url: str, table: str) -> list[tuple]:
+    """Every row of TABLE, read with a fresh engine."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return [tuple(r) for r in connection.execute(sa.text(f"SELECT * FROM {table}"))]
+    finally:
+        engine.dispose()
+
+
+def execute(url: str, *statements: str) -> None:
+    """Run STATEMENTS in one transaction with a fresh engine."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            for statement in statements:
+                connection.execute(sa.text(statement))
+    finally:
+        engine.dispose()
+
+
+def files_under(root: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """Every file under ROOT with its content (bytecode caches, journals and SKIP names left out)."""
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts and path.name not in skip
+        and not path.name.endswith("-journal")
+    }
+
+
+CLI = Path(sys.executable).with_name("framefox-migrate")
+
+
+def run_cli(project: Path, url: str, *words: str) -> subprocess.CompletedProcess[str]:
+    """`framefox-migrate WORDS` in a real process, in PROJECT, with DATABASE_URL set to URL."""
+    command = [str(CLI)] if CLI.exists() else [sys.executable, "-m", "framefox_magic.cli"]
+    environment = {**os.environ, "DATABASE_URL": url}
+    return subprocess.run([*command, *words], cwd=project, env=environment, capture_output=True,
+                          text=True, timeout=180)
+
+
 def table_names(url: str) -> set[str]:
     """The tables that exist in the database now."""
     engine = sa.create_engine(url)
