@@ -215,6 +215,13 @@ def version_rows(url: str) -> list[str]:
         engine.dispose()
 
 
+def database_state(url: str) -> tuple[Any, ...]:
+    """Tables, version rows and every table's rows, read with fresh engines."""
+    tables = sorted(table_names(url))
+    contents = {t: sorted(rows(url, t)) for t in tables}
+    return tables, version_rows(url), contents
+
+
 def _runs_this_python(argv: list[str]) -> bool:
     # jupyter_client swaps a bare "python" for the interpreter it runs in
     return bool(argv) and (argv[0] in ("python", "python3") or Path(argv[0]) == Path(sys.executable))

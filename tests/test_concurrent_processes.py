@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from conftest import (
     assert_short,
     create_table,
+    database_state,
     need_server,
     rows,
     table_names,
@@ -30,12 +31,6 @@ from framefox_magic.errors import MigrationError
 
 # how manager._database_lock names its lock (pg advisory key / MySQL GET_LOCK name)
 LOCK_NAME = "framefox_magic_migrations"
-
-
-def database_state(url: str) -> tuple[Any, ...]:
-    tables = sorted(table_names(url))
-    contents = {t: sorted(rows(url, t)) for t in tables}
-    return tables, version_rows(url), contents
 
 
 CHILD = textwrap.dedent('''

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from conftest import (
     assert_short,
     create_table,
+    database_state,
     execute,
     files_under,
     rows,
@@ -25,13 +26,6 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from framefox_magic import AlembicManager
 from framefox_magic.errors import MigrationError, RevisionProtected
-
-
-def database_state(url: str) -> tuple[Any, ...]:
-    tables = sorted(table_names(url))
-    contents = {t: sorted(rows(url, t)) for t in tables}
-    return tables, version_rows(url), contents
-
 
 DESTRUCTIVE = {
     "downgrade": "downgrade -1",
