@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -183,6 +183,24 @@ def run_cli(project: Path, url: str, *words: str) -> subprocess.CompletedProcess
     environment = {**os.environ, "DATABASE_URL": url}
     return subprocess.run([*command, *words], cwd=project, env=environment, capture_output=True,
                           text=True, timeout=180)
+
+
+@pytest.fixture
+def cli_main(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`framefox-migrate` run through cli.main in this process: like run_cli, without the start-up."""
+    from framefox_magic import cli
+
+    def run(project: Path, url: str, *words: str) -> subprocess.CompletedProcess[str]:
+        monkeypatch.chdir(project)
+        monkeypatch.setenv("DATABASE_URL", url)
+        capsys.readouterr()
+        code = cli.main(list(words))
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["framefox-migrate", *words], code, out, err)
+
+    return run
 
 
 def table_names(url: str) -> set[str]:

@@ -81,19 +81,21 @@ def test_destructive_magic_without_yes_is_refused_and_changes_nothing(
 
 
 @pytest.mark.parametrize("line", DESTRUCTIVE.values(), ids=list(DESTRUCTIVE))
-def test_destructive_cli_without_yes_is_refused_and_changes_nothing(line, project, tmp_path, db_url):
+def test_destructive_cli_without_yes_is_refused_and_changes_nothing(
+    line, project, tmp_path, db_url, cli_main
+):
     manager = AlembicManager(url=db_url, metadata=sa.MetaData(), project_root=project)
     manager.init()
     three_revisions_at_r2(manager, db_url)
     before = everything(tmp_path, db_url)
 
-    refused = run_cli(project, db_url, *line.split())
+    refused = cli_main(project, db_url, *line.split())
 
     assert refused.returncode != 0
     assert "--yes" in refused.stderr
     assert_short(refused.stderr)
     assert everything(tmp_path, db_url) == before
-    confirmed = run_cli(project, db_url, *line.split(), "--yes")
+    confirmed = cli_main(project, db_url, *line.split(), "--yes")
     assert confirmed.returncode == 0, confirmed.stderr
     assert everything(tmp_path, db_url) != before
 

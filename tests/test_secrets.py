@@ -308,32 +308,24 @@ def cli_steps(url: str) -> list[tuple[tuple[str, ...], str, bool | None, bool]]:
     ]
 
 
-def cli_in_process(
-    project: Path, url: str, words: tuple[str, ...], evidence: Evidence,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-) -> tuple[int, str, str]:
-    """`framefox-migrate WORDS` through cli.main in this process: (exit code, stdout, stderr);
-    logs, warnings and any escaping exception go into EVIDENCE too."""
-    from framefox_magic import cli
-
-    monkeypatch.chdir(project)
-    monkeypatch.setenv("DATABASE_URL", url)
-    capsys.readouterr()
+def recorded_cli(cli_main: Any, project: Path, url: str, words: tuple[str, ...],
+                 evidence: Evidence) -> tuple[int, str, str]:
+    """cli.main in this process: (exit code, stdout, stderr); logs, warnings and any exception
+    that escapes (a real process would print its traceback and exit 1) go into EVIDENCE."""
     try:
         with everything_recorded(evidence):
-            code = cli.main(list(words))
+            done = cli_main(project, url, *words)
     except SystemExit as exit_:
         evidence.add(f"exit of {' '.join(words)}", exit_.code)
-        code = 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1
-    except Exception as error:  # a real process would print this traceback and exit 1
+        return (0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1), "", ""
+    except Exception as error:
         evidence.error(" ".join(words), error)
-        code = 1
-    out, err = capsys.readouterr()
-    return code, out, err
+        return 1, "", ""
+    return done.returncode, done.stdout, done.stderr
 
 
 @pytest.mark.servers
-def test_password_never_appears_through_the_cli(secret_url, tmp_path, monkeypatch, capsys):
+def test_password_never_appears_through_the_cli(secret_url, tmp_path, cli_main):
     url, secret = secret_url
     project = tmp_path / "cli"
     project.mkdir()
@@ -345,7 +337,7 @@ def test_password_never_appears_through_the_cli(secret_url, tmp_path, monkeypatc
             done = run_cli(project, target, *words_)
             code, out, err = done.returncode, done.stdout, done.stderr
         else:
-            code, out, err = cli_in_process(project, target, words_, evidence, monkeypatch, capsys)
+            code, out, err = recorded_cli(cli_main, project, target, words_, evidence)
         evidence.add(f"stdout of {where}", out)
         evidence.add(f"stderr of {where}", err)
         if should_succeed is not None:
