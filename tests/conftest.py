@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -115,6 +115,105 @@ def with_driver(url: str) -> str:
         hide_password=False)
 
 
+@pytest.fixture
+def metadata() -> sa.MetaData:
+    """The models of one test, kept apart from SQLModel's shared metadata."""
+    return sa.MetaData()
+
+
+@pytest.fixture
+def manager(project: Path, db_url: str, metadata: sa.MetaData) -> Any:
+    """An initialized manager on a fresh database, comparing against the `metadata` fixture."""
+    from framefox_magic import AlembicManager
+
+    manager = AlembicManager(url=db_url, metadata=metadata, project_root=project)
+    manager.init()
+    return manager
+
+
+def assert_short(message: str) -> None:
+    """The documented short error: a handful of lines, no traceback text."""
+    assert message.strip(), "empty error message"
+    assert len(message.strip().splitlines()) <= 6, message
+    assert len(message) < 2000, message
+    assert "Traceback" not in message, message
+    assert 'File "' not in message, message
+
+
+def create_table(name: str) -> str:
+    """An upgrade statement creating table NAME with an integer primary key."""
+    return f'op.create_table("{name}", sa.Column("id", sa.Integer, primary_key=True))'
+
+
+def write_revision(manager: Any, rev_id: str, *statements: str, downgrade: str = "") -> str:
+    """A hand-written revision with the given upgrade statements; its file path."""
+    info = manager.revision(
+        f"step {rev_id}", autogenerate=False, rev_id=rev_id,
+        upgrade_body="\n".join(statements), downgrade_body=downgrade or None,
+    )
+    return info.path
+
+
+def rows(url: str, table: str) -> list[tuple]:
+    """Every row of TABLE, read with a fresh engine."""
+    engine = sa.create_engine(with_driver(url))
+    try:
+        with engine.connect() as connection:
+            return [tuple(r) for r in connection.execute(sa.text(f"SELECT * FROM {table}"))]
+    finally:
+        engine.dispose()
+
+
+def execute(url: str, *statements: str) -> None:
+    """Run STATEMENTS in one transaction with a fresh engine."""
+    engine = sa.create_engine(with_driver(url))
+    try:
+        with engine.begin() as connection:
+            for statement in statements:
+                connection.execute(sa.text(statement))
+    finally:
+        engine.dispose()
+
+
+def files_under(root: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """Every file under ROOT with its content (bytecode caches, journals and SKIP names left out)."""
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts and path.name not in skip
+        and not path.name.endswith("-journal")
+    }
+
+
+CLI = Path(sys.executable).with_name("framefox-migrate")
+
+
+def run_cli(project: Path, url: str, *words: str) -> subprocess.CompletedProcess[str]:
+    """`framefox-migrate WORDS` in a real process, in PROJECT, with DATABASE_URL set to URL."""
+    command = [str(CLI)] if CLI.exists() else [sys.executable, "-m", "framefox_magic.cli"]
+    environment = {**os.environ, "DATABASE_URL": url}
+    return subprocess.run([*command, *words], cwd=project, env=environment, capture_output=True,
+                          text=True, timeout=180)
+
+
+@pytest.fixture
+def cli_main(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`framefox-migrate` run through cli.main in this process: like run_cli, without the start-up."""
+    from framefox_magic import cli
+
+    def run(project: Path, url: str, *words: str) -> subprocess.CompletedProcess[str]:
+        monkeypatch.chdir(project)
+        monkeypatch.setenv("DATABASE_URL", url)
+        capsys.readouterr()
+        code = cli.main(list(words))
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["framefox-migrate", *words], code, out, err)
+
+    return run
+
+
 def table_names(url: str) -> set[str]:
     """The tables that exist in the database now."""
     engine = sa.create_engine(with_driver(url))
@@ -143,6 +242,13 @@ def version_rows(url: str) -> list[str]:
             return sorted(connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
     finally:
         engine.dispose()
+
+
+def database_state(url: str) -> tuple[Any, ...]:
+    """Tables, version rows and every table's rows, read with fresh engines."""
+    tables = sorted(table_names(url))
+    contents = {t: sorted(rows(url, t)) for t in tables}
+    return tables, version_rows(url), contents
 
 
 def _runs_this_python(argv: list[str]) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from framefox_magic import AlembicManager
 
@@ -55,13 +54,6 @@ with op.batch_alter_table("hero") as batch:
     batch.drop_column("secret")
     batch.create_index("ix_hero_power", ["power"])
 '''
-
-
-@pytest.fixture
-def manager(db_url: str, project: Path) -> AlembicManager:
-    manager = AlembicManager(url=db_url, project_root=project, metadata=sa.MetaData())
-    manager.init()
-    return manager
 
 
 def summary(diff) -> list[tuple]:

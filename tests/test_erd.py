@@ -22,7 +22,7 @@ ADD_SECRET = "op.add_column('hero', sa.Column('secret', sa.String(20)))"
 
 
 @pytest.fixture
-def manager(project: Path, db_url: str) -> AlembicManager:
+def applied_manager(project: Path, db_url: str) -> AlembicManager:
     """Three revisions: team, hero (a foreign key to team), then hero loses a column; all applied."""
     manager = AlembicManager(url=db_url, project_root=project)
     manager.init()
@@ -40,8 +40,8 @@ def columns(erd: Erd) -> dict[str, dict[str, object]]:
     return {f"{row['table']}.{row['column']}": dict(row) for _, row in frame.iterrows()}
 
 
-def test_erd_of_the_database_reads_tables_columns_and_keys(manager: AlembicManager) -> None:
-    erd = manager.erd()
+def test_erd_of_the_database_reads_tables_columns_and_keys(applied_manager: AlembicManager) -> None:
+    erd = applied_manager.erd()
     rows = columns(erd)
     assert [t.name for t in erd.tables] == ["hero", "team"]  # the version table is not drawn
     assert set(rows) == {"hero.id", "hero.name", "hero.team_id", "team.id", "team.name"}
@@ -51,22 +51,24 @@ def test_erd_of_the_database_reads_tables_columns_and_keys(manager: AlembicManag
     assert erd.removed == ["hero.secret"]  # what the current revision took away
 
 
-def test_erd_at_a_revision_is_the_schema_then_with_its_changes_marked(manager: AlembicManager) -> None:
-    second = manager.history()[1]
+def test_erd_at_a_revision_is_the_schema_then_with_its_changes_marked(
+    applied_manager: AlembicManager,
+) -> None:
+    second = applied_manager.history()[1]
     assert second.message == "create hero"
-    erd = manager.erd(second.revision)
+    erd = applied_manager.erd(second.revision)
     rows = columns(erd)
     assert "hero.secret" in rows  # still there at that revision
     assert erd.change("hero") == "added" and erd.change("team") == ""
     assert rows["hero.team_id"]["change"] == "added" and rows["team.id"]["change"] == ""
-    first = manager.erd(manager.history()[2].revision)
+    first = applied_manager.erd(applied_manager.history()[2].revision)
     assert [t.name for t in first.tables] == ["team"]
 
 
-def test_a_revision_that_cannot_be_replayed_is_named_in_a_note(manager: AlembicManager) -> None:
-    manager.revision("read the database", autogenerate=False,
+def test_a_revision_that_cannot_be_replayed_is_named_in_a_note(applied_manager: AlembicManager) -> None:
+    applied_manager.revision("read the database", autogenerate=False,
                      upgrade_body="count = op.get_bind().execute(sa.text('SELECT 1')).scalar()")
-    erd = manager.erd("head")
+    erd = applied_manager.erd("head")
     assert [t.name for t in erd.tables] == ["hero", "team"]
     assert len(erd.notes) == 1 and "not drawn" in erd.notes[0]
 

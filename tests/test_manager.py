@@ -38,20 +38,6 @@ UNREACHABLE = {
 # ---------------------------------------------------------------- fixtures and helpers
 
 
-@pytest.fixture
-def metadata() -> sa.MetaData:
-    """The models of one test, kept apart from SQLModel's shared metadata."""
-    return sa.MetaData()
-
-
-@pytest.fixture
-def manager(project: Path, db_url: str, metadata: sa.MetaData) -> AlembicManager:
-    """An initialized manager on a fresh database."""
-    manager = AlembicManager(url=db_url, metadata=metadata, project_root=project)
-    manager.init()
-    return manager
-
-
 def define(metadata: sa.MetaData, name: str, *items: sa.Column | sa.Index | sa.Constraint) -> sa.Table:
     """(Re)define a table, as editing a model cell and running it again does."""
     if name in metadata.tables:

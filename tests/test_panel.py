@@ -5,14 +5,13 @@ from __future__ import annotations
 import html
 import re
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import ipywidgets as widgets
 import pytest
 import sqlalchemy as sa
-from conftest import ipython_shell, table_names, version_rows
+from conftest import table_names, version_rows
 from IPython.core.interactiveshell import InteractiveShell
 
 from framefox_magic.manager import AlembicManager
@@ -336,14 +335,6 @@ def test_an_uninitialized_project_shows_what_to_do(project: Path) -> None:
 
 
 # ---------------------------------------------------------------- %migrate panel
-
-
-@pytest.fixture
-def shell(proj: Project, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
-    """An IPython shell in the project folder with the extension loaded."""
-    monkeypatch.chdir(proj.root)
-    with ipython_shell(monkeypatch) as ip:
-        yield ip
 
 
 def test_migrate_panel_magic(shell: InteractiveShell, proj: Project) -> None:

@@ -66,10 +66,14 @@ def database(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def manager(project: Path, database: Path) -> AlembicManager:
-    manager = AlembicManager(f"sqlite:///{database}", project_root=project, metadata=models())
-    manager.init()
-    return manager
+def db_url(database: Path) -> str:
+    """The SQLite file with the schema the models drift from (conftest's `manager` targets it)."""
+    return f"sqlite:///{database}"
+
+
+@pytest.fixture
+def metadata() -> sa.MetaData:
+    return models()
 
 
 @contextmanager

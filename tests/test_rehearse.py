@@ -34,10 +34,8 @@ with op.batch_alter_table("hero") as batch:
 
 
 @pytest.fixture
-def manager(db_url: str, project: Path) -> AlembicManager:
+def heroes_manager(manager: AlembicManager, db_url: str) -> AlembicManager:
     """A project whose database holds `hero` with ROWS rows, some of them without an age."""
-    manager = AlembicManager(url=db_url, project_root=project, metadata=sa.MetaData())
-    manager.init()
     manager.revision("create hero", upgrade_body=CREATE_HERO, downgrade_body='op.drop_table("hero")')
     manager.upgrade()
     fill_heroes(db_url, ROWS)
@@ -70,12 +68,14 @@ def snapshot(url: str) -> dict[str, Any]:
         engine.dispose()
 
 
-def test_a_good_chain_passes_and_leaves_the_database_as_it_was(manager: AlembicManager, db_url: str) -> None:
-    power = manager.revision("add power", upgrade_body=ADD_POWER, downgrade_body=DROP_POWER).revision
-    index = manager.revision("index name", upgrade_body=ADD_INDEX, downgrade_body=DROP_INDEX).revision
+def test_a_good_chain_passes_and_leaves_the_database_as_it_was(
+    heroes_manager: AlembicManager, db_url: str,
+) -> None:
+    power = heroes_manager.revision("add power", upgrade_body=ADD_POWER, downgrade_body=DROP_POWER).revision
+    index = heroes_manager.revision("index name", upgrade_body=ADD_INDEX, downgrade_body=DROP_INDEX).revision
     before = snapshot(db_url)
 
-    rehearsal = manager.rehearse()
+    rehearsal = heroes_manager.rehearse()
 
     assert isinstance(rehearsal, Rehearsal)
     assert rehearsal.ok, rehearsal
@@ -94,11 +94,11 @@ def test_a_good_chain_passes_and_leaves_the_database_as_it_was(manager: AlembicM
     assert "power" not in column_names(db_url, "hero")
 
 
-def test_a_downgrade_that_forgets_an_index_is_reported(manager: AlembicManager, db_url: str) -> None:
-    manager.revision("index name", upgrade_body=ADD_INDEX, downgrade_body="pass")
+def test_a_downgrade_that_forgets_an_index_is_reported(heroes_manager: AlembicManager, db_url: str) -> None:
+    heroes_manager.revision("index name", upgrade_body=ADD_INDEX, downgrade_body="pass")
     before = snapshot(db_url)
 
-    rehearsal = manager.rehearse()
+    rehearsal = heroes_manager.rehearse()
 
     assert rehearsal.ok is False
     assert rehearsal.down_leaves_no_trace is False
@@ -113,13 +113,15 @@ def test_a_downgrade_that_forgets_an_index_is_reported(manager: AlembicManager, 
 
 
 def test_a_revision_that_fails_on_the_data_is_reported_and_the_database_is_untouched(
-    manager: AlembicManager, db_url: str
+    heroes_manager: AlembicManager, db_url: str
 ) -> None:
-    first = manager.revision("add power", upgrade_body=ADD_POWER, downgrade_body=DROP_POWER).revision
-    strict = manager.revision("age required", upgrade_body=AGE_NOT_NULL, downgrade_body=AGE_NULL).revision
+    first = heroes_manager.revision("add power", upgrade_body=ADD_POWER, downgrade_body=DROP_POWER).revision
+    strict = heroes_manager.revision(
+        "age required", upgrade_body=AGE_NOT_NULL, downgrade_body=AGE_NULL
+    ).revision
     before = snapshot(db_url)
 
-    rehearsal = manager.rehearse()
+    rehearsal = heroes_manager.rehearse()
 
     assert rehearsal.ok is False
     assert [(s.revision, s.direction, s.ok) for s in rehearsal.steps] == [
@@ -131,15 +133,15 @@ def test_a_revision_that_fails_on_the_data_is_reported_and_the_database_is_untou
     assert snapshot(db_url) == before
 
 
-def test_what_a_revision_says_is_escaped_in_the_rehearsal_html(manager: AlembicManager) -> None:
-    manager.revision("<b>power</b> & more", upgrade_body=ADD_POWER, downgrade_body=DROP_POWER)
-    html = manager.rehearse()._repr_html_()
+def test_what_a_revision_says_is_escaped_in_the_rehearsal_html(heroes_manager: AlembicManager) -> None:
+    heroes_manager.revision("<b>power</b> & more", upgrade_body=ADD_POWER, downgrade_body=DROP_POWER)
+    html = heroes_manager.rehearse()._repr_html_()
     assert "&lt;b&gt;power&lt;/b&gt; &amp; more" in html and "<b>power" not in html
     assert "var(--jp-" in html
 
 
-def test_nothing_pending_rehearses_nothing(manager: AlembicManager) -> None:
-    rehearsal = manager.rehearse()
+def test_nothing_pending_rehearses_nothing(heroes_manager: AlembicManager) -> None:
+    rehearsal = heroes_manager.rehearse()
     assert rehearsal.ok and rehearsal.steps == []
     assert "No pending revisions" in repr(rehearsal)
 
@@ -177,10 +179,10 @@ def shadow_databases(backend: str, database: str) -> list[str]:
 
 
 @pytest.mark.parametrize("backend", ["mysql"])
-def test_mariadb_rehearses_on_a_shadow_database_with_the_rows_and_drops_it(manager: AlembicManager,
+def test_mariadb_rehearses_on_a_shadow_database_with_the_rows_and_drops_it(heroes_manager: AlembicManager,
                                                                           db_url: str) -> None:
-    manager.revision("age required", upgrade_body=AGE_NOT_NULL, downgrade_body=AGE_NULL)
-    rehearsal = manager.rehearse()
+    heroes_manager.revision("age required", upgrade_body=AGE_NOT_NULL, downgrade_body=AGE_NULL)
+    rehearsal = heroes_manager.rehearse()
     assert "shadow database" in rehearsal.mode and f"{ROWS} rows copied" in rehearsal.mode
     assert rehearsal.failed is not None  # the copied rows hold NULL ages
     assert shadow_databases("mysql", sa.make_url(db_url).database) == []

@@ -32,7 +32,7 @@ STEPS = (
 
 
 @pytest.fixture
-def manager(project: Path, db_url: str) -> AlembicManager:
+def prototyped_manager(project: Path, db_url: str) -> AlembicManager:
     """A prototyping run of six revisions, written by hand."""
     manager = AlembicManager(url=db_url, project_root=project)
     manager.init()
@@ -55,61 +55,67 @@ def schema_of(url: str) -> dict[str, set[str]]:
         engine.dispose()
 
 
-def test_squash_of_an_applied_run_proves_installs_and_stamps(manager: AlembicManager, db_url: str) -> None:
-    manager.upgrade()
-    before, revisions = schema_of(db_url), ids(manager)
-    result = manager.squash(f"{revisions[0]}:{revisions[-1]}", "prototype schema")
+def test_squash_of_an_applied_run_proves_installs_and_stamps(
+    prototyped_manager: AlembicManager, db_url: str,
+) -> None:
+    prototyped_manager.upgrade()
+    before, revisions = schema_of(db_url), ids(prototyped_manager)
+    result = prototyped_manager.squash(f"{revisions[0]}:{revisions[-1]}", "prototype schema")
     assert result.ok and [ok for _, ok, _ in result.checks] == [True, True]
     assert "3 tables equal" in result.checks[0][2]
     new = result.revision.revision
-    assert ids(manager) == [new]
+    assert ids(prototyped_manager) == [new]
     assert version_rows(db_url) == [new]  # the database was at the end of the run: stamped
     assert schema_of(db_url) == before  # nothing ran on the real database
     trash = Path(result.trash)
     assert sorted(p.name.split("_")[0] for p in trash.glob("*.py")) == sorted(revisions)
-    manager.downgrade("base")
+    prototyped_manager.downgrade("base")
     assert table_names(db_url) <= {"alembic_version"}
-    manager.upgrade()
+    prototyped_manager.upgrade()
     assert schema_of(db_url) == before
 
 
-def test_squash_of_a_pending_run_leaves_the_database_alone(manager: AlembicManager, db_url: str) -> None:
-    revisions = ids(manager)
-    manager.upgrade(revisions[1])
-    result = manager.squash(f"{revisions[2]}:{revisions[-1]}", "the rest")
-    assert ids(manager) == [*revisions[:2], result.revision.revision]
+def test_squash_of_a_pending_run_leaves_the_database_alone(
+    prototyped_manager: AlembicManager, db_url: str,
+) -> None:
+    revisions = ids(prototyped_manager)
+    prototyped_manager.upgrade(revisions[1])
+    result = prototyped_manager.squash(f"{revisions[2]}:{revisions[-1]}", "the rest")
+    assert ids(prototyped_manager) == [*revisions[:2], result.revision.revision]
     assert version_rows(db_url) == [revisions[1]]
-    manager.upgrade()
+    prototyped_manager.upgrade()
     assert set(schema_of(db_url)) >= {"team", "hero", "mission"}
     assert "team_id" in schema_of(db_url)["hero"]
 
 
-def test_a_database_inside_the_run_is_refused_and_nothing_moves(manager: AlembicManager, db_url: str) -> None:
-    revisions = ids(manager)
-    manager.upgrade(revisions[2])
-    files = sorted(p.name for p in Path(manager.target().versions_dir).glob("*.py"))
+def test_a_database_inside_the_run_is_refused_and_nothing_moves(
+    prototyped_manager: AlembicManager, db_url: str,
+) -> None:
+    revisions = ids(prototyped_manager)
+    prototyped_manager.upgrade(revisions[2])
+    files = sorted(p.name for p in Path(prototyped_manager.target().versions_dir).glob("*.py"))
     with pytest.raises(SquashRefused, match=f"database is at {revisions[2]}, inside the run"):
-        manager.squash(f"{revisions[0]}:{revisions[-1]}", "x")
-    assert sorted(p.name for p in Path(manager.target().versions_dir).glob("*.py")) == files
+        prototyped_manager.squash(f"{revisions[0]}:{revisions[-1]}", "x")
+    assert sorted(p.name for p in Path(prototyped_manager.target().versions_dir).glob("*.py")) == files
     assert version_rows(db_url) == [revisions[2]]
 
 
-def test_a_run_with_a_data_migration_is_refused(manager: AlembicManager) -> None:
+def test_a_run_with_a_data_migration_is_refused(prototyped_manager: AlembicManager) -> None:
     seed = "op.execute(\"INSERT INTO team (name) VALUES ('x')\")"
-    manager.revision("seed", autogenerate=False, upgrade_body=seed)
-    revisions = ids(manager)
+    prototyped_manager.revision("seed", autogenerate=False, upgrade_body=seed)
+    revisions = ids(prototyped_manager)
     with pytest.raises(SquashRefused, match=f"{revisions[-1]} moves data"):
-        manager.squash(f"{revisions[0]}:{revisions[-1]}", "x")
-    assert ids(manager) == revisions
+        prototyped_manager.squash(f"{revisions[0]}:{revisions[-1]}", "x")
+    assert ids(prototyped_manager) == revisions
 
 
-def test_revisions_built_on_the_run_are_repointed(manager: AlembicManager, db_url: str) -> None:
-    revisions = ids(manager)
-    result = manager.squash(f"{revisions[0]}:{revisions[3]}", "first four")
+def test_revisions_built_on_the_run_are_repointed(prototyped_manager: AlembicManager, db_url: str) -> None:
+    revisions = ids(prototyped_manager)
+    result = prototyped_manager.squash(f"{revisions[0]}:{revisions[3]}", "first four")
     new = result.revision.revision
-    assert ids(manager) == [new, *revisions[4:]]
-    assert manager.history()[1].parents == (new,)
-    manager.upgrade()
+    assert ids(prototyped_manager) == [new, *revisions[4:]]
+    assert prototyped_manager.history()[1].parents == (new,)
+    prototyped_manager.upgrade()
     assert {"team", "hero", "mission"} <= set(schema_of(db_url))
 
 
@@ -128,9 +134,9 @@ def test_the_magic_needs_yes_and_shows_the_proof(shell, backend: str) -> None:
         shell.run_line_magic("migrate", f"squash {first}:{last} -m again --yes")
 
 
-def test_an_unknown_revision_is_a_short_error(manager: AlembicManager) -> None:
+def test_an_unknown_revision_is_a_short_error(prototyped_manager: AlembicManager) -> None:
     with pytest.raises(RevisionNotFound):
-        manager.squash("nope:head", "x")
+        prototyped_manager.squash("nope:head", "x")
 
 
 def test_an_autogenerated_table_with_an_indexed_foreign_key_downgrades(project: Path, db_url: str) -> None:
