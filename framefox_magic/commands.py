@@ -9,14 +9,16 @@ import shlex
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import ConfirmationRequired, MigrationError, did_you_mean
-from .fanout import TargetCallback
 from .manager import AlembicManager, StepCallback
 from .render import counted
 from .results import RevisionInfo, no_changes
 from .settings import SecretUrl
+
+if TYPE_CHECKING:
+    from .fanout import TargetCallback
 
 REVISION = "revision"  # a positional or option that takes a revision id: completed from the history
 SYMBOLS = ("head", "heads", "base")

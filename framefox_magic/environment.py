@@ -4,7 +4,6 @@ version table, and runs of it observed from outside (steps applied, statements s
 from __future__ import annotations
 
 import ast
-import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -236,6 +235,8 @@ def run_env_file(environment: Callable[..., Any], config: Any, script: Any, work
             script.run_env()
 
     try:
+        import asyncio
+
         asyncio.get_running_loop()
     except RuntimeError:
         run()
