@@ -318,44 +318,53 @@ def shadow_database(url: str, purpose: str) -> Iterator[str]:
                 hide_password=False)
         return
     name = f"{(parsed.database or 'db')[:40]}_{purpose}_{secrets.token_hex(4)}".lower()
-    _create_database(parsed, name)
+    _create_database(parsed, name, purpose)
     try:
         yield parsed.set(database=name).render_as_string(hide_password=False)
     finally:
         _drop_database(parsed, name)
 
 
-def _server_engine(parsed: URL) -> Engine:
+def server_engine(parsed: URL) -> Engine:
     """An autocommit engine on the server's maintenance database (CREATE/DROP DATABASE)."""
     from sqlalchemy import create_engine, pool
 
-    server = parsed.set(database="postgres" if parsed.get_backend_name() == "postgresql" else None)
+    # URL.set() ignores None; the named tuple's _replace can clear the database
+    server = parsed._replace(database="postgres" if parsed.get_backend_name() == "postgresql" else None)
     return create_engine(server, isolation_level="AUTOCOMMIT", poolclass=pool.NullPool,
                          connect_args=connect_args(server, Timeouts()))
 
 
-def _create_database(parsed: URL, name: str) -> None:
+def _create_database(parsed: URL, name: str, purpose: str) -> None:
     from sqlalchemy import exc, text
 
-    engine = _server_engine(parsed)
+    engine = server_engine(parsed)
     try:
         with engine.connect() as connection:
             connection.execute(text(f"CREATE DATABASE {name}"))
     except exc.DBAPIError as error:
-        first = str(error.orig).strip().splitlines()[0]
-        raise MigrationError(
-            f"Cannot create the throwaway database {name} that this needs: {first}. Use a role that may "
-            "create databases (PostgreSQL: CREATEDB; MySQL/MariaDB: the CREATE privilege)."
-        ) from None
+        raise MigrationError(_cannot_create(parsed, purpose, error)) from None
     finally:
         engine.dispose()
+
+
+def _cannot_create(url: URL, purpose: str, error: Exception) -> str:
+    """What to do when the user may not create the throwaway database."""
+    from .errors import database_message
+
+    user, database = url.username or "this user", url.database or "db"
+    grant = (f"GRANT ALL ON `{database}\\_{purpose}\\_%`.* TO '{user}'@'%'"
+             if url.get_backend_name() in ("mysql", "mariadb") else f"ALTER ROLE {user} CREATEDB")
+    return (f"{purpose.capitalize()} needs a throwaway database on the server, and {user} may not create "
+            f"one. Grant it with `{grant}`, or run it as a user who may. The server said: "
+            f"{database_message(error)}")
 
 
 def _drop_database(parsed: URL, name: str) -> None:
     from sqlalchemy import text
 
     force = " WITH (FORCE)" if parsed.get_backend_name() == "postgresql" else ""
-    engine = _server_engine(parsed)
+    engine = server_engine(parsed)
     try:
         with engine.connect() as connection:
             connection.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))

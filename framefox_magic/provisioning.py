@@ -48,13 +48,9 @@ def _server_url(url: str) -> URL:
 @contextmanager
 def _maintenance(parsed: URL) -> Iterator[Connection]:
     """An autocommit connection to the server, outside the database in question."""
-    from sqlalchemy import create_engine, pool
+    from .dialects import server_engine
 
-    from .dialects import Timeouts, connect_args
-
-    other = parsed._replace(database="postgres" if parsed.get_backend_name() == "postgresql" else None)
-    engine = create_engine(other, poolclass=pool.NullPool, isolation_level="AUTOCOMMIT",
-                           connect_args=connect_args(other, Timeouts()))
+    engine = server_engine(parsed)
     try:
         with engine.connect() as connection:
             yield connection

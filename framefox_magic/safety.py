@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 import shutil
 import sqlite3
 import tempfile
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .dialects import shadow_database
 from .diff import OP_NAMES, flatten, integer_bytes, narrows, record_script, string_length, type_family
 from .errors import MigrationError, database_message
 from .render import counted
@@ -220,40 +220,9 @@ def _rolled_back(connection: Connection) -> Iterator[None]:
 @contextmanager
 def _shadow_database(target: Target, connection: Connection) -> Iterator[Target]:
     """A new database `<db>_rehearse_<random>` on the same server, dropped afterwards."""
-    from sqlalchemy import create_engine, exc, pool
-
-    url = connection.engine.url
-    name = f"{(url.database or 'db')[:40]}_rehearse_{secrets.token_hex(4)}"
-    quoted = connection.dialect.identifier_preparer.quote(name)
-    admin = create_engine(url, poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as session:
-            session.exec_driver_sql(f"CREATE DATABASE {quoted}")
-    except exc.DBAPIError as error:
-        admin.dispose()
-        raise MigrationError(_cannot_create(url, error)) from None
-    try:
-        yield replace(target, url=url.set(database=name).render_as_string(hide_password=False))
-    finally:
-        _drop_database(admin, quoted)
-
-
-def _drop_database(admin: Any, quoted: str) -> None:
-    """Drop the shadow database (PostgreSQL: closing what is still connected)."""
-    force = " WITH (FORCE)" if admin.dialect.name == "postgresql" else ""
-    with admin.connect() as session:
-        session.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}{force}")
-    admin.dispose()
-
-
-def _cannot_create(url: Any, error: Exception) -> str:
-    """What to do when the user may not create the throwaway database."""
-    user, database = url.username or "this user", url.database or "db"
-    grant = (f"GRANT ALL ON `{database}\\_rehearse\\_%`.* TO '{user}'@'%'"
-             if url.get_backend_name() in ("mysql", "mariadb") else f"ALTER ROLE {user} CREATEDB")
-    return (f"Rehearsal needs a throwaway database on the server, and {user} may not create one. "
-            f"Grant it with `{grant}`, or rehearse as a user who may. The server said: "
-            f"{database_message(error)}")
+    url = connection.engine.url.render_as_string(hide_password=False)
+    with shadow_database(url, "rehearse") as shadow:
+        yield replace(target, url=shadow)
 
 
 def _build_from_history(runner: Runner, target: Target, connection: Connection, plan: RehearsalPlan) -> None:

@@ -329,3 +329,24 @@ def shell(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.chdir(project)
     with ipython_shell(monkeypatch) as ip:
         yield ip
+
+
+def bounded(run: Callable[[], Any], seconds: float = 60) -> Any:
+    """Run in a thread and give its result (or raise its error); fail instead of hanging the suite."""
+    import threading
+
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = run()
+        except BaseException as error:  # handed back to the test
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")

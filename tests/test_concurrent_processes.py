@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import (
     assert_short,
+    bounded,
     create_table,
     database_state,
     need_server,
@@ -105,25 +106,6 @@ def test_four_processes_upgrading_at_once_apply_each_revision_once(server, proje
         assert version_rows(url) == ["r4"]
         assert sorted(r[0] for r in rows(url, "run_log")) == ids  # each revision ran exactly once
         assert {"t1", "t2", "t3", "t4"} <= table_names(url)
-
-
-def bounded(call: Any, seconds: float = 120) -> Any:
-    """Run CALL in a thread and give its result (or raise its error); fail instead of hanging."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = call()
-        except BaseException as error:
-            outcome["error"] = error
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), f"still running after {seconds} s"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
 
 
 @contextmanager

@@ -13,14 +13,14 @@ import sys
 import threading
 import types
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import SERVER_URLS, need_server, table_names, version_rows
+from conftest import SERVER_URLS, bounded, need_server, table_names, version_rows
 
 from framefox_magic import AlembicManager
 from framefox_magic.errors import DatabaseUnreachable, MigrationError, MigrationFailed
@@ -38,25 +38,6 @@ if os.environ.get("FFM_READY"):
     while not Path(os.environ["FFM_RELEASE"]).exists():
         time.sleep(0.05)
 """
-
-
-def bounded(run: Callable[[], Any], seconds: float = BOUND) -> Any:
-    """Run in a thread; fail (instead of hanging the suite) when it has not finished in time."""
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = run()
-        except BaseException as error:  # handed back to the test
-            outcome["error"] = error
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), f"still running after {seconds} s"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
 
 
 def project_with_two(project: Path, url: str, **options: Any) -> AlembicManager:
