@@ -10,7 +10,7 @@ from . import commands, settings
 from .errors import MigrationError
 from .fanout import TargetCallback
 from .manager import AlembicManager, StepCallback
-from .results import FanoutResult, RevisionInfo
+from .results import FanoutResult
 
 PROG = "framefox-migrate"
 
@@ -19,10 +19,8 @@ class _Terminal:
     """What sub-commands ask of a front end, answered for a terminal."""
 
     def progress(self, verb: str) -> StepCallback:
-        def step(done: int, total: int, info: RevisionInfo) -> None:
-            print(f"  {verb} {done}/{total}: {info.revision} {info.message}", file=sys.stderr)
-
-        return step
+        """One line on stderr per revision."""
+        return commands.text_progress(verb, sys.stderr)
 
     def target_progress(self, verb: str) -> TargetCallback:
         """One line on stderr, rewritten in place as targets finish."""

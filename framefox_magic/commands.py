@@ -461,6 +461,15 @@ def _backup_note(manager: AlembicManager, command: Command) -> str:
     return f" Note: {note}." if note else ""
 
 
+def text_progress(verb: str, stream: Any) -> StepCallback:
+    """Progress per revision as lines of text (terminals)."""
+
+    def step(done: int, total: int, info: Any) -> None:
+        print(f"  {verb} {done}/{total}: {info.revision} {info.message}", file=stream, flush=True)
+
+    return step
+
+
 def text_target_progress(verb: str, stream: Any) -> TargetCallback:
     """Progress over many targets as one line of text, rewritten in place (terminals)."""
     from .render import fanout_progress_text

@@ -244,9 +244,11 @@ class MigrateMagics(Magics):
     # ---------------------------------------------------------------- what commands ask for
 
     def progress(self, verb: str) -> StepCallback | None:
-        """A per-revision progress display, updated in place."""
+        """A per-revision progress display, updated in place (lines of text in a terminal)."""
         if not self.show_progress:
             return None
+        if getattr(self.shell, "kernel", None) is None:
+            return commands.text_progress(verb, sys.stderr)
         from IPython.display import HTML, display
 
         from .render import progress_html
