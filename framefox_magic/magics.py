@@ -341,6 +341,10 @@ def split_manual_cell(cell: str) -> tuple[str, str]:
 # ---------------------------------------------------------------- loading and unloading
 
 _LOADED: dict[int, dict[str, Any]] = {}
+# What a session chose (--url, --dir, model cells' revisions) outlives %unload_ext / %reload_ext:
+# a reload must never send the next upgrade to another database.
+_KEPT: dict[int, tuple[dict[str, tuple[Any, Any]], dict[str, str]]] = {}
+_KEPT_SETTINGS = ("url", "migrations_dir", "metadata", "version_table", "version_table_schema")
 
 
 def load(ipython: Any) -> None:
@@ -348,6 +352,7 @@ def load(ipython: Any) -> None:
     if id(ipython) in _LOADED:
         return
     magics = MigrateMagics(shell=ipython, config=ipython.config)
+    _restore(magics, _KEPT.pop(id(ipython), None))
     ipython.register_magics(magics)  # Magics.__init__ has made it configurable (%config)
     hooks = ModelCellHooks(ipython)
     ipython.events.register("pre_run_cell", hooks.before)
@@ -363,7 +368,10 @@ def unload(ipython: Any) -> None:
     if state is None:
         return
     unregister_plugin()
-    state["magics"].manager.dispose()
+    magics = state["magics"]
+    kept = {name: (_configured(ipython, name), getattr(magics.manager, name)) for name in _KEPT_SETTINGS}
+    _KEPT[id(ipython)] = (kept, dict(magics._cell_revisions))
+    magics.manager.dispose()
     ipython.events.unregister("pre_run_cell", state["hooks"].before)
     ipython.events.unregister("post_run_cell", state["hooks"].after)
     if state["matcher"] in ipython.Completer.custom_matchers:
@@ -373,6 +381,24 @@ def unload(ipython: Any) -> None:
         manager.magics[kind].pop(name, None)
     manager.registry.pop(MigrateMagics.__name__, None)
     ipython.configurables[:] = [c for c in ipython.configurables if c is not state["magics"]]
+
+
+def _configured(ipython: Any, name: str) -> Any:
+    """A setting as the shell's configuration (%config, ipython_config.py) gives it."""
+    return ipython.config.get(MigrateMagics.__name__, {}).get(name)
+
+
+def _restore(magics: MigrateMagics, kept: tuple[dict[str, tuple[Any, Any]], dict[str, str]] | None) -> None:
+    """The target and model cells' revisions of the session before %unload_ext; a setting
+    changed with %config meanwhile wins."""
+    if kept is None:
+        return
+    settings, cell_revisions = kept
+    for name, (configured, value) in settings.items():
+        if _configured(magics.shell, name) == configured:
+            setattr(magics.manager, name, value)
+    magics._cell_revisions.update(cell_revisions)
+    magics._remember_target()
 
 
 class ModelCellHooks:

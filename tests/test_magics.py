@@ -642,3 +642,30 @@ def test_rerunning_one_of_two_related_model_cells_says_which_model_to_rerun(
     err = capsys.readouterr().err
     assert "Team still refer(s) to the earlier Hero" in err
     assert "Traceback" not in err
+
+
+def test_a_target_chosen_with_url_survives_reload_ext_so_upgrade_goes_where_it_did(
+    shell: InteractiveShell, project: Path
+) -> None:
+    other = f"sqlite:///{project / 'other.db'}"
+    init(shell, other)
+    first = run(shell, HERO_CELL).revision
+    run(shell, "%reload_ext framefox_magic")
+    assert run(shell, "%migrate config").url == other
+    run(shell, "%unload_ext framefox_magic")
+    run(shell, "%load_ext framefox_magic")
+    assert run(shell, HERO_CELL).revision == first  # the same cell's revision is written again, not a second
+    run(shell, "%migrate upgrade")
+    assert version_rows(other) == [first]
+    assert not (project / "database.db").exists()
+
+
+def test_a_url_set_with_config_while_unloaded_wins_over_the_earlier_target(
+    shell: InteractiveShell, project: Path
+) -> None:
+    init(shell, f"sqlite:///{project / 'other.db'}")
+    run(shell, "%unload_ext framefox_magic")
+    configured = f"sqlite:///{project / 'configured.db'}"
+    run(shell, f"%config MigrateMagics.url = {configured!r}")
+    run(shell, "%load_ext framefox_magic")
+    assert run(shell, "%migrate config").url == configured
