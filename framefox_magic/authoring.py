@@ -19,6 +19,7 @@ from .dialects import shadow_database
 from .diff import record_script
 from .errors import (
     ConfigurationError,
+    DropsEveryTable,
     MigrationError,
     RevisionProtected,
 )
@@ -345,7 +346,7 @@ def _generate(manager: AlembicManager, target: settings.Target, message: str, au
     from .intent import shape_revision
 
     found_changes: list[bool] = []
-    refused: list[str] = []
+    refused: list[DropsEveryTable] = []
 
     def note_changes(context: Any, revision: Any, directives: list) -> None:
         if autogenerate:
@@ -355,7 +356,7 @@ def _generate(manager: AlembicManager, target: settings.Target, message: str, au
         compared = context.opts.get("target_metadata")  # what env.py handed to autogenerate
         dropped = drops_every_table(directives, compared)
         if autogenerate and dropped and not allow_drop_all:
-            refused.append(drop_all_refusal(dropped, manager.metadata_spec()))
+            refused.append(DropsEveryTable(drop_all_refusal(dropped, manager.metadata_spec()), dropped))
 
     with runtime.connect(manager, target, reading=True) as connection:
         config = runtime.make_config(manager, target, connection, autogenerate=autogenerate)
@@ -365,7 +366,7 @@ def _generate(manager: AlembicManager, target: settings.Target, message: str, au
         revision_context = filled_revision_context(manager, config, script, arguments, note_changes)
         written = list(revision_context.generate_scripts())
     if refused:  # raised after alembic's own checks (e.g. several heads); the file goes
-        raise MigrationError(refused[0])
+        raise refused[0]
     if autogenerate and found_changes and not any(found_changes):
         for leftover in filter(None, written):  # an env.py that does not skip empty runs
             Path(leftover.path).unlink(missing_ok=True)

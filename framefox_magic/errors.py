@@ -95,6 +95,14 @@ class ConfirmationRequired(MigrationError):
     """A destructive command was asked for without confirmation."""
 
 
+class DropsEveryTable(ConfirmationRequired):
+    """An autogenerate would drop every table of the database because no model was found."""
+
+    def __init__(self, message: str, tables: list[str]) -> None:
+        super().__init__(message)
+        self.tables = tables
+
+
 def _first_line(error: BaseException) -> str:
     text = str(getattr(error, "orig", None) or error).strip()
     return text.splitlines()[0] if text else type(error).__name__

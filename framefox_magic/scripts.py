@@ -108,6 +108,12 @@ class CachedScriptDirectory(HeaderScriptDirectory):
     _ordered: list[Script] | None = None
     _ancestors: dict[tuple[str, ...], frozenset[str]] | None = None
     _skipped: list[str] | None = None
+    changed_in_place = False  # alembic added a written revision to this map: build it again next time
+
+    def generate_revision(self, *args: Any, **kwargs: Any) -> Script | None:
+        """alembic's, remembering that the map now holds a file that may yet be taken away again."""
+        self.changed_in_place = True
+        return super().generate_revision(*args, **kwargs)
 
     def notes(self) -> list[str]:
         """Revision files left out of the listing (their header is not literal and import failed)."""
@@ -233,7 +239,8 @@ class ScriptCache:
     def get(self, config: Callable[[], Config], key: tuple[Any, ...]) -> CachedScriptDirectory:
         """The script directory for this target, its revision map still valid."""
         script = self._script
-        if script is not None and self._key == key and script.signature() == self._signature:
+        if (script is not None and self._key == key and not script.changed_in_place
+                and script.signature() == self._signature):
             return script
         script = _from_config(config())
         self._key, self._script, self._signature = key, script, script.signature()

@@ -9,7 +9,7 @@ from typing import Any
 import ipywidgets as w
 
 from . import commands, render
-from .errors import MigrationError, NotUpToDate, RenameQuestion
+from .errors import DropsEveryTable, MigrationError, NotUpToDate, RenameQuestion
 from .intent import clear_renames
 from .manager import AlembicManager
 from .results import Graph, History, Outcome, RevisionInfo, no_changes
@@ -207,23 +207,38 @@ class MigrationPanel(w.VBox):
             self.message.value = ""
             self.picker.value = written[0].revision
 
-    def _revision_action(self, message: str, renames: Sequence[str], written: list[RevisionInfo]) -> Action:
-        """Autogenerate; when it could hold renames, the confirmation step offers them (data kept)."""
+    def _revision_action(self, message: str, renames: Sequence[str], written: list[RevisionInfo],
+                         allow_drop_all: bool = False) -> Action:
+        """Autogenerate; renames it could hold, or dropping every table, are asked about first."""
 
         def write() -> Any:
             try:
-                info = self.manager.revision(message, autogenerate=True, renames=renames)
+                info = self.manager.revision(message, autogenerate=True, renames=renames,
+                                             allow_drop_all=allow_drop_all)
             except RenameQuestion as asked:
                 if offered := clear_renames(asked.candidates):
                     self._ask(f"Write {', '.join(offered)} as rename(s), keeping the data?",
                               self._revision_action(message, offered, written))
                 raise
+            except DropsEveryTable as refused:
+                anyway = self._revision_action(message, renames, written, allow_drop_all=True)
+                return self._ask_drop_all(refused.tables, anyway)
             if info is None:
                 return no_changes()
             written.append(info)
             return info
 
         return write
+
+    def _ask_drop_all(self, tables: list[str], write_anyway: Action) -> None:
+        """An autogenerate that would drop every table: say why and ask before writing it."""
+        names = ", ".join(sorted(tables))
+        self._ask(f"Write a revision that would drop every table of the database ({names})?", write_anyway)
+        raise MigrationError(
+            f"Not written: this revision would drop every table of the database ({names}); no model "
+            "was found in this process (define or import them, or set the metadata). "
+            "Confirm writes it anyway."
+        )
 
     def _refresh_clicked(self, _: w.Button | None = None) -> None:
         """Refresh: re-read everything, through the same guard as the commands."""

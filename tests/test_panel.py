@@ -346,3 +346,26 @@ def test_migrate_panel_magic(shell: InteractiveShell, proj: Project) -> None:
     shell.run_line_magic("migrate", "downgrade base --yes")
     click(panel, "Refresh")
     assert "2 pending" in text(panel.status.value)
+
+
+def test_a_revision_that_would_drop_every_table_asks_and_only_confirm_writes_it(project: Path) -> None:
+    manager = AlembicManager(project_root=project, metadata=sa.MetaData())  # the models were not found
+    manager.init()
+    manager.revision("create hero", autogenerate=False, upgrade_body=HERO,
+                     downgrade_body="op.drop_table('hero')")
+    manager.upgrade()
+    panel = MigrationPanel(manager)
+    files = set((project / "migrations" / "versions").glob("*.py"))
+
+    panel.message.value = "oops"
+    click(panel, "New revision")
+    assert shown(panel.confirmation)
+    assert "drop every table" in panel.question.value and "hero" in panel.question.value
+    assert "--yes" not in text(panel.output.value) + panel.question.value
+    click(panel, "Cancel")
+    assert set((project / "migrations" / "versions").glob("*.py")) == files
+
+    click(panel, "New revision")
+    click(panel, "Confirm")
+    [written] = set((project / "migrations" / "versions").glob("*.py")) - files
+    assert "op.drop_table('hero')" in written.read_text()

@@ -291,6 +291,10 @@ def test_the_notebook_refuses_an_autogenerate_that_drops_every_table(
     error = failed(shell, '%migrate revision -m "oops" --autogenerate')
     assert "drop every table" in str(error)
     assert len(list(Path("migrations/versions").glob("*.py"))) == 1
+    status = ok(shell, "%migrate status")  # the refused revision is not listed as pending
+    assert status.up_to_date and not status.pending_revisions
+    written = ok(shell, '%migrate revision -m "oops" --autogenerate --yes')
+    assert [op.op for op in written.diff.rows] == ["drop_table"]
 
 
 # ---------------------------------------------------------------- models from a package
