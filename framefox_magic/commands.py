@@ -101,7 +101,8 @@ REVISION_OPTIONS = (
          action="append"),
     _arg("--rev-id", help="the id to give the revision instead of a generated one", dest="rev_id"),
     _arg("--apply", help="upgrade to the new revision right after writing it", action="store_true"),
-    _arg("--rename", help="TABLE.COLUMN:NEW or TABLE:NEW: write this drop + add as a rename (data kept)",
+    _arg("--rename", help="[SCHEMA.]TABLE.COLUMN:NEW or [SCHEMA.]TABLE:NEW: write this drop + add as a "
+         "rename (data kept)",
          dest="renames", action="append", default=[]),
     _arg("--no-rename", help="write drops + adds as they are, even where one could be a rename",
          dest="no_rename", action="store_true"),
