@@ -136,6 +136,14 @@ class Proof:
         """Whether every check passed."""
         return all(ok for _, ok, _ in self.checks)
 
+    def refusal(self) -> str:
+        """Why the squash is refused: what differs, schema and/or rows, with the details."""
+        failed = [(check, detail) for check, ok, detail in self.checks if not ok]
+        kinds = sorted({"rows" if "rows" in check else "schema" for check, _ in failed}, reverse=True)
+        what = {"rows": "leave the same rows", "schema": "build the same schema"}
+        return (f"The squashed revision does not {' or '.join(what[k] for k in kinds)}, so nothing was "
+                f"changed: {'; '.join(detail for _, detail in failed)}")
+
 
 def build_and_prove(manager: AlembicManager, target: settings.Target, run: Run, message: str, rev_id: str,
                     scratch: Path) -> Proof:
@@ -586,10 +594,7 @@ def squash(manager: AlembicManager, rev_range: str, message: str, rev_id: str | 
             else:
                 proof = build_and_prove(manager, target, run, message, new_id, Path(scratch))
             if not proof.ok:
-                failed = "; ".join(detail for _, ok, detail in proof.checks if not ok)
-                what = "schema and rows" if len(proof.checks) > 2 else "schema"
-                raise SquashRefused(f"The squashed revision does not build the same {what}, so "
-                                    f"nothing was changed: {failed}")
+                raise SquashRefused(proof.refusal())
             return _install_squash(manager, target, run, proof, new_id, at_end, squashing.carried_note(cut))
 
 
