@@ -192,7 +192,7 @@ def resolve_renames(migration_context: Any, script: Any, renames: Sequence[Renam
         _apply(migration_context, script.upgrade_ops, matched)
     left = rename_candidates(script.upgrade_ops)
     if left and not no_rename:
-        raise RenameQuestion(question(left), left)
+        raise RenameQuestion(question(left, default_schema), left)
     if renames:
         _renames_first(script.upgrade_ops)
         script.downgrade_ops = script.upgrade_ops.reverse()
@@ -263,10 +263,13 @@ def _same(rename: RenameCandidate, candidate: RenameCandidate, default_schema: s
     )
 
 
-def question(candidates: Sequence[RenameCandidate]) -> str:
-    """The short message that lists every candidate and both ways on."""
-    listed = "; ".join(_said(candidate) for candidate in candidates)
-    first = candidates[0].spec
+def question(candidates: Sequence[RenameCandidate], default_schema: str | None = None) -> str:
+    """The short message that lists every candidate and both ways on (two candidates that read
+    alike are named in their explicit forms)."""
+    alike = {spec for spec in (c.spec for c in candidates) if [x.spec for x in candidates].count(spec) > 1}
+    schema_for = {id(c): default_schema if c.spec in alike else None for c in candidates}
+    listed = "; ".join(_said(candidate, schema_for[id(candidate)]) for candidate in candidates)
+    first = _explicit(candidates[0], schema_for[id(candidates[0])])
     return (
         f"Did you rename? {listed}. Nothing was written. Run again with --rename {first} "
         "(one --rename per rename; data kept) or with --no-rename (drop + add: the data is lost)."
@@ -277,25 +280,33 @@ def clear_renames(candidates: Sequence[RenameCandidate]) -> list[str] | None:
     """The renames to offer as one answer, when no drop or add could pair with two others."""
     olds = [(c.kind, c.table, c.old) for c in candidates]
     news = [(c.kind, c.table, c.new) for c in candidates]
-    if len(set(olds)) < len(olds) or len(set(news)) < len(news):
+    specs = [c.spec for c in candidates]
+    if len(set(olds)) < len(olds) or len(set(news)) < len(news) or len(set(specs)) < len(specs):
         return None
     return [c.spec for c in candidates]
 
 
 def _said(candidate: RenameCandidate, default_schema: str | None = None) -> str:
-    """One candidate as the question lists it; with default_schema, in its fully explicit form."""
+    """One candidate as the question lists it; with default_schema, in its explicit form."""
     prefix = f"{candidate.schema}." if candidate.schema else ""
+    spec = _explicit(candidate, default_schema)
     if candidate.kind == "column":
-        explicit = candidate.spec
-        if default_schema and not candidate.schema:
-            explicit = f"{default_schema}.{candidate.spec}"
-        return f"{prefix}{candidate.table}.{candidate.old} -> {candidate.new} (--rename {explicit})"
+        return f"column {prefix}{candidate.table}.{candidate.old} -> {candidate.new} (--rename {spec})"
     if candidate.kind == "enum value":
-        return f"enum {candidate.table} value {candidate.old} -> {candidate.new} (--rename {candidate.spec})"
-    explicit = candidate.spec
-    if default_schema and candidate.schema:
-        explicit = f"{candidate.schema}.{candidate.old}:{candidate.schema}.{candidate.new}"
-    return f"table {prefix}{candidate.old} -> {candidate.new} (--rename {explicit})"
+        return f"enum {candidate.table} value {candidate.old} -> {candidate.new} (--rename {spec})"
+    return f"table {prefix}{candidate.old} -> {candidate.new} (--rename {spec})"
+
+
+def _explicit(candidate: RenameCandidate, default_schema: str | None) -> str:
+    """The spec; with default_schema, the form that reads one way only (DEFAULT.TABLE.COLUMN:NEW for
+    a column of a table in the default schema, SCHEMA.TABLE:SCHEMA.NEW for a table)."""
+    if default_schema is None:
+        return candidate.spec
+    if candidate.kind == "column" and not candidate.schema:
+        return f"{default_schema}.{candidate.spec}"
+    if candidate.kind == "table" and candidate.schema:
+        return f"{candidate.schema}.{candidate.old}:{candidate.schema}.{candidate.new}"
+    return candidate.spec
 
 
 def _not_a_candidate(rename: RenameCandidate, candidates: Sequence[RenameCandidate]) -> str:

@@ -631,6 +631,10 @@ def test_a_rename_that_reads_both_ways_asks_to_be_explicit(audit: AlembicManager
     audit.upgrade()
     audit.metadata = models(audit_log("log", "note", with_other_table=True))
     before = revision_files(audit)
+    with pytest.raises(RenameQuestion) as question:
+        audit.revision("both")
+    assert "--rename public.other.audit:log" in str(question.value)
+    assert "--rename other.audit:other.log" in str(question.value)
     with pytest.raises(ConfigurationError) as asked:
         audit.revision("both", renames=["other.audit:log"])
     message = str(asked.value)
