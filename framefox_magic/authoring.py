@@ -164,6 +164,8 @@ def build_and_prove(manager: AlembicManager, target: settings.Target, run: Run, 
         if run.parent:
             start.upgrade(run.parent)
         expected_start, _ = _snapshot_and_metadata(before)
+        refuse_renames(run, squashing.renamed_at_start(run.revisions, dialects.dialect_name(target.url),
+                                                       expected_start))
         written = start.revision(message, autogenerate=True, rev_id=rev_id)
         if written is None:
             raise SquashRefused(f"The run {run.ids[0]}..{run.last} changes nothing in the schema; delete its "
@@ -247,7 +249,8 @@ def _build_pieces(old: AlembicManager, work: AlembicManager, old_url: str, cut: 
             head = step.revision
         else:
             work.metadata = _snapshot_and_metadata(old_url)[1]
-            info = work.revision(message, autogenerate=True, rev_id=util.rev_id())
+            # the run's renames are carried: what autogenerate still pairs up, the run dropped and added
+            info = work.revision(message, autogenerate=True, rev_id=util.rev_id(), no_rename=True)
             if info is None:  # this stretch changes nothing the schema shows
                 continue
             path, head = Path(info.path), info.revision
@@ -592,10 +595,31 @@ def squash(manager: AlembicManager, rev_range: str, message: str, rev_id: str | 
                 proof = build_and_prove_keeping_data(manager, target, run, cut, message, new_id,
                                                      Path(scratch))
             else:
-                proof = build_and_prove(manager, target, run, message, new_id, Path(scratch))
+                proof = _proved_without_renames(lambda: build_and_prove(manager, target, run, message, new_id,
+                                                                        Path(scratch)), run)
             if not proof.ok:
                 raise SquashRefused(proof.refusal())
             return _install_squash(manager, target, run, proof, new_id, at_end, squashing.carried_note(cut))
+
+
+def _proved_without_renames(prove: Callable[[], Proof], run: Run) -> Proof:
+    """The proof of a plain squash; refused when autogenerate would ask about renames."""
+    from .errors import RenameQuestion
+
+    try:
+        return prove()
+    except RenameQuestion as asked:
+        refuse_renames(run, [c.spec for c in asked.candidates])
+        raise
+
+
+def refuse_renames(run: Run, specs: Sequence[str]) -> None:
+    """Written anew, a rename of what was there before the run is a drop + add that loses its rows."""
+    if specs:
+        raise SquashRefused(
+            f"The run {run.ids[0]}..{run.last} renames what was there before it ({', '.join(specs)}); "
+            "written anew that is a drop + add that loses the rows: carry the revisions over as they are "
+            "with --keep-data, or squash the runs before and after them.")
 
 
 def _install_squash(manager: AlembicManager, target: settings.Target, run: Any, proof: Any, new_id: str,

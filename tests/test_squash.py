@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from conftest import execute as execute_sql
 from conftest import rows, table_names, version_rows
 
 from framefox_magic.authoring import SquashRefused
@@ -249,3 +250,30 @@ def test_the_cli_takes_keep_data(seeded_manager: AlembicManager, project: Path, 
                     "--yes")
     assert done.returncode == 0, done.stderr
     assert "rows" in done.stdout and len(ids(seeded_manager)) == 1
+
+
+def test_a_run_that_renames_a_column_is_carried_over_with_keep_data(prototyped_manager: AlembicManager,
+                                                                    db_url: str) -> None:
+    """Autogenerate would write a rename as drop + add and lose the column's rows."""
+    rename = ("with op.batch_alter_table('hero') as batch:\n"
+              "    batch.alter_column('name', new_column_name='full_name', existing_type=sa.String(50), "
+              "existing_nullable=False)")
+    back = rename.replace("'name', new_column_name='full_name'", "'full_name', new_column_name='name'")
+    prototyped_manager.revision("full name", autogenerate=False, upgrade_body=rename, downgrade_body=back)
+    prototyped_manager.revision("hero motto", autogenerate=False,
+                                upgrade_body="op.add_column('hero', sa.Column('motto', sa.String(40)))",
+                                downgrade_body="with op.batch_alter_table('hero') as batch:\n"
+                                               "    batch.drop_column('motto')")
+    revisions = ids(prototyped_manager)
+    prototyped_manager.upgrade(revisions[5])
+    execute_sql(db_url, "INSERT INTO hero (id, name) VALUES (1, 'Tony')")
+    with pytest.raises(SquashRefused, match="--keep-data") as refused:
+        prototyped_manager.squash(f"{revisions[6]}:{revisions[-1]}", "x")
+    assert "renames" in str(refused.value)
+    result = prototyped_manager.squash(f"{revisions[6]}:{revisions[-1]}", "hero names", keep_data=True)
+    assert result.ok
+    prototyped_manager.upgrade()
+    assert [(r[0], r[1]) for r in rows(db_url, "hero")] == [(1, "Tony")]
+    assert "full_name" in schema_of(db_url)["hero"]
+    prototyped_manager.downgrade(revisions[5])
+    assert "name" in schema_of(db_url)["hero"] and [r[0] for r in rows(db_url, "hero")] == [1]
