@@ -577,7 +577,7 @@ def squash(manager: AlembicManager, rev_range: str, message: str, rev_id: str | 
     first, _, last = rev_range.partition(":")
     if not first or not last:
         raise ConfigurationError("Name the run to squash as A:B (its first and last revision).")
-    message = docstring_safe(message)
+    docstring_safe(message)  # refused before any work; revision() escapes it when it writes the file
     with runtime.call(manager) as target:
         script = runtime.script_directory(manager, target)
         run = linear_run(script, runtime.one_revision(script, first), runtime.one_revision(script, last))

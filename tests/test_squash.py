@@ -277,3 +277,11 @@ def test_a_run_that_renames_a_column_is_carried_over_with_keep_data(prototyped_m
     assert "full_name" in schema_of(db_url)["hero"]
     prototyped_manager.downgrade(revisions[5])
     assert "name" in schema_of(db_url)["hero"] and [r[0] for r in rows(db_url, "hero")] == [1]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_the_message_reads_back_as_given(prototyped_manager: AlembicManager, backend: str) -> None:
+    revisions = ids(prototyped_manager)
+    message = 'he said "hi" \\o/'
+    prototyped_manager.squash(f"{revisions[0]}:{revisions[1]}", message)
+    assert prototyped_manager.history()[-1].message == message
