@@ -305,8 +305,8 @@ class AlembicManager:
 
     def squash(self, rev_range: str, message: str, rev_id: str | None = None,
                keep_data: bool = False) -> Squash:
-        """Replace the linear run A:B with one revision, proven to build the same schema up and down;
-        keep_data carries the run's data migrations over in order (and proves the same rows)."""
+        """Replace the linear run A:B with one revision, proven to build the same schema up and down.
+        keep_data carries its data migrations and renames over in order (the same rows proven)."""
         return authoring.squash(self, rev_range, message, rev_id, keep_data)
 
     def delete(self, rev: str, force: bool = False) -> Outcome:
