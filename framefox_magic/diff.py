@@ -329,14 +329,16 @@ def _numeric_narrows(old: Any, new: Any) -> bool:
     return new_scale < old_scale or new.precision - new_scale < old.precision - old_scale
 
 
-def record_script(module: Any, dialect_name: str, direction: str = "upgrade") -> list[Any]:
-    """Run a revision's upgrade() (or downgrade()) against recording operations; no database."""
+def record_script(module: Any, dialect_name: str, direction: str = "upgrade",
+                  output: Any = None) -> list[Any]:
+    """Run a revision's upgrade() (or downgrade()) against recording operations; no database (SQL run
+    on op.get_bind() goes to `output`)."""
     from alembic.operations import BatchOperations, Operations
     from alembic.operations.ops import CreateTableOp
     from alembic.runtime.migration import MigrationContext
 
     context = MigrationContext.configure(
-        dialect_name=dialect_name, opts={"as_sql": True, "output_buffer": _Discard()}
+        dialect_name=dialect_name, opts={"as_sql": True, "output_buffer": output or _Discard()}
     )
     recorded: list[Any] = []
 

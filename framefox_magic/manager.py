@@ -303,9 +303,11 @@ class AlembicManager:
         """Write a revision that joins several heads (default: all of them)."""
         return authoring.merge(self, revisions, message, branch_label, rev_id)
 
-    def squash(self, rev_range: str, message: str, rev_id: str | None = None) -> Squash:
-        """Replace the linear run A:B with one revision, proven to build the same schema up and down."""
-        return authoring.squash(self, rev_range, message, rev_id)
+    def squash(self, rev_range: str, message: str, rev_id: str | None = None,
+               keep_data: bool = False) -> Squash:
+        """Replace the linear run A:B with one revision, proven to build the same schema up and down.
+        keep_data carries its data migrations and renames over in order (the same rows proven)."""
+        return authoring.squash(self, rev_range, message, rev_id, keep_data)
 
     def delete(self, rev: str, force: bool = False) -> Outcome:
         """Remove one revision file; an applied revision, or one others build on, needs force."""

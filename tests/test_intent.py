@@ -160,6 +160,8 @@ def test_a_rename_that_is_no_candidate_is_refused(heroes: AlembicManager) -> Non
         heroes.revision("oops", renames=["hero.name:alias", "hero.nick:full_name"])
     with pytest.raises(ConfigurationError, match=r"TABLE\.COLUMN:NEW_NAME"):
         heroes.revision("oops", renames=["hero.name"])
+    with pytest.raises(ConfigurationError, match="a table keeps its schema"):
+        heroes.revision("oops", renames=["one.hero:other.person"])
 
 
 def test_diff_marks_rename_candidates(heroes: AlembicManager) -> None:
@@ -557,3 +559,88 @@ def test_a_renamed_table_that_others_refer_to_keeps_its_rows_and_keys(project: P
     manager.downgrade("-1")
     assert rows(db_url, "SELECT team.title FROM member JOIN team ON team.id = member.club_id") == [("A",)]
     assert referred_tables(db_url) == ["team"]
+
+
+# ---------------------------------------------------------------- renames in another PostgreSQL schema
+
+
+def audit_log(table: str, note: str, with_other_table: bool = False) -> Models:
+    """A table in schema `other` (with rows in its `note` column); optionally a public table `other`
+    whose column `audit` could be renamed too (the same words, read the other way)."""
+    def define(metadata: sa.MetaData) -> None:
+        sa.Table(table, metadata, sa.Column("id", sa.Integer, primary_key=True),
+                 sa.Column(note, sa.String(40), nullable=True), schema="other")
+        if with_other_table:
+            column = "log" if table == "log" else "audit"
+            sa.Table("other", metadata, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column(column, sa.String(40), nullable=True))
+    return define
+
+
+@pytest.fixture
+def audit(project: Path, db_url: str) -> AlembicManager:
+    """other.audit with one row, applied; the default schema left for the version table."""
+    engine = sa.create_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE SCHEMA other"))
+    engine.dispose()
+    manager = AlembicManager(url=db_url, metadata=models(audit_log("audit", "note")), project_root=project)
+    manager.init()
+    manager.revision("audit")
+    manager.upgrade()
+    engine = sa.create_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO other.audit (id, note) VALUES (1, 'kept')"))
+    engine.dispose()
+    return manager
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_renames_in_another_schema_keep_the_rows_up_and_down(audit: AlembicManager, db_url: str,
+                                                             backend: str) -> None:
+    audit.metadata = models(audit_log("log", "note"))
+    with pytest.raises(RenameQuestion) as asked:
+        audit.revision("log")
+    assert "other.audit.note:remark" not in str(asked.value)  # the table itself is the candidate
+    assert "--rename other.audit:log" in str(asked.value)
+    written = audit.revision("log", renames=["other.audit:log"])
+    source = Path(written.path).read_text()
+    assert "op.rename_table('audit', 'log', schema='other')" in source
+    audit.upgrade()
+    audit.metadata = models(audit_log("log", "remark"))
+    with pytest.raises(RenameQuestion, match=r"--rename other\.log\.note:remark"):
+        audit.revision("remark")
+    written = audit.revision("remark", renames=["other.log.note:remark"])
+    source = Path(written.path).read_text()
+    assert "new_column_name='remark'" in source and "schema='other'" in source
+    audit.upgrade()
+    assert rows(db_url, "SELECT id, remark FROM other.log") == [(1, "kept")]
+    assert audit.diff().rows == []
+    audit.downgrade("-2")
+    assert rows(db_url, "SELECT id, note FROM other.audit") == [(1, "kept")]
+    audit.upgrade()
+    assert rows(db_url, "SELECT id, remark FROM other.log") == [(1, "kept")]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_rename_that_reads_both_ways_asks_to_be_explicit(audit: AlembicManager, db_url: str,
+                                                          backend: str) -> None:
+    """other.audit:log names the table audit in schema other, or the column audit of table other."""
+    audit.metadata = models(audit_log("audit", "note", with_other_table=True))
+    audit.revision("other")
+    audit.upgrade()
+    audit.metadata = models(audit_log("log", "note", with_other_table=True))
+    before = revision_files(audit)
+    with pytest.raises(RenameQuestion) as question:
+        audit.revision("both")
+    assert "--rename public.other.audit:log" in str(question.value)
+    assert "--rename other.audit:other.log" in str(question.value)
+    with pytest.raises(ConfigurationError) as asked:
+        audit.revision("both", renames=["other.audit:log"])
+    message = str(asked.value)
+    assert "--rename public.other.audit:log" in message and "--rename other.audit:other.log" in message
+    assert revision_files(audit) == before
+    audit.revision("both", renames=["public.other.audit:log", "other.audit:other.log"])
+    audit.upgrade()
+    assert rows(db_url, "SELECT id, note FROM other.log") == [(1, "kept")]
+    assert column_names(db_url, "other") == {"id", "log"}
