@@ -42,6 +42,13 @@ class Target:
 
     url: str
     schema: str | None = None
+    version_table: str = "alembic_version"
+    version_table_schema: str | None = None  # the project's setting; a tenant's table is in its schema
+
+    @property
+    def versions_schema(self) -> str | None:
+        """The schema of this target's version table: the tenant's own, else the configured one."""
+        return self.schema or self.version_table_schema
 
     @property
     def label(self) -> str:
@@ -131,19 +138,26 @@ def _sqlite_files(pattern: str, base_url: str, project_root: Path) -> list[Targe
     return [Target(f"sqlite:///{name}") for name in sorted(map(str, found)) if os.path.isfile(name)]
 
 
+def with_version_table(targets: list[Target], where: tuple[str, str | None]) -> list[Target]:
+    """The targets with the project's version table (env.py's literal, else the settings)."""
+    table, schema = where
+    return [replace(target, version_table=table, version_table_schema=schema) for target in targets]
+
+
 # ---------------------------------------------------------------- reading one target
 
 
-def read_version(connection: Connection, schema: str | None) -> tuple[str, ...]:
+def read_version(connection: Connection, schema: str | None,
+                 name: str = "alembic_version") -> tuple[str, ...]:
     """The revisions in the target's version table; a table that does not exist means none."""
     from sqlalchemy import column, exc, inspect, select, table
 
-    versions = table("alembic_version", column("version_num"), schema=schema)
+    versions = table(name, column("version_num"), schema=schema)
     try:
         heads = connection.execute(select(versions.c.version_num)).scalars().all()
     except exc.DBAPIError:
         connection.rollback()
-        if inspect(connection).has_table("alembic_version", schema=schema):
+        if inspect(connection).has_table(name, schema=schema):
             raise
         heads = []
     connection.rollback()
@@ -162,7 +176,7 @@ def shared_engine(url: str) -> Any:
 def current_of(target: Target) -> tuple[str, ...]:
     """The target's revisions, read with a connection of its own."""
     with translated(target.url), shared_engine(target.url).connect() as connection:
-        return read_version(connection, target.schema)
+        return read_version(connection, target.versions_schema, target.version_table)
 
 
 def _read_sqlite(target: Target) -> FanoutRow:
@@ -174,7 +188,8 @@ def _read_sqlite(target: Target) -> FanoutRow:
     try:
         with closing(sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)) as connection:
             try:
-                found = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+                quoted = '"' + target.version_table.replace('"', '""') + '"'
+                found = connection.execute(f"SELECT version_num FROM {quoted}").fetchall()
                 heads = tuple(sorted(row[0] for row in found))
             except sqlite3.OperationalError as error:
                 if "no such table" not in str(error):
@@ -208,7 +223,7 @@ def _read_one(connection: Connection, target: Target) -> FanoutRow:
 
     began = time.perf_counter()
     try:
-        current = read_version(connection, target.schema)
+        current = read_version(connection, target.versions_schema, target.version_table)
     except exc.DBAPIError as error:
         if connection.invalidated:
             raise
@@ -492,7 +507,8 @@ class Fanout:
         self.keep_going = keep_going
         with translated(manager.url):
             project = manager.target()
-        self.targets = expand(spec, project.url, project.project_root)
+        self.targets = with_version_table(expand(spec, project.url, project.project_root),
+                                          runtime.version_table(manager, project))
         self._last_read: list[FanoutRow] = []
 
     def __len__(self) -> int:

@@ -367,3 +367,49 @@ def test_the_many_target_options_complete_and_show_in_help() -> None:
         commands.parse("status --help")
     assert "--targets" in shown.value.text and "--jobs" in shown.value.text
     assert "--keep-going" not in shown.value.text
+
+
+# ---------------------------------------------------------------- the project's version table
+
+
+def record_version(url: str, table: str, revision: str, schema: str | None = None) -> None:
+    """Put a target at `revision` in a version table of that name, as the project's env.py would."""
+    name = f"{schema}.{table}" if schema else table
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"CREATE TABLE {name} (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+        connection.execute(sa.text(f"INSERT INTO {name} VALUES (:rev)"), {"rev": revision})
+    engine.dispose()
+
+
+def test_status_over_tenants_reads_the_version_table_env_py_names(pg_url: str, tmp_path: Path) -> None:
+    execute_all(pg_url, "CREATE SCHEMA shop_a", "CREATE SCHEMA shop_b")
+    manager = make_project(tmp_path / "project", pg_url)
+    env = tmp_path / "project" / "migrations" / "env.py"
+    env.write_text(EXISTING_ENV.replace("transaction_per_migration=True",
+                                        'transaction_per_migration=True, version_table="app_versions"'))
+    record_version(pg_url, "app_versions", "r2", "shop_a")
+    record_version(pg_url, "alembic_version", "r3", "shop_b")  # not this project's table
+    result = manager.for_targets("schemas:shop_%").status()
+    assert [(row.target, row.after, row.state) for row in result] == [
+        ("shop_a", ("r2",), "behind"), ("shop_b", (), "behind")]
+
+
+def test_status_over_sqlite_files_reads_the_version_table_the_settings_name(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    manager = make_project(root, f"sqlite:///{tmp_path / 'main.db'}")
+    (root / "pyproject.toml").write_text('[tool.framefox_magic]\nversion_table = "app_versions"\n')
+    for name, revision in (("a", "r3"), ("b", None)):
+        sa.create_engine(f"sqlite:///{tmp_path / name}.db").connect().close()
+        if revision:
+            record_version(f"sqlite:///{tmp_path / name}.db", "app_versions", revision)
+    result = manager.for_targets(f"sqlite:{tmp_path}/[ab].db").status()
+    assert [(row.after, row.state) for row in result] == [(("r3",), "up to date"), ((), "behind")]
+
+
+def execute_all(url: str, *statements: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.execute(sa.text(statement))
+    engine.dispose()
