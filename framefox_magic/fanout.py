@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from . import runtime, settings
 from .errors import ConfigurationError, MigrationError, MigrationFailed, translated
-from .results import FanoutResult, FanoutRow
+from .results import FanoutLint, FanoutRehearsal, FanoutResult, FanoutRow, RehearsalRow
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -264,6 +264,140 @@ def read_all(targets: Sequence[Target], threads: int = STATUS_THREADS,
                 if on_row:
                     on_row(row)
     return rows  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- rehearsing and linting many
+# Rehearsals run env.py (alembic's process-wide `op`): worker processes, as migrations do. Each
+# target gets a throwaway copy of its own (a SQLite file copy, a rolled-back transaction on its
+# PostgreSQL schema or database, a shadow database on MariaDB), so targets rehearse in parallel;
+# a failed rehearsal is a finding, not a reason to stop the others. Lint reads only: its counting
+# queries run in threads; each revision's operations are recorded once per dialect, under the lock
+# (recording installs alembic's `op` proxy too).
+
+
+@contextmanager
+def _throwaway_connection(place: settings.Target) -> Iterator[Connection]:
+    """A connection to a throwaway copy, its engine disposed of with it."""
+    from .dialects import engine
+    from .environment import sync_url
+
+    made = engine(sync_url(place.url))
+    try:
+        with made.connect() as connection:
+            yield connection
+    finally:
+        made.dispose()
+
+
+def _rehearsal_runner(manager: AlembicManager, place: settings.Target, script: Any,
+                      schema: str | None) -> Any:
+    """How a rehearsal runs env.py on a target's copy; the connection already has the tenant as its
+    default schema, so env.py is not handed the tenant (the template would commit its session setting)."""
+    from . import environment, safety
+
+    options = {"version_table_schema": schema} if schema else {}
+
+    def run(where: settings.Target, connection: Connection, work: Callable[[Any, Any], Any],
+            destination: Any, applied: Callable[..., None]) -> None:
+        config = runtime.make_config(manager, where, connection, on_version_apply=applied, **options)
+        runtime.run_env(manager, config, script, work, destination_rev=destination)
+
+    own_env = environment.is_own_template(place.migrations_dir / "env.py")
+    return safety.Runner(run, _throwaway_connection, own_env)
+
+
+def rehearse_row(manager: AlembicManager, project: settings.Target, target: Target,
+                 goal: str) -> RehearsalRow:
+    """Rehearse the target's pending revisions up to GOAL on a throwaway copy of it."""
+    from . import safety
+    from .migrating import steps_between
+    from .runtime import _ALEMBIC_LOCK, quiet_alembic_logging
+
+    began = time.perf_counter()
+    place = replace(project, url=target.url)
+    try:
+        with _ALEMBIC_LOCK, quiet_alembic_logging(), translated(target.url), \
+                shared_engine(target.url).connect() as connection:
+            script = runtime.script_directory(manager, place)
+            current = read_version(connection, target.versions_schema, target.version_table)
+            steps = steps_between(script, goal, current, downgrade=False)
+            plan = safety.RehearsalPlan(script, current, goal, tuple(s.revision for s in steps))
+            runner = _rehearsal_runner(manager, place, script, target.schema)
+            rehearsal = safety.rehearse(runner, place, connection, plan, schema=target.schema)
+    except MigrationError as error:
+        return RehearsalRow(target.label, "failed", False, seconds=round(time.perf_counter() - began, 3),
+                            error=str(error))
+    return RehearsalRow.of(target.label, rehearsal, time.perf_counter() - began)
+
+
+def _worker_rehearse(project: settings.Target, lock_timeout: float, target: Target,
+                     goal: str) -> RehearsalRow:
+    """In a worker process: one manager per project (its scripts loaded once), one rehearsal."""
+    from .manager import AlembicManager
+
+    key = (project.migrations_dir, project.alembic_ini, project.pyproject, lock_timeout)
+    manager = _WORKER_MANAGERS.get(key)
+    if manager is None:
+        manager = _WORKER_MANAGERS[key] = AlembicManager(
+            project.url, project.migrations_dir, None, project.project_root, lock_timeout)
+    return rehearse_row(manager, project, target, goal)
+
+
+def _nothing_to_rehearse(row: FanoutRow, goal: str) -> RehearsalRow:
+    return RehearsalRow(row.target, "nothing to rehearse", True, seconds=row.seconds,
+                        error="" if row.ok else row.error)
+
+
+class Recorder:
+    """Each revision's upgrade operations, recorded once per dialect and shared by the targets."""
+
+    def __init__(self) -> None:
+        self.recorded: dict[tuple[str, str], list[Any]] = {}
+
+    def __call__(self, revision: Any, dialect: str) -> list[Any]:
+        from .runtime import _ALEMBIC_LOCK
+        from .safety import record_upgrade
+
+        key = (revision.revision, dialect)
+        with _ALEMBIC_LOCK:
+            if key not in self.recorded:
+                self.recorded[key] = record_upgrade(revision, dialect)
+            return self.recorded[key]
+
+
+def lint_one(script: Any, target: Target, rev_range: str | None,
+             recorder: Recorder) -> tuple[list[str], list[Any]]:
+    """The revisions linted on this target (its pending ones, or RANGE) and the findings."""
+    from . import safety
+    from .reading import lint_revisions
+
+    with translated(target.url), shared_engine(target.url).connect() as connection:
+        current = read_version(connection, target.versions_schema, target.version_table)
+        revisions = lint_revisions(script, current, rev_range)
+        found = safety.lint(connection, revisions, target.label, schema=target.schema, recorder=recorder)
+    return [r.revision for r in revisions], list(found.findings)
+
+
+def lint_all(script: Any, targets: Sequence[Target], rev_range: str | None, threads: int,
+             on_target: TargetCallback | None = None) -> FanoutLint:
+    """Lint every target in threads; the result keeps per target only what differs."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    result = FanoutLint("", [t.label for t in targets])
+    recorder = Recorder()
+    with ThreadPoolExecutor(max(1, min(threads, len(targets)))) as pool:
+        futures = {pool.submit(lint_one, script, t, rev_range, recorder): t for t in targets}
+        for done, future in enumerate(as_completed(futures), 1):
+            label = futures[future].label
+            try:
+                result.linted[label], result.findings[label] = future.result()
+                state = "linted"
+            except MigrationError as error:
+                result.errors[label], state = str(error), "failed"
+            if on_target:
+                on_target(done, len(targets), FanoutRow(label, None, None, 0.0, state == "linted", "", state))
+    result.findings = {t: result.findings[t] for t in result.targets if t in result.findings}
+    return result
 
 
 # ---------------------------------------------------------------- migrating one target
@@ -553,6 +687,39 @@ class Fanout:
                 on_target(len(done), len(self.targets), row)
 
         return FanoutResult("status", self.spec, read_all(self.targets, on_row=judge))
+
+    def rehearse(self, goal: str = "head", on_target: TargetCallback | None = None) -> FanoutRehearsal:
+        """Rehearse each target's pending revisions up to GOAL on a throwaway copy of it (up, down,
+        up); the targets are not changed. A failure does not stop the others."""
+        from functools import partial
+
+        runtime.require_revision(goal)
+        if ":" in goal:
+            raise MigrationError("--targets takes one goal revision, not a range.")
+        script = self._script(goal)
+        before = {t: r for t, r in zip(self.targets, self._read_all(), strict=True)}
+        todo = [t for t in self.targets if not (before[t].ok and at_goal(script, before[t].after, goal))]
+        with translated(self.manager.url):
+            project = self.manager.target()
+        timeout = self.manager.lock_timeout
+        runner = Runner(self.jobs, True, on_target)
+        rows = runner.run(todo, partial(rehearse_row, self.manager, project, goal=goal),
+                          lambda pool, target: pool.submit(_worker_rehearse, project, timeout, target, goal))
+        ran = dict(zip(todo, rows, strict=True))
+        result = [(ran[t] or RehearsalRow(t.label, "not run", False, error=runner.stopped)) if t in ran
+                  else _nothing_to_rehearse(before[t], goal) for t in self.targets]
+        return FanoutRehearsal(self.spec, goal, result, interrupted="interrupted" in runner.stopped)
+
+    def lint(self, rev_range: str | None = None, on_target: TargetCallback | None = None) -> FanoutLint:
+        """Lint each target's pending revisions (or RANGE), counted on its own rows; what is the same
+        everywhere is reported once, the rest per target."""
+        start, _, end = (rev_range or "heads").rpartition(":")
+        for named in (start, end):
+            if named:
+                self._script(named)
+        result = lint_all(self._script(), self.targets, rev_range, self.jobs, on_target)
+        result.spec = self.spec
+        return result
 
     def upgrade(self, goal: str = "head", on_target: TargetCallback | None = None) -> FanoutResult:
         """Upgrade every target to GOAL; targets already there are skipped."""

@@ -413,3 +413,63 @@ def execute_all(url: str, *statements: str) -> None:
         for statement in statements:
             connection.execute(sa.text(statement))
     engine.dispose()
+
+
+# ---------------------------------------------------------------- rehearse and lint over many
+
+
+@pytest.fixture
+def few_tenants(pg_url: str, tmp_path: Path) -> AlembicManager:
+    """Four tenant schemas with a customer each; shop_1's has no email; shop_3 is at r1 already."""
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as connection:
+        for number in range(4):
+            connection.execute(sa.text(f"CREATE SCHEMA shop_{number}"))
+            add_customers(connection, f"shop_{number}", None if number == 1 else "a@b.c")
+    engine.dispose()
+    manager = make_project(tmp_path / "project", pg_url)
+    manager.for_targets("schemas:shop_3").upgrade("r1")
+    return manager
+
+
+def test_rehearse_over_tenants_leaves_every_schema_as_it_was(few_tenants: AlembicManager,
+                                                             pg_url: str) -> None:
+    result = few_tenants.for_targets("schemas:shop_%", jobs=2).rehearse()
+    rows = {row.target: row for row in result}
+    assert rows["shop_1"].state == "failed" and "r2" in rows["shop_1"].error
+    assert "null" in rows["shop_1"].error.lower()
+    assert all(rows[t].ok and rows[t].down_leaves_no_trace and rows[t].steps == 9
+               for t in ("shop_0", "shop_2"))
+    assert rows["shop_3"].steps == 6  # r2 and r3 only: up, down, up
+    assert "on its schema" in rows["shop_0"].mode and "rolled back" in rows["shop_0"].mode
+    for number in range(3):  # read back with a fresh engine: nothing changed
+        assert tables_in(pg_url, f"shop_{number}") == {"customer"}
+    assert tables_in(pg_url, "shop_3") == {"alembic_version", "customer", "item"}
+    assert versions_in(pg_url, "shop_3") == ["r1"] and tables_in(pg_url, "public") == set()
+    html = result._repr_html_()
+    assert "1 failed" in html and "3 rehearsed" in html and "not changed" in html
+    assert html.index("shop_1") < html.index("shop_0")
+    assert list(result.to_frame().columns[:4]) == ["target", "state", "ok", "steps"]
+    assert result.of("shop_1").failed.revision == "r2"
+
+
+def test_lint_over_tenants_shows_common_findings_once_and_the_rest_per_tenant(
+        few_tenants: AlembicManager, pg_url: str) -> None:
+    result = few_tenants.for_targets("schemas:shop_%", jobs=2).lint()
+    assert result.differing.keys() == {"shop_1"}
+    assert [(f.rule, f.rows) for f in result.differing["shop_1"]] == [("not-null-violation", 1)]
+    frame = result.to_frame()
+    assert list(frame.scope) == ["common", "target"]
+    common = frame[frame.scope == "common"]
+    assert list(common.rule) == ["pg-set-not-null-scan"] and list(common.targets) == [4]
+    html = result._repr_html_()
+    assert "1 finding common to every target" in html and "1 target of 4 with counts of their own" in html
+    assert html.index("Differs by target") < html.index("Common:")
+
+    execute_all(pg_url, "INSERT INTO shop_2.customer VALUES (2, 'c@d.e')")  # now the counts differ
+    again = few_tenants.for_targets("schemas:shop_%").lint()
+    assert again.common == []
+    assert {t: [(f.rule, f.rows) for f in found if f.rule == "pg-set-not-null-scan"]
+            for t, found in again.differing.items()} == {
+        "shop_0": [("pg-set-not-null-scan", 1)], "shop_1": [("pg-set-not-null-scan", 1)],
+        "shop_2": [("pg-set-not-null-scan", 2)], "shop_3": [("pg-set-not-null-scan", 1)]}
