@@ -263,16 +263,30 @@ def _build_from_history(runner: Runner, target: Target, connection: Connection, 
         ) from None
 
 
+def _tables_outside_history(source: Connection, shadow: Connection) -> None:
+    """Tables of the real database the history does not create (revisions may still alter them):
+    made in the shadow like the real ones (columns and indexes; MariaDB/MySQL copy no foreign keys)."""
+    from sqlalchemy import inspect
+
+    prepare = source.dialect.identifier_preparer
+    real = prepare.quote(source.engine.url.database)
+    missing = set(inspect(source).get_table_names()) - set(inspect(shadow).get_table_names())
+    for table in sorted(missing - {VERSION_TABLE}):
+        quoted = prepare.quote(table)
+        shadow.exec_driver_sql(f"CREATE TABLE {quoted} LIKE {real}.{quoted}")
+
+
 def _copy_rows(source: Connection, shadow: Connection) -> int:
     """The real database's rows, in place of the shadow's (same server: one INSERT ... SELECT each)."""
     from sqlalchemy import inspect
 
     prepare = source.dialect.identifier_preparer
     real = prepare.quote(source.engine.url.database)
+    shadow.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
+    _tables_outside_history(source, shadow)
     shadow_columns = {t: {c["name"] for c in inspect(shadow).get_columns(t)}
                       for t in inspect(shadow).get_table_names() if t != VERSION_TABLE}
     copied = 0
-    shadow.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
     for table, columns in shadow_columns.items():
         names = ", ".join(prepare.quote(c["name"]) for c in inspect(source).get_columns(table)
                           if c["name"] in columns)

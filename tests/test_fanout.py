@@ -473,3 +473,40 @@ def test_lint_over_tenants_shows_common_findings_once_and_the_rest_per_tenant(
             for t, found in again.differing.items()} == {
         "shop_0": [("pg-set-not-null-scan", 1)], "shop_1": [("pg-set-not-null-scan", 1)],
         "shop_2": [("pg-set-not-null-scan", 2)], "shop_3": [("pg-set-not-null-scan", 1)]}
+
+
+def test_rehearse_over_mariadb_databases_and_sqlite_files_changes_none(
+        mariadb_urls: list[str], sqlite_files: list[Path], tmp_path: Path) -> None:
+    lines = [*mariadb_urls[:2], f"sqlite:///{sqlite_files[0]}", f"sqlite:///{sqlite_files[1]}"]
+    (tmp_path / "targets.txt").write_text("\n".join(lines) + "\n")
+    execute_all(mariadb_urls[1], "UPDATE customer SET email = NULL")
+    manager = make_project(tmp_path / "project", f"sqlite:///{tmp_path / 'main.db'}")
+    result = manager.for_targets(f"file:{tmp_path / 'targets.txt'}", jobs=2).rehearse()
+    assert [row.state for row in result] == ["rehearsed", "failed", "rehearsed", "rehearsed"]
+    assert "r2" in result.rows[1].error and result.failures_first()[0] is result.rows[1]
+    assert "shadow database" in result.rows[0].mode and "copy of the database file" in result.rows[2].mode
+    for url in (*mariadb_urls[:2], f"sqlite:///{sqlite_files[0]}"):  # fresh engines: as they were
+        assert versions_in(url) == [] and tables_in(url) == {"customer"}
+    admin = sa.create_engine(mariadb_urls[0])
+    with admin.connect() as connection:  # no shadow database left behind
+        left = connection.execute(sa.text("SHOW DATABASES LIKE '%rehearse%'")).scalars().all()
+    admin.dispose()
+    ours = tuple(sa.make_url(url).database for url in mariadb_urls)
+    assert not [name for name in left if name.startswith(ours)]
+
+
+def test_magic_and_cli_rehearse_and_lint_over_sqlite_files(shell, cli_main, sqlite_files: list[Path],
+                                                           tmp_path: Path) -> None:
+    make_project(Path.cwd(), f"sqlite:///{tmp_path / 'main.db'}")
+    execute_all(f"sqlite:///{sqlite_files[3]}", "UPDATE customer SET email = NULL")
+    spec = f"sqlite:{tmp_path}/devices/*.db"
+    rehearsal = shell.run_line_magic("migrate", f"rehearse --targets {spec} -j 2")
+    assert rehearsal.counts == {"failed": 1, "rehearsed": 9}
+    assert rehearsal.failures_first()[0].target.endswith("device_3.db")
+    assert all(versions_in(f"sqlite:///{file}") == [] for file in sqlite_files)
+    lint = shell.run_line_magic("migrate", f"lint --targets {spec}")
+    assert list(lint.differing) == [str(sqlite_files[3])]
+    assert {f.rule for f in lint.common} == {"sqlite-batch-copy"}
+    ran = cli_main(Path.cwd(), f"sqlite:///{tmp_path / 'main.db'}", "rehearse", "--targets", spec)
+    assert ran.returncode == 1 and "1 failed, 9 rehearsed" in ran.stdout
+    assert "The targets themselves were not changed" in ran.stdout
