@@ -275,13 +275,28 @@ def read_all(targets: Sequence[Target], threads: int = STATUS_THREADS,
 # (recording installs alembic's `op` proxy too).
 
 
+def tenant_url(url: str, schema: str | None) -> str:
+    """A PostgreSQL URL whose every connection has SCHEMA first in its search path (libpq's
+    `options`): env.py may connect on its own, from the URL, to a throwaway copy."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not schema or parsed.get_backend_name() != "postgresql":
+        return url
+    name = schema if schema.isidentifier() and schema.islower() else \
+        '"' + schema.replace('"', '""').replace(" ", "\\ ") + '"'
+    return parsed.update_query_dict({"options": f"-csearch_path={name},public"}).render_as_string(
+        hide_password=False)
+
+
 @contextmanager
-def _throwaway_connection(place: settings.Target) -> Iterator[Connection]:
-    """A connection to a throwaway copy, its engine disposed of with it."""
+def _throwaway_connection(place: settings.Target, schema: str | None = None) -> Iterator[Connection]:
+    """A connection to a throwaway copy (SCHEMA first in its search path), its engine disposed of
+    with it."""
     from .dialects import engine
     from .environment import sync_url
 
-    made = engine(sync_url(place.url))
+    made = engine(sync_url(tenant_url(place.url, schema)))
     try:
         with made.connect() as connection:
             yield connection
@@ -291,19 +306,27 @@ def _throwaway_connection(place: settings.Target) -> Iterator[Connection]:
 
 def _rehearsal_runner(manager: AlembicManager, place: settings.Target, script: Any,
                       schema: str | None) -> Any:
-    """How a rehearsal runs env.py on a target's copy; the connection already has the tenant as its
-    default schema, so env.py is not handed the tenant (the template would commit its session setting)."""
+    """How a rehearsal runs env.py on a target's copy. In the real database's rolled-back transaction
+    the connection already has the tenant as its default schema and env.py is not handed the tenant
+    (the template commits the search path it sets); a throwaway database gets it as a migration does."""
+    from functools import partial
+
     from . import environment, safety
 
     options = {"version_table_schema": schema} if schema else {}
 
     def run(where: settings.Target, connection: Connection, work: Callable[[Any, Any], Any],
             destination: Any, applied: Callable[..., None]) -> None:
+        copy = where.url != place.url
+        if copy:  # the tenant first in the search path of any connection env.py makes
+            where = replace(where, url=tenant_url(where.url, schema))
         config = runtime.make_config(manager, where, connection, on_version_apply=applied, **options)
+        if copy:  # on the real database's rolled-back transaction, the template would commit
+            config.attributes["tenant_schema"] = schema
         runtime.run_env(manager, config, script, work, destination_rev=destination)
 
     own_env = environment.is_own_template(place.migrations_dir / "env.py")
-    return safety.Runner(run, _throwaway_connection, own_env)
+    return safety.Runner(run, partial(_throwaway_connection, schema=schema), own_env)
 
 
 def rehearse_row(manager: AlembicManager, project: settings.Target, target: Target,
@@ -704,7 +727,8 @@ class Fanout:
         timeout = self.manager.lock_timeout
         runner = Runner(self.jobs, True, on_target)
         rows = runner.run(todo, partial(rehearse_row, self.manager, project, goal=goal),
-                          lambda pool, target: pool.submit(_worker_rehearse, project, timeout, target, goal))
+                          lambda pool, target: pool.submit(_worker_rehearse, project, timeout, target, goal)
+                          ) if todo else []
         ran = dict(zip(todo, rows, strict=True))
         result = [(ran[t] or RehearsalRow(t.label, "not run", False, error=runner.stopped)) if t in ran
                   else _nothing_to_rehearse(before[t], goal) for t in self.targets]

@@ -542,7 +542,7 @@ class RehearsalRow:
     @classmethod
     def of(cls, target: str, rehearsal: Rehearsal, seconds: float) -> RehearsalRow:
         """The row of a rehearsal that ran; its first problem as the error."""
-        state = "nothing to rehearse" if not rehearsal.steps and rehearsal.ok else (
+        state = "nothing to rehearse" if rehearsal.mode == "nothing to rehearse" else (
             "rehearsed" if rehearsal.ok else "failed")
         return cls(target, state, rehearsal.ok, len(rehearsal.steps), rehearsal.down_leaves_no_trace,
                    rehearsal.up_again_equals_up, round(seconds, 3), rehearsal.mode, _first_problem(rehearsal),

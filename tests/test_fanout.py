@@ -510,3 +510,15 @@ def test_magic_and_cli_rehearse_and_lint_over_sqlite_files(shell, cli_main, sqli
     ran = cli_main(Path.cwd(), f"sqlite:///{tmp_path / 'main.db'}", "rehearse", "--targets", spec)
     assert ran.returncode == 1 and "1 failed, 9 rehearsed" in ran.stdout
     assert "The targets themselves were not changed" in ran.stdout
+
+
+def test_rehearse_over_tenants_with_an_existing_env_py_uses_a_shadow_schema(pg_url: str,
+                                                                            tmp_path: Path) -> None:
+    execute_all(pg_url, "CREATE SCHEMA shop_a", "CREATE SCHEMA shop_b")
+    manager = make_project(tmp_path / "project", pg_url)
+    (tmp_path / "project" / "migrations" / "env.py").write_text(EXISTING_ENV)
+    result = manager.for_targets("schemas:shop_%", jobs=2).rehearse("r1")
+    # steps are not counted: this env.py does not pass on the callback that reports each revision
+    assert [(row.state, row.down_leaves_no_trace) for row in result] == [("rehearsed", True)] * 2
+    assert "shadow database" in result.rows[0].mode
+    assert tables_in(pg_url, "shop_a") == set() and tables_in(pg_url, "public") == set()
