@@ -415,6 +415,8 @@ def _unknown_options(prog: str, name: str, unknown: list[str], extra: Iterable[A
     first = unknown[0].split("=", 1)[0]
     hint = did_you_mean(first, flags) if first.startswith("-") else ""
     words = " ".join(unknown)
+    if len(words) > 120:  # every stray word would be repeated
+        words = f"{words[:100]}... ({len(unknown)} words)"
     return f"unrecognized arguments: {words} (see `{prog} {name} --help`)" + (f". {hint}" if hint else "")
 
 
