@@ -10,7 +10,7 @@ from . import commands, settings
 from .errors import MigrationError
 from .fanout import TargetCallback
 from .manager import AlembicManager, StepCallback
-from .results import FanoutResult
+from .results import FanoutLint, FanoutRehearsal, FanoutResult
 
 PROG = "framefox-migrate"
 
@@ -47,7 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if result is not None:
         print(repr(result))
-    if isinstance(result, FanoutResult) and not result.ok:
+    if isinstance(result, (FanoutResult, FanoutRehearsal)) and not result.ok:
+        return 1
+    if isinstance(result, FanoutLint) and result.errors:  # as lint of one database: findings are no failure
         return 1
     return 0
 

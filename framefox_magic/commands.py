@@ -147,6 +147,20 @@ def _status(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -> 
     return manager.status()
 
 
+def _rehearse(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -> Any:
+    if args.targets:
+        fanout = manager.for_targets(args.targets, jobs=args.jobs)
+        return fanout.rehearse(args.target, on_target=ui.target_progress("rehearse"))
+    return manager.rehearse(args.target)
+
+
+def _lint(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -> Any:
+    if args.targets:
+        fanout = manager.for_targets(args.targets, jobs=args.jobs)
+        return fanout.lint(args.rev_range, on_target=ui.target_progress("lint"))
+    return manager.lint(args.rev_range)
+
+
 def _revision(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -> Any:
     written = manager.revision(
         args.message, autogenerate=args.autogenerate, head=args.head, splice=args.splice,
@@ -268,14 +282,14 @@ COMMANDS: tuple[Command, ...] = (
             args=(YES,), destructive=lambda a: True),
     Command("graph", lambda m, a, ui: m.graph(), help=_doc(AlembicManager.graph)),
     Command(
-        "rehearse", lambda m, a, ui: m.rehearse(a.target), help=_doc(AlembicManager.rehearse),
+        "rehearse", _rehearse, help=_doc(AlembicManager.rehearse),
         args=(_arg("target", help="head (default) or a revision", kind=REVISION, nargs="?",
-                   default="head"),),
+                   default="head"), TARGETS, JOBS),
     ),
     Command(
-        "lint", lambda m, a, ui: m.lint(a.rev_range), help=_doc(AlembicManager.lint),
+        "lint", _lint, help=_doc(AlembicManager.lint),
         args=(_arg("rev_range", help="A:B, or a target (default: every pending revision)", kind=REVISION,
-                   nargs="?"),),
+                   nargs="?"), TARGETS, JOBS),
     ),
     Command(
         "erd", lambda m, a, ui: m.erd(a.rev), help=_doc(AlembicManager.erd),
@@ -404,6 +418,8 @@ def _unknown_options(prog: str, name: str, unknown: list[str], extra: Iterable[A
     first = unknown[0].split("=", 1)[0]
     hint = did_you_mean(first, flags) if first.startswith("-") else ""
     words = " ".join(unknown)
+    if len(words) > 120:  # every stray word would be repeated
+        words = f"{words[:100]}... ({len(unknown)} words)"
     return f"unrecognized arguments: {words} (see `{prog} {name} --help`)" + (f". {hint}" if hint else "")
 
 

@@ -187,8 +187,9 @@ def _unresolved(error: BaseException) -> MigrationError:
     # tells them apart (read from alembic 1.20.1 and 1.18.0, RevisionMap._revision_for_ident).
     if str(error).startswith("Multiple revisions start with"):
         return AmbiguousRevision(f"'{wanted}' matches several revisions; type more of its id.")
+    shown = wanted if len(wanted) <= 80 else f"{wanted[:60]}...({len(wanted)} characters)"
     found = RevisionNotFound(
-        f"No revision '{wanted}' in the migrations folder (see `history`); if the "
+        f"No revision '{shown}' in the migrations folder (see `history`); if the "
         "database names it, the file was removed: `stamp` the database to a known revision."
     )
     found.wanted = wanted

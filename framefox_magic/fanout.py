@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from . import runtime, settings
 from .errors import ConfigurationError, MigrationError, MigrationFailed, translated
-from .results import FanoutResult, FanoutRow
+from .results import FanoutLint, FanoutRehearsal, FanoutResult, FanoutRow, RehearsalRow
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -42,6 +42,13 @@ class Target:
 
     url: str
     schema: str | None = None
+    version_table: str = "alembic_version"
+    version_table_schema: str | None = None  # the project's setting; a tenant's table is in its schema
+
+    @property
+    def versions_schema(self) -> str | None:
+        """The schema of this target's version table: the tenant's own, else the configured one."""
+        return self.schema or self.version_table_schema
 
     @property
     def label(self) -> str:
@@ -131,19 +138,26 @@ def _sqlite_files(pattern: str, base_url: str, project_root: Path) -> list[Targe
     return [Target(f"sqlite:///{name}") for name in sorted(map(str, found)) if os.path.isfile(name)]
 
 
+def with_version_table(targets: list[Target], where: tuple[str, str | None]) -> list[Target]:
+    """The targets with the project's version table (env.py's literal, else the settings)."""
+    table, schema = where
+    return [replace(target, version_table=table, version_table_schema=schema) for target in targets]
+
+
 # ---------------------------------------------------------------- reading one target
 
 
-def read_version(connection: Connection, schema: str | None) -> tuple[str, ...]:
+def read_version(connection: Connection, schema: str | None,
+                 name: str = "alembic_version") -> tuple[str, ...]:
     """The revisions in the target's version table; a table that does not exist means none."""
     from sqlalchemy import column, exc, inspect, select, table
 
-    versions = table("alembic_version", column("version_num"), schema=schema)
+    versions = table(name, column("version_num"), schema=schema)
     try:
         heads = connection.execute(select(versions.c.version_num)).scalars().all()
     except exc.DBAPIError:
         connection.rollback()
-        if inspect(connection).has_table("alembic_version", schema=schema):
+        if inspect(connection).has_table(name, schema=schema):
             raise
         heads = []
     connection.rollback()
@@ -162,7 +176,7 @@ def shared_engine(url: str) -> Any:
 def current_of(target: Target) -> tuple[str, ...]:
     """The target's revisions, read with a connection of its own."""
     with translated(target.url), shared_engine(target.url).connect() as connection:
-        return read_version(connection, target.schema)
+        return read_version(connection, target.versions_schema, target.version_table)
 
 
 def _read_sqlite(target: Target) -> FanoutRow:
@@ -174,7 +188,8 @@ def _read_sqlite(target: Target) -> FanoutRow:
     try:
         with closing(sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)) as connection:
             try:
-                found = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+                quoted = '"' + target.version_table.replace('"', '""') + '"'
+                found = connection.execute(f"SELECT version_num FROM {quoted}").fetchall()
                 heads = tuple(sorted(row[0] for row in found))
             except sqlite3.OperationalError as error:
                 if "no such table" not in str(error):
@@ -208,7 +223,7 @@ def _read_one(connection: Connection, target: Target) -> FanoutRow:
 
     began = time.perf_counter()
     try:
-        current = read_version(connection, target.schema)
+        current = read_version(connection, target.versions_schema, target.version_table)
     except exc.DBAPIError as error:
         if connection.invalidated:
             raise
@@ -249,6 +264,163 @@ def read_all(targets: Sequence[Target], threads: int = STATUS_THREADS,
                 if on_row:
                     on_row(row)
     return rows  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- rehearsing and linting many
+# Rehearsals run env.py (alembic's process-wide `op`): worker processes, as migrations do. Each
+# target gets a throwaway copy of its own (a SQLite file copy, a rolled-back transaction on its
+# PostgreSQL schema or database, a shadow database on MariaDB), so targets rehearse in parallel;
+# a failed rehearsal is a finding, not a reason to stop the others. Lint reads only: its counting
+# queries run in threads; each revision's operations are recorded once per dialect, under the lock
+# (recording installs alembic's `op` proxy too).
+
+
+def tenant_url(url: str, schema: str | None) -> str:
+    """A PostgreSQL URL whose every connection has SCHEMA first in its search path (libpq's
+    `options`): env.py may connect on its own, from the URL, to a throwaway copy."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not schema or parsed.get_backend_name() != "postgresql":
+        return url
+    name = schema if schema.isidentifier() and schema.islower() else \
+        '"' + schema.replace('"', '""').replace(" ", "\\ ") + '"'
+    return parsed.update_query_dict({"options": f"-csearch_path={name},public"}).render_as_string(
+        hide_password=False)
+
+
+@contextmanager
+def _throwaway_connection(place: settings.Target, schema: str | None = None) -> Iterator[Connection]:
+    """A connection to a throwaway copy (SCHEMA first in its search path), its engine disposed of
+    with it."""
+    from .dialects import engine
+    from .environment import sync_url
+
+    made = engine(sync_url(tenant_url(place.url, schema)))
+    try:
+        with made.connect() as connection:
+            yield connection
+    finally:
+        made.dispose()
+
+
+def _rehearsal_runner(manager: AlembicManager, place: settings.Target, script: Any,
+                      schema: str | None) -> Any:
+    """How a rehearsal runs env.py on a target's copy. In the real database's rolled-back transaction
+    the connection already has the tenant as its default schema and env.py is not handed the tenant
+    (the template commits the search path it sets); a throwaway database gets it as a migration does."""
+    from functools import partial
+
+    from . import environment, safety
+
+    options = {"version_table_schema": schema} if schema else {}
+
+    def run(where: settings.Target, connection: Connection, work: Callable[[Any, Any], Any],
+            destination: Any, applied: Callable[..., None]) -> None:
+        copy = where.url != place.url
+        if copy:  # the tenant first in the search path of any connection env.py makes
+            where = replace(where, url=tenant_url(where.url, schema))
+        config = runtime.make_config(manager, where, connection, on_version_apply=applied, **options)
+        if copy:  # on the real database's rolled-back transaction, the template would commit
+            config.attributes["tenant_schema"] = schema
+        runtime.run_env(manager, config, script, work, destination_rev=destination)
+
+    own_env = environment.is_own_template(place.migrations_dir / "env.py")
+    return safety.Runner(run, partial(_throwaway_connection, schema=schema), own_env)
+
+
+def rehearse_row(manager: AlembicManager, project: settings.Target, target: Target,
+                 goal: str) -> RehearsalRow:
+    """Rehearse the target's pending revisions up to GOAL on a throwaway copy of it."""
+    from . import safety
+    from .migrating import steps_between
+    from .runtime import _ALEMBIC_LOCK, quiet_alembic_logging
+
+    began = time.perf_counter()
+    place = replace(project, url=target.url)
+    try:
+        with _ALEMBIC_LOCK, quiet_alembic_logging(), translated(target.url), \
+                shared_engine(target.url).connect() as connection:
+            script = runtime.script_directory(manager, place)
+            current = read_version(connection, target.versions_schema, target.version_table)
+            steps = steps_between(script, goal, current, downgrade=False)
+            plan = safety.RehearsalPlan(script, current, goal, tuple(s.revision for s in steps))
+            runner = _rehearsal_runner(manager, place, script, target.schema)
+            rehearsal = safety.rehearse(runner, place, connection, plan, schema=target.schema)
+    except MigrationError as error:
+        return RehearsalRow(target.label, "failed", False, seconds=round(time.perf_counter() - began, 3),
+                            error=str(error))
+    return RehearsalRow.of(target.label, rehearsal, time.perf_counter() - began)
+
+
+def _worker_rehearse(project: settings.Target, lock_timeout: float, target: Target,
+                     goal: str) -> RehearsalRow:
+    """In a worker process: one manager per project (its scripts loaded once), one rehearsal."""
+    from .manager import AlembicManager
+
+    key = (project.migrations_dir, project.alembic_ini, project.pyproject, lock_timeout)
+    manager = _WORKER_MANAGERS.get(key)
+    if manager is None:
+        manager = _WORKER_MANAGERS[key] = AlembicManager(
+            project.url, project.migrations_dir, None, project.project_root, lock_timeout)
+    return rehearse_row(manager, project, target, goal)
+
+
+def _nothing_to_rehearse(row: FanoutRow, goal: str) -> RehearsalRow:
+    return RehearsalRow(row.target, "nothing to rehearse", True, seconds=row.seconds,
+                        error="" if row.ok else row.error)
+
+
+class Recorder:
+    """Each revision's upgrade operations, recorded once per dialect and shared by the targets."""
+
+    def __init__(self) -> None:
+        self.recorded: dict[tuple[str, str], list[Any]] = {}
+
+    def __call__(self, revision: Any, dialect: str) -> list[Any]:
+        from .runtime import _ALEMBIC_LOCK
+        from .safety import record_upgrade
+
+        key = (revision.revision, dialect)
+        with _ALEMBIC_LOCK:
+            if key not in self.recorded:
+                self.recorded[key] = record_upgrade(revision, dialect)
+            return self.recorded[key]
+
+
+def lint_one(script: Any, target: Target, rev_range: str | None,
+             recorder: Recorder) -> tuple[list[str], list[Any]]:
+    """The revisions linted on this target (its pending ones, or RANGE) and the findings."""
+    from . import safety
+    from .reading import lint_revisions
+
+    with translated(target.url), shared_engine(target.url).connect() as connection:
+        current = read_version(connection, target.versions_schema, target.version_table)
+        revisions = lint_revisions(script, current, rev_range)
+        found = safety.lint(connection, revisions, target.label, schema=target.schema, recorder=recorder)
+    return [r.revision for r in revisions], list(found.findings)
+
+
+def lint_all(script: Any, targets: Sequence[Target], rev_range: str | None, threads: int,
+             on_target: TargetCallback | None = None) -> FanoutLint:
+    """Lint every target in threads; the result keeps per target only what differs."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    result = FanoutLint("", [t.label for t in targets])
+    recorder = Recorder()
+    with ThreadPoolExecutor(max(1, min(threads, len(targets)))) as pool:
+        futures = {pool.submit(lint_one, script, t, rev_range, recorder): t for t in targets}
+        for done, future in enumerate(as_completed(futures), 1):
+            label = futures[future].label
+            try:
+                result.linted[label], result.findings[label] = future.result()
+                state = "linted"
+            except MigrationError as error:
+                result.errors[label], state = str(error), "failed"
+            if on_target:
+                on_target(done, len(targets), FanoutRow(label, None, None, 0.0, state == "linted", "", state))
+    result.findings = {t: result.findings[t] for t in result.targets if t in result.findings}
+    return result
 
 
 # ---------------------------------------------------------------- migrating one target
@@ -492,7 +664,8 @@ class Fanout:
         self.keep_going = keep_going
         with translated(manager.url):
             project = manager.target()
-        self.targets = expand(spec, project.url, project.project_root)
+        self.targets = with_version_table(expand(spec, project.url, project.project_root),
+                                          runtime.version_table(manager, project))
         self._last_read: list[FanoutRow] = []
 
     def __len__(self) -> int:
@@ -537,6 +710,40 @@ class Fanout:
                 on_target(len(done), len(self.targets), row)
 
         return FanoutResult("status", self.spec, read_all(self.targets, on_row=judge))
+
+    def rehearse(self, goal: str = "head", on_target: TargetCallback | None = None) -> FanoutRehearsal:
+        """Rehearse each target's pending revisions up to GOAL on a throwaway copy of it (up, down,
+        up); the targets are not changed. A failure does not stop the others."""
+        from functools import partial
+
+        runtime.require_revision(goal)
+        if ":" in goal:
+            raise MigrationError("--targets takes one goal revision, not a range.")
+        script = self._script(goal)
+        before = {t: r for t, r in zip(self.targets, self._read_all(), strict=True)}
+        todo = [t for t in self.targets if not (before[t].ok and at_goal(script, before[t].after, goal))]
+        with translated(self.manager.url):
+            project = self.manager.target()
+        timeout = self.manager.lock_timeout
+        runner = Runner(self.jobs, True, on_target)
+        rows = runner.run(todo, partial(rehearse_row, self.manager, project, goal=goal),
+                          lambda pool, target: pool.submit(_worker_rehearse, project, timeout, target, goal)
+                          ) if todo else []
+        ran = dict(zip(todo, rows, strict=True))
+        result = [(ran[t] or RehearsalRow(t.label, "not run", False, error=runner.stopped)) if t in ran
+                  else _nothing_to_rehearse(before[t], goal) for t in self.targets]
+        return FanoutRehearsal(self.spec, goal, result, interrupted="interrupted" in runner.stopped)
+
+    def lint(self, rev_range: str | None = None, on_target: TargetCallback | None = None) -> FanoutLint:
+        """Lint each target's pending revisions (or RANGE), counted on its own rows; what is the same
+        everywhere is reported once, the rest per target."""
+        start, _, end = (rev_range or "heads").rpartition(":")
+        for named in (start, end):
+            if named:
+                self._script(named)
+        result = lint_all(self._script(), self.targets, rev_range, self.jobs, on_target)
+        result.spec = self.spec
+        return result
 
     def upgrade(self, goal: str = "head", on_target: TargetCallback | None = None) -> FanoutResult:
         """Upgrade every target to GOAL; targets already there are skipped."""

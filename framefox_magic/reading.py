@@ -194,14 +194,14 @@ def lint(manager: AlembicManager, rev_range: str | None = None) -> Lint:
     with runtime.call(manager) as target, runtime.connect(manager, target) as connection:
         script = runtime.script_directory(manager, target)
         current = runtime.current_heads(manager, target, connection)
-        revisions = _lint_revisions(script, current, rev_range)
+        revisions = lint_revisions(script, current, rev_range)
         title = f"Lint of {rev_range}" if rev_range else "Lint of the pending revisions"
         result = safety.lint(connection, revisions, f"{title} ({counted(len(revisions), 'revision')})")
     result._sampler = partial(_sample_rows, manager)
     return result
 
 
-def _lint_revisions(script: ScriptDirectory, current: Sequence[str],
+def lint_revisions(script: ScriptDirectory, current: Sequence[str],
                     rev_range: str | None) -> list[Script]:
     """A:B: the revisions after A up to B; B alone: the pending ones up to B; nothing: all pending."""
     start, colon, end = (rev_range or "heads").rpartition(":")

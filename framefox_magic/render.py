@@ -943,3 +943,123 @@ def fanout_progress_text(verb: str, done: int, total: int, counts: dict[str, int
     """The same progress as one line of text, to be rewritten in place with a carriage return."""
     filled = int(width * done / total) if total else width
     return f"\r[{'#' * filled}{'.' * (width - filled)}] {verb} {done}/{total} {_fanout_counts(counts)}"
+
+
+_REHEARSAL_KIND = {"failed": "bad", "not run": "warn", "rehearsed": "ok", "nothing to rehearse": "ok"}
+
+
+def _yes_no(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "NO")
+
+
+def _fanout_rehearsal_head(result: Any) -> str:
+    tail = ": interrupted; run it again" if result.interrupted else ""
+    return (f"Rehearsal up to {result.goal} on a throwaway copy of {counted(len(result.rows), 'target')} "
+            f"({result.spec}){tail}")
+
+
+def _modes(result: Any) -> str:
+    """How the copies were made, once per kind, with how many targets each."""
+    modes: dict[str, int] = {}
+    for row in result.rows:
+        if row.mode:
+            modes[row.mode] = modes.get(row.mode, 0) + 1
+    return "; ".join(f"{mode} ({n})" for mode, n in modes.items())
+
+
+def fanout_rehearsal_html(result: Any) -> str:
+    """Counts per state, how the copies were made, then one row per target, failures first."""
+    badges = "".join(_badge(f"{n} {state}", _REHEARSAL_KIND.get(state, "ok"))
+                     for state, n in result.counts.items())
+    rows = [("destructive" if row.state == "failed" else "", [
+        f"<code>{_e(row.target)}</code>", _mark(row.state, _REHEARSAL_KIND.get(row.state, "ok")),
+        str(row.steps), _e(_yes_no(row.down_leaves_no_trace)), _e(_yes_no(row.up_again_equals_up)),
+        f"{row.seconds:.2f}", f"<pre>{_e(row.error)}</pre>" if row.error else "",
+    ]) for row in result.failures_first()[:FANOUT_SHOWN]]
+    headers = ("target", "state", "steps", "down left no trace", "up again same", "seconds", "error")
+    more = len(result.rows) - FANOUT_SHOWN
+    tail = f"<p class='muted'>{counted(more, 'more row')}: see to_frame().</p>" if more > 0 else ""
+    how = _modes(result)
+    note = ("<p class='muted'>The targets themselves were not changed. Copies: "
+            f"{_e(how)}. One target's steps: <code>result.of(TARGET)</code>.</p>") if how else ""
+    return _wrap(f"<h4>{_e(_fanout_rehearsal_head(result))}</h4><div>{badges}</div>{note}"
+                 f"<div class='scroll'>{_table(headers, rows)}</div>{tail}")
+
+
+def fanout_rehearsal_text(result: Any) -> str:
+    """The same as plain text."""
+    counts = ", ".join(f"{n} {state}" for state, n in result.counts.items())
+    table = _text_table(
+        ("target", "state", "steps", "down left no trace", "up again same", "seconds", "error"),
+        [(r.target, r.state, r.steps, _yes_no(r.down_leaves_no_trace), _yes_no(r.up_again_equals_up),
+          f"{r.seconds:.2f}", r.error.splitlines()[0] if r.error else "")
+         for r in result.failures_first()[:FANOUT_LINES]])
+    more = len(result.rows) - FANOUT_LINES
+    tail = f"\n... {counted(more, 'more row')}: see to_frame()" if more > 0 else ""
+    how = _modes(result)
+    unchanged = f"\nThe targets themselves were not changed. Copies: {how}." if how else ""
+    return f"{_fanout_rehearsal_head(result)}\n{counts}{unchanged}\n{table}{tail}"
+
+
+_HTML["FanoutRehearsal"] = fanout_rehearsal_html
+_TEXT["FanoutRehearsal"] = fanout_rehearsal_text
+
+
+def _fanout_lint_head(result: Any, common: Sequence[Any], differ: dict[str, Any]) -> str:
+    linted = len(result.targets) - len(result.errors)
+    return (f"Lint of {counted(len(result.targets), 'target')} ({result.spec}): "
+            f"{counted(len(common), 'finding')} common to every target where its revision is pending; "
+            f"{counted(len(differ), 'target')} of {linted} with counts of their own")
+
+
+def _finding_cells(finding: Any) -> list[str]:
+    return [severity_mark(finding.severity), f'<span class="rev">{_e(finding.revision)}</span>',
+            f"<code>{_e(finding.rule)}</code>", _e(finding.table),
+            "" if finding.rows is None else str(finding.rows), _e(finding.message)]
+
+
+def fanout_lint_html(result: Any) -> str:
+    """Targets that could not be linted first, then the findings whose counts differ by target
+    (per target), then the findings common to all, shown once."""
+    common, differ = result._split()
+    parts = [f"<h4>{_e(_fanout_lint_head(result, common, differ))}</h4>"]
+    if result.errors:
+        parts.append(f"<h5>{_e(counted(len(result.errors), 'target'))} not linted</h5>" + _table(
+            ("target", "error"), [("destructive", [f"<code>{_e(t)}</code>", f"<pre>{_e(e)}</pre>"])
+                                  for t, e in result.errors.items()]))
+    headers = ("", "revision", "rule", "table", "rows", "message")
+    if differ:
+        rows = [("destructive" if f.severity == "danger" else "",
+                 [f"<code>{_e(t)}</code>", *_finding_cells(f)])
+                for t, found in differ.items() for f in found][:FANOUT_SHOWN]
+        parts.append("<h5>Differs by target: only the findings whose counts are not the same everywhere</h5>"
+                     f"<div class='scroll'>{_table(('target', *headers), rows)}</div>")
+    if common:
+        rows = [("destructive" if f.severity == "danger" else "", [*_finding_cells(f), str(n)])
+                for f, n in common]
+        parts.append("<h5>Common: the same on every target where the revision is pending</h5>"
+                     + _table((*headers, "targets"), rows))
+    if not (common or differ or result.errors):
+        parts.append(f"<div>{_badge('no risks found', 'ok')}</div>")
+    return _wrap("".join(parts))
+
+
+def fanout_lint_text(result: Any) -> str:
+    """The same as plain text."""
+    common, differ = result._split()
+    lines = [_fanout_lint_head(result, common, differ)]
+    lines += [f"NOT LINTED {t}: {e.splitlines()[0] if e else ''}" for t, e in result.errors.items()]
+    if differ:
+        lines.append("Differs by target:")
+        lines += [f"  {t}: {f.severity.upper()} {f.revision} {f.rule} {f.table or ''} "
+                  f"[{'?' if f.rows is None else counted(f.rows, 'row')}] {f.message}"
+                  for t, found in differ.items() for f in found][:FANOUT_LINES]
+    if common:
+        lines.append("Common to every target where the revision is pending:")
+        lines += [f"  {f.severity.upper()} {f.revision} {f.rule} {f.table or ''} ({n} targets) {f.message}"
+                  for f, n in common]
+    return "\n".join(lines)
+
+
+_HTML["FanoutLint"] = fanout_lint_html
+_TEXT["FanoutLint"] = fanout_lint_text

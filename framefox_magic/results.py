@@ -520,6 +520,170 @@ def _worry(row: FanoutRow) -> int:
     return _WORRY.get(row.state, 3)
 
 
+REHEARSAL_ROW_COLUMNS = ("target", "state", "ok", "steps", "down_leaves_no_trace", "up_again_equals_up",
+                         "seconds", "mode", "error")
+
+
+@dataclass
+class RehearsalRow:
+    """One target's rehearsal on its throwaway copy: how far it got, whether down left no trace."""
+
+    target: str
+    state: str  # rehearsed, failed, nothing to rehearse, not run
+    ok: bool
+    steps: int = 0
+    down_leaves_no_trace: bool | None = None
+    up_again_equals_up: bool | None = None
+    seconds: float = 0.0
+    mode: str = ""
+    error: str = ""
+    rehearsal: Rehearsal | None = None  # every step, the traces a downgrade left
+
+    @classmethod
+    def of(cls, target: str, rehearsal: Rehearsal, seconds: float) -> RehearsalRow:
+        """The row of a rehearsal that ran; its first problem as the error."""
+        state = "nothing to rehearse" if rehearsal.mode == "nothing to rehearse" else (
+            "rehearsed" if rehearsal.ok else "failed")
+        return cls(target, state, rehearsal.ok, len(rehearsal.steps), rehearsal.down_leaves_no_trace,
+                   rehearsal.up_again_equals_up, round(seconds, 3), rehearsal.mode, _first_problem(rehearsal),
+                   rehearsal)
+
+
+def _first_problem(rehearsal: Rehearsal) -> str:
+    """What went wrong first: the failed step, what the downgrade left, or how up again differed."""
+    failed = rehearsal.failed
+    if failed:
+        return f"{failed.direction} of {failed.revision} failed: {failed.error}"
+    if rehearsal.traces:
+        return "the downgrade left: " + "; ".join(rehearsal.traces[:3])
+    if rehearsal.differences:
+        return "upgrading again gave another schema: " + "; ".join(rehearsal.differences[:3])
+    return ""
+
+
+@dataclass(repr=False)
+class FanoutRehearsal(_Result):
+    """Pending revisions rehearsed on a throwaway copy of each target; the targets are not changed."""
+
+    spec: str
+    goal: str
+    rows: list[RehearsalRow] = field(default_factory=list)
+    interrupted: bool = False
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every target's rehearsal passed."""
+        return not self.interrupted and all(row.ok for row in self.rows)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many targets ended in each state, failures first."""
+        counts: dict[str, int] = {}
+        for row in self.failures_first():
+            counts[row.state] = counts.get(row.state, 0) + 1
+        return counts
+
+    def failures_first(self) -> list[RehearsalRow]:
+        """The rows, failed and not-run targets first, then in the targets' order."""
+        return sorted(self.rows, key=_worry)  # type: ignore[arg-type]
+
+    def of(self, target: str) -> Rehearsal:
+        """One target's rehearsal, step by step (e.g. `result.of('tenant_07')`)."""
+        for row in self.rows:
+            if row.target == target and row.rehearsal is not None:
+                return row.rehearsal
+        from .errors import MigrationError
+
+        raise MigrationError(f"No rehearsal of '{target}' here.")
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per target: target, state, ok, steps, down_leaves_no_trace, ..., error."""
+        return _frame([{name: getattr(row, name) for name in REHEARSAL_ROW_COLUMNS} for row in self.rows],
+                      REHEARSAL_ROW_COLUMNS)
+
+
+FANOUT_LINT_COLUMNS = ("scope", "target", "targets", *LINT_COLUMNS)
+
+
+@dataclass(repr=False)
+class FanoutLint(_Result):
+    """Lint over many targets: findings equal on every target once, the rest per target."""
+
+    spec: str
+    targets: list[str]
+    findings: dict[str, list[LintFinding]] = field(default_factory=dict)  # target -> its findings
+    linted: dict[str, list[str]] = field(default_factory=dict)  # target -> revisions it linted
+    errors: dict[str, str] = field(default_factory=dict)  # target -> why it could not be linted
+
+    @property
+    def ok(self) -> bool:
+        """Whether every target was linted and none has a danger-level finding."""
+        dangers = (f for found in self.findings.values() for f in found if f.severity == "danger")
+        return not self.errors and next(dangers, None) is None
+
+    def _sharing(self, revision: str) -> list[str]:
+        """The linted targets on which REVISION is pending (linted)."""
+        return [t for t in self.targets if revision in self.linted.get(t, ())]
+
+    def _split(self) -> tuple[list[tuple[LintFinding, int]], dict[str, list[LintFinding]]]:
+        """(finding, targets) equal on every target where its revision is pending; the rest per target."""
+        seen: dict[tuple[Any, ...], dict[str, LintFinding]] = {}
+        for target, found in self.findings.items():
+            for key, finding in _keyed(found):
+                seen.setdefault(key, {})[target] = finding
+        common, differ = [], {t: [] for t in self.targets}
+        for key, by_target in seen.items():
+            sharing = self._sharing(key[0])
+            values = {(f.severity, f.rows, f.message) for f in by_target.values()}
+            if len(values) == 1 and set(by_target) == set(sharing):
+                common.append((next(iter(by_target.values())), len(sharing)))
+            else:
+                for target, finding in by_target.items():
+                    differ[target].append(finding)
+        return common, {t: fs for t, fs in differ.items() if fs}
+
+    @property
+    def common(self) -> list[LintFinding]:
+        """Findings with the same count on every target where their revision is pending."""
+        return [finding for finding, _ in self._split()[0]]
+
+    @property
+    def differing(self) -> dict[str, list[LintFinding]]:
+        """Per target, only its findings whose counts differ from another target's (or that others lack)."""
+        return self._split()[1]
+
+    def to_frame(self) -> pd.DataFrame:
+        """scope ('common' once, 'target' per target), target, targets (how many share it), then the
+        lint columns; targets that could not be linted as scope 'error'."""
+        common, differ = self._split()
+        rows = [{"scope": "error", "target": t, "targets": 1, "message": e} for t, e in self.errors.items()]
+        rows += [{"scope": "common", "target": None, "targets": n, **_finding_row(f)} for f, n in common]
+        rows += [{"scope": "target", "target": t, "targets": 1, **_finding_row(f)}
+                 for t, fs in differ.items() for f in fs]
+        return _frame(rows, FANOUT_LINT_COLUMNS).astype({"rows": "Int64", "targets": "Int64"})
+
+
+def _keyed(findings: list[LintFinding]) -> list[tuple[tuple[Any, ...], LintFinding]]:
+    """Each finding with a key that matches the same finding on another target (the n-th of a kind)."""
+    counts: dict[tuple[Any, ...], int] = {}
+    keyed = []
+    for finding in findings:
+        kind = (finding.revision, finding.op, finding.table, finding.rule)
+        counts[kind] = counts.get(kind, 0) + 1
+        keyed.append(((*kind, counts[kind]), finding))
+    return keyed
+
+
+def _finding_row(finding: LintFinding) -> dict[str, Any]:
+    return {f.name: getattr(finding, f.name) for f in fields(finding)}
+
+
 @dataclass(frozen=True)
 class CellRevision:
     """What a %%revision cell may do with the revision it wrote before (the manager decides)."""

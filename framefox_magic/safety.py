@@ -61,14 +61,17 @@ class RehearsalPlan:
 # ---------------------------------------------------------------- rehearse
 
 
-def rehearse(runner: Runner, target: Target, connection: Connection, plan: RehearsalPlan) -> Rehearsal:
-    """Up, down, up on a throwaway copy of the database; the database itself is not changed."""
-    result = _rehearse(runner, target, connection, plan)
+def rehearse(runner: Runner, target: Target, connection: Connection, plan: RehearsalPlan,
+             schema: str | None = None) -> Rehearsal:
+    """Up, down, up on a throwaway copy of the database (of one SCHEMA of it, the default schema
+    while it runs); the database itself is not changed."""
+    result = _rehearse(runner, target, connection, plan, schema)
     result.url = target.masked_url  # the database the user named, not the throwaway one
     return result
 
 
-def _rehearse(runner: Runner, target: Target, connection: Connection, plan: RehearsalPlan) -> Rehearsal:
+def _rehearse(runner: Runner, target: Target, connection: Connection, plan: RehearsalPlan,
+              schema: str | None = None) -> Rehearsal:
     """Pick the throwaway database for the dialect and rehearse there."""
     plan.start  # noqa: B018 - refuse several heads before anything is copied
     if not plan.revisions:
@@ -82,9 +85,12 @@ def _rehearse(runner: Runner, target: Target, connection: Connection, plan: Rehe
                                 commit=True)
     if dialect == "postgresql" and runner.own_env and not _needs_autocommit(plan.revisions):
         with _rolled_back(connection):
-            mode = "one transaction on the database, rolled back (real data; holds its locks while it runs)"
-            return _rehearse_on(runner, target, connection, plan, mode, commit=False)
+            where = "its schema" if schema else "the database"
+            mode = f"one transaction on {where}, rolled back (real data; holds its locks while it runs)"
+            _as_default_schema(connection, schema, local=True)
+            return _rehearse_on(runner, target, connection, plan, mode, commit=False, schema=schema)
     with _shadow_database(target, connection) as shadow, runner.connect(shadow) as throwaway:
+        _as_default_schema(throwaway, schema, local=False, create=True)
         _build_from_history(runner, shadow, throwaway, plan)
         mode = "shadow database built from the history"
         if dialect in ("mysql", "mariadb"):
@@ -92,16 +98,30 @@ def _rehearse(runner: Runner, target: Target, connection: Connection, plan: Rehe
             mode += f" ({counted(copied, 'row')} copied in)"
         else:
             mode += " (schema only, no rows)"
-        return _rehearse_on(runner, shadow, throwaway, plan, mode, commit=True)
+        return _rehearse_on(runner, shadow, throwaway, plan, mode, commit=True, schema=schema)
+
+
+def _as_default_schema(connection: Connection, schema: str | None, local: bool, create: bool = False) -> None:
+    """Unqualified names mean SCHEMA on this connection: for alembic's operations (the translate
+    map) and for raw SQL (search_path; SET LOCAL ends with the rolled-back transaction)."""
+    if not schema:
+        return
+    quoted = connection.dialect.identifier_preparer.quote_identifier(schema)
+    if create:
+        connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+    connection.exec_driver_sql(f"SET {'LOCAL ' if local else ''}search_path TO {quoted}, public")
+    if not local:
+        connection.commit()
+    connection.execution_options(schema_translate_map={None: schema})
 
 
 def _rehearse_on(runner: Runner, target: Target, connection: Connection, plan: RehearsalPlan,
-                 mode: str, commit: bool) -> Rehearsal:
+                 mode: str, commit: bool, schema: str | None = None) -> Rehearsal:
     """Run the three phases, comparing the schema after each with the one before."""
     result = Rehearsal(plan.target, mode, target.masked_url)
 
     def snapshot() -> frozenset[str]:
-        facts = schema_snapshot(connection)
+        facts = schema_snapshot(connection, schema)
         if commit:  # end the inspector's transaction so that each revision gets its own
             connection.commit()
         return facts
@@ -243,16 +263,30 @@ def _build_from_history(runner: Runner, target: Target, connection: Connection, 
         ) from None
 
 
+def _tables_outside_history(source: Connection, shadow: Connection) -> None:
+    """Tables of the real database the history does not create (revisions may still alter them):
+    made in the shadow like the real ones (columns and indexes; MariaDB/MySQL copy no foreign keys)."""
+    from sqlalchemy import inspect
+
+    prepare = source.dialect.identifier_preparer
+    real = prepare.quote(source.engine.url.database)
+    missing = set(inspect(source).get_table_names()) - set(inspect(shadow).get_table_names())
+    for table in sorted(missing - {VERSION_TABLE}):
+        quoted = prepare.quote(table)
+        shadow.exec_driver_sql(f"CREATE TABLE {quoted} LIKE {real}.{quoted}")
+
+
 def _copy_rows(source: Connection, shadow: Connection) -> int:
     """The real database's rows, in place of the shadow's (same server: one INSERT ... SELECT each)."""
     from sqlalchemy import inspect
 
     prepare = source.dialect.identifier_preparer
     real = prepare.quote(source.engine.url.database)
+    shadow.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
+    _tables_outside_history(source, shadow)
     shadow_columns = {t: {c["name"] for c in inspect(shadow).get_columns(t)}
                       for t in inspect(shadow).get_table_names() if t != VERSION_TABLE}
     copied = 0
-    shadow.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
     for table, columns in shadow_columns.items():
         names = ", ".join(prepare.quote(c["name"]) for c in inspect(source).get_columns(table)
                           if c["name"] in columns)
@@ -269,35 +303,36 @@ def _copy_rows(source: Connection, shadow: Connection) -> int:
 # ---------------------------------------------------------------- schema comparison
 
 
-def schema_snapshot(connection: Connection) -> frozenset[str]:
-    """The schema as one line per fact: tables, columns (type, nullability), keys, indexes, enums."""
+def schema_snapshot(connection: Connection, schema: str | None = None) -> frozenset[str]:
+    """The schema (the default one, or SCHEMA) as one line per fact: tables, columns (type,
+    nullability), keys, indexes, enums."""
     from sqlalchemy import inspect
 
     inspector = inspect(connection)
     facts: set[str] = set()
-    for table in inspector.get_table_names():
+    for table in inspector.get_table_names(schema=schema):
         if table != VERSION_TABLE:
-            facts |= _table_facts(inspector, table)
+            facts |= _table_facts(inspector, table, schema)
     if connection.dialect.name == "postgresql":
-        facts |= {f"enum {e['name']} ({', '.join(e['labels'])})" for e in inspector.get_enums()}
+        facts |= {f"enum {e['name']} ({', '.join(e['labels'])})" for e in inspector.get_enums(schema=schema)}
     return frozenset(facts)
 
 
-def _table_facts(inspector: Any, table: str) -> set[str]:
+def _table_facts(inspector: Any, table: str, schema: str | None = None) -> set[str]:
     """One table's columns, primary key, indexes, unique and foreign keys, as lines."""
     facts = {f"table {table}"}
-    for column in inspector.get_columns(table):
+    for column in inspector.get_columns(table, schema=schema):
         null = "NULL" if column["nullable"] else "NOT NULL"
         facts.add(f"column {table}.{column['name']} {column['type']} {null}")
-    primary = inspector.get_pk_constraint(table).get("constrained_columns") or []
+    primary = inspector.get_pk_constraint(table, schema=schema).get("constrained_columns") or []
     if primary:
         facts.add(f"primary key {table} ({', '.join(primary)})")
-    for index in inspector.get_indexes(table):
+    for index in inspector.get_indexes(table, schema=schema):
         unique = " unique" if index.get("unique") else ""
         facts.add(f"index {index['name']} on {table} ({', '.join(map(str, index['column_names']))}){unique}")
-    for unique in inspector.get_unique_constraints(table):
+    for unique in inspector.get_unique_constraints(table, schema=schema):
         facts.add(f"unique {unique.get('name') or ''} on {table} ({', '.join(unique['column_names'])})")
-    for key in inspector.get_foreign_keys(table):
+    for key in inspector.get_foreign_keys(table, schema=schema):
         facts.add(f"foreign key {key.get('name') or ''} on {table} ({', '.join(key['constrained_columns'])})"
                   f" -> {key['referred_table']} ({', '.join(key['referred_columns'])})")
     return facts
@@ -355,13 +390,19 @@ class LintContext:
         self.queries.append(sample)
 
 
-def lint(connection: Connection, revisions: Sequence[Any], title: str) -> Lint:
-    """One finding per risky operation of each revision script, counted on the live database."""
+Recorder = Callable[[Any, str], list[Any]]
+
+
+def lint(connection: Connection, revisions: Sequence[Any], title: str, schema: str | None = None,
+         recorder: Recorder | None = None) -> Lint:
+    """One finding per risky operation of each revision script, counted on the live database (in
+    SCHEMA as the default one when given); `recorder` may share recorded operations between calls."""
     started = time.perf_counter()
-    context = _lint_context(connection)
+    _as_default_schema(connection, schema, local=False)  # a session setting: the counting queries
+    context = _lint_context(connection, schema)  # roll back after each failure
     for revision in revisions:
         context.revision = revision.revision
-        for operation in _recorded(context, revision):
+        for operation in _recorded(context, revision, recorder or record_upgrade):
             name = OP_NAMES.get(type(operation).__name__, "")
             for rule in RULES.get(name, ()):
                 rule(context, name, operation)
@@ -374,11 +415,16 @@ def lint(connection: Connection, revisions: Sequence[Any], title: str) -> Lint:
     return result
 
 
-def _recorded(context: LintContext, revision: Any) -> list[Any]:
+def record_upgrade(revision: Any, dialect: str) -> list[Any]:
+    """A revision's upgrade operations for a dialect, recorded without running them."""
+    return list(flatten(record_script(revision.module, dialect, "upgrade")))
+
+
+def _recorded(context: LintContext, revision: Any, recorder: Recorder) -> list[Any]:
     """The revision's upgrade operations, recorded without running them; a finding when it cannot be."""
     dialect = "mysql" if context.dialect == "mariadb" else context.dialect
     try:
-        return list(flatten(record_script(revision.module, dialect, "upgrade")))
+        return recorder(revision, dialect)
     except Exception as error:
         context.add("unrecorded", None, "not-checked", "info", None,
                     f"The operations could not be read without running them ({database_message(error)}).",
@@ -386,12 +432,13 @@ def _recorded(context: LintContext, revision: Any) -> list[Any]:
         return []
 
 
-def _lint_context(connection: Connection) -> LintContext:
+def _lint_context(connection: Connection, schema: str | None = None) -> LintContext:
     """The live tables and columns, the dialect (MariaDB told apart) and the server version."""
     from sqlalchemy import inspect
 
     inspector = inspect(connection)
-    tables = {t: {c["name"] for c in inspector.get_columns(t)} for t in inspector.get_table_names()}
+    tables = {t: {c["name"] for c in inspector.get_columns(t, schema=schema)}
+              for t in inspector.get_table_names(schema=schema)}
     dialect = connection.dialect.name
     if dialect == "mysql" and getattr(connection.dialect, "is_mariadb", False):
         dialect = "mariadb"

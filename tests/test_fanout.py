@@ -367,3 +367,158 @@ def test_the_many_target_options_complete_and_show_in_help() -> None:
         commands.parse("status --help")
     assert "--targets" in shown.value.text and "--jobs" in shown.value.text
     assert "--keep-going" not in shown.value.text
+
+
+# ---------------------------------------------------------------- the project's version table
+
+
+def record_version(url: str, table: str, revision: str, schema: str | None = None) -> None:
+    """Put a target at `revision` in a version table of that name, as the project's env.py would."""
+    name = f"{schema}.{table}" if schema else table
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"CREATE TABLE {name} (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+        connection.execute(sa.text(f"INSERT INTO {name} VALUES (:rev)"), {"rev": revision})
+    engine.dispose()
+
+
+def test_status_over_tenants_reads_the_version_table_env_py_names(pg_url: str, tmp_path: Path) -> None:
+    execute_all(pg_url, "CREATE SCHEMA shop_a", "CREATE SCHEMA shop_b")
+    manager = make_project(tmp_path / "project", pg_url)
+    env = tmp_path / "project" / "migrations" / "env.py"
+    env.write_text(EXISTING_ENV.replace("transaction_per_migration=True",
+                                        'transaction_per_migration=True, version_table="app_versions"'))
+    record_version(pg_url, "app_versions", "r2", "shop_a")
+    record_version(pg_url, "alembic_version", "r3", "shop_b")  # not this project's table
+    result = manager.for_targets("schemas:shop_%").status()
+    assert [(row.target, row.after, row.state) for row in result] == [
+        ("shop_a", ("r2",), "behind"), ("shop_b", (), "behind")]
+
+
+def test_status_over_sqlite_files_reads_the_version_table_the_settings_name(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    manager = make_project(root, f"sqlite:///{tmp_path / 'main.db'}")
+    (root / "pyproject.toml").write_text('[tool.framefox_magic]\nversion_table = "app_versions"\n')
+    for name, revision in (("a", "r3"), ("b", None)):
+        sa.create_engine(f"sqlite:///{tmp_path / name}.db").connect().close()
+        if revision:
+            record_version(f"sqlite:///{tmp_path / name}.db", "app_versions", revision)
+    result = manager.for_targets(f"sqlite:{tmp_path}/[ab].db").status()
+    assert [(row.after, row.state) for row in result] == [(("r3",), "up to date"), ((), "behind")]
+
+
+def execute_all(url: str, *statements: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.execute(sa.text(statement))
+    engine.dispose()
+
+
+# ---------------------------------------------------------------- rehearse and lint over many
+
+
+@pytest.fixture
+def few_tenants(pg_url: str, tmp_path: Path) -> AlembicManager:
+    """Four tenant schemas with a customer each; shop_1's has no email; shop_3 is at r1 already."""
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as connection:
+        for number in range(4):
+            connection.execute(sa.text(f"CREATE SCHEMA shop_{number}"))
+            add_customers(connection, f"shop_{number}", None if number == 1 else "a@b.c")
+    engine.dispose()
+    manager = make_project(tmp_path / "project", pg_url)
+    manager.for_targets("schemas:shop_3").upgrade("r1")
+    return manager
+
+
+def test_rehearse_over_tenants_leaves_every_schema_as_it_was(few_tenants: AlembicManager,
+                                                             pg_url: str) -> None:
+    result = few_tenants.for_targets("schemas:shop_%", jobs=2).rehearse()
+    rows = {row.target: row for row in result}
+    assert rows["shop_1"].state == "failed" and "r2" in rows["shop_1"].error
+    assert "null" in rows["shop_1"].error.lower()
+    assert all(rows[t].ok and rows[t].down_leaves_no_trace and rows[t].steps == 9
+               for t in ("shop_0", "shop_2"))
+    assert rows["shop_3"].steps == 6  # r2 and r3 only: up, down, up
+    assert "on its schema" in rows["shop_0"].mode and "rolled back" in rows["shop_0"].mode
+    for number in range(3):  # read back with a fresh engine: nothing changed
+        assert tables_in(pg_url, f"shop_{number}") == {"customer"}
+    assert tables_in(pg_url, "shop_3") == {"alembic_version", "customer", "item"}
+    assert versions_in(pg_url, "shop_3") == ["r1"] and tables_in(pg_url, "public") == set()
+    html = result._repr_html_()
+    assert "1 failed" in html and "3 rehearsed" in html and "not changed" in html
+    assert html.index("shop_1") < html.index("shop_0")
+    assert list(result.to_frame().columns[:4]) == ["target", "state", "ok", "steps"]
+    assert result.of("shop_1").failed.revision == "r2"
+
+
+def test_lint_over_tenants_shows_common_findings_once_and_the_rest_per_tenant(
+        few_tenants: AlembicManager, pg_url: str) -> None:
+    result = few_tenants.for_targets("schemas:shop_%", jobs=2).lint()
+    assert result.differing.keys() == {"shop_1"}
+    assert [(f.rule, f.rows) for f in result.differing["shop_1"]] == [("not-null-violation", 1)]
+    frame = result.to_frame()
+    assert list(frame.scope) == ["common", "target"]
+    common = frame[frame.scope == "common"]
+    assert list(common.rule) == ["pg-set-not-null-scan"] and list(common.targets) == [4]
+    html = result._repr_html_()
+    assert "1 finding common to every target" in html and "1 target of 4 with counts of their own" in html
+    assert html.index("Differs by target") < html.index("Common:")
+
+    execute_all(pg_url, "INSERT INTO shop_2.customer VALUES (2, 'c@d.e')")  # now the counts differ
+    again = few_tenants.for_targets("schemas:shop_%").lint()
+    assert again.common == []
+    assert {t: [(f.rule, f.rows) for f in found if f.rule == "pg-set-not-null-scan"]
+            for t, found in again.differing.items()} == {
+        "shop_0": [("pg-set-not-null-scan", 1)], "shop_1": [("pg-set-not-null-scan", 1)],
+        "shop_2": [("pg-set-not-null-scan", 2)], "shop_3": [("pg-set-not-null-scan", 1)]}
+
+
+def test_rehearse_over_mariadb_databases_and_sqlite_files_changes_none(
+        mariadb_urls: list[str], sqlite_files: list[Path], tmp_path: Path) -> None:
+    lines = [*mariadb_urls[:2], f"sqlite:///{sqlite_files[0]}", f"sqlite:///{sqlite_files[1]}"]
+    (tmp_path / "targets.txt").write_text("\n".join(lines) + "\n")
+    execute_all(mariadb_urls[1], "UPDATE customer SET email = NULL")
+    manager = make_project(tmp_path / "project", f"sqlite:///{tmp_path / 'main.db'}")
+    result = manager.for_targets(f"file:{tmp_path / 'targets.txt'}", jobs=2).rehearse()
+    assert [row.state for row in result] == ["rehearsed", "failed", "rehearsed", "rehearsed"]
+    assert "r2" in result.rows[1].error and result.failures_first()[0] is result.rows[1]
+    assert "shadow database" in result.rows[0].mode and "copy of the database file" in result.rows[2].mode
+    for url in (*mariadb_urls[:2], f"sqlite:///{sqlite_files[0]}"):  # fresh engines: as they were
+        assert versions_in(url) == [] and tables_in(url) == {"customer"}
+    admin = sa.create_engine(mariadb_urls[0])
+    with admin.connect() as connection:  # no shadow database left behind
+        left = connection.execute(sa.text("SHOW DATABASES LIKE '%rehearse%'")).scalars().all()
+    admin.dispose()
+    ours = tuple(sa.make_url(url).database for url in mariadb_urls)
+    assert not [name for name in left if name.startswith(ours)]
+
+
+def test_magic_and_cli_rehearse_and_lint_over_sqlite_files(shell, cli_main, sqlite_files: list[Path],
+                                                           tmp_path: Path) -> None:
+    make_project(Path.cwd(), f"sqlite:///{tmp_path / 'main.db'}")
+    execute_all(f"sqlite:///{sqlite_files[3]}", "UPDATE customer SET email = NULL")
+    spec = f"sqlite:{tmp_path}/devices/*.db"
+    rehearsal = shell.run_line_magic("migrate", f"rehearse --targets {spec} -j 2")
+    assert rehearsal.counts == {"failed": 1, "rehearsed": 9}
+    assert rehearsal.failures_first()[0].target.endswith("device_3.db")
+    assert all(versions_in(f"sqlite:///{file}") == [] for file in sqlite_files)
+    lint = shell.run_line_magic("migrate", f"lint --targets {spec}")
+    assert list(lint.differing) == [str(sqlite_files[3])]
+    assert {f.rule for f in lint.common} == {"sqlite-batch-copy"}
+    ran = cli_main(Path.cwd(), f"sqlite:///{tmp_path / 'main.db'}", "rehearse", "--targets", spec)
+    assert ran.returncode == 1 and "1 failed, 9 rehearsed" in ran.stdout
+    assert "The targets themselves were not changed" in ran.stdout
+
+
+def test_rehearse_over_tenants_with_an_existing_env_py_uses_a_shadow_schema(pg_url: str,
+                                                                            tmp_path: Path) -> None:
+    execute_all(pg_url, "CREATE SCHEMA shop_a", "CREATE SCHEMA shop_b")
+    manager = make_project(tmp_path / "project", pg_url)
+    (tmp_path / "project" / "migrations" / "env.py").write_text(EXISTING_ENV)
+    result = manager.for_targets("schemas:shop_%", jobs=2).rehearse("r1")
+    # steps are not counted: this env.py does not pass on the callback that reports each revision
+    assert [(row.state, row.down_leaves_no_trace) for row in result] == [("rehearsed", True)] * 2
+    assert "shadow database" in result.rows[0].mode
+    assert tables_in(pg_url, "shop_a") == set() and tables_in(pg_url, "public") == set()
