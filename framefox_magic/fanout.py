@@ -612,7 +612,7 @@ class Runner:
         from concurrent.futures.process import BrokenProcessPool
 
         try:
-            if self.jobs == 1 or pooled is None or len(targets) == 1:
+            if self.jobs == 1 or pooled is None or len(targets) <= 1:
                 self._in_turn(targets, work)
             else:
                 self._in_workers(targets, pooled)

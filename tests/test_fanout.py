@@ -234,6 +234,8 @@ def test_sqlite_glob_upgrades_every_file_then_reports_them_up_to_date(sqlite_fil
     assert all(versions_in(f"sqlite:///{file}") == [HEAD] for file in sqlite_files)
     status = manager.for_targets(f"sqlite:{tmp_path}/devices/*.db").status()
     assert {(row.state, row.pending) for row in status} == {("up to date", 0)}
+    again = manager.for_targets(f"sqlite:{tmp_path}/devices/*.db", jobs=3).upgrade()  # run again: resumes
+    assert again.ok and {row.state for row in again} == {"already at goal"}
 
 
 def test_file_of_urls_mixes_mariadb_and_sqlite(mariadb_urls: list[str], sqlite_files: list[Path],
