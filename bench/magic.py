@@ -323,7 +323,7 @@ def loading(repeat: int) -> None:
 
 def write(path: Path, command: str) -> None:
     lines = [f"Reproduce: `{command}`", "",
-             "| measure | baseline | ours (ms) | baseline (ms) | ratio | fastest / fastest | goal | load avg |",
+             "| measure | baseline | ours (ms) | baseline (ms) | ratio | fastest / fastest | goal | load |",
              "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: |"]
     for row in ROWS:
         fastest = row.get("fastest", float("nan"))

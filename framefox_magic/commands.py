@@ -301,7 +301,17 @@ BY_NAME = {command.name: command for command in COMMANDS}
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports instead of exiting: errors raise, --help returns its text."""
+    """argparse that reports instead of exiting: errors raise, --help returns its text; a
+    sub-command's description (its help) is read only when help is shown."""
+
+    def __init__(self, *args: Any, command: Command | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.command = command
+
+    def format_help(self) -> str:
+        if self.command is not None and self.description is None:
+            self.description = self.command.help
+        return super().format_help()
 
     def error(self, message: str) -> Any:
         raise CommandLineError(f"{message} (see `{self.prog} --help`)")
@@ -346,13 +356,13 @@ def _full_parser(prog: str, extra: tuple[Arg, ...]) -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="SUB-COMMAND", parser_class=_Parser,
                                        help=argparse.SUPPRESS)
     for command in COMMANDS:
-        sub = subparsers.add_parser(command.name, description=command.help, prog=f"{prog} {command.name}")
+        sub = subparsers.add_parser(command.name, command=command, prog=f"{prog} {command.name}")
         _add_arguments(sub, command, extra)
     return parser
 
 
 def _command_parser(command: Command, prog: str, extra: tuple[Arg, ...]) -> argparse.ArgumentParser:
-    parser = _Parser(prog=f"{prog} {command.name}", description=command.help)
+    parser = _Parser(prog=f"{prog} {command.name}", command=command)
     _add_arguments(parser, command, extra)
     return parser
 

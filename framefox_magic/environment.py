@@ -51,6 +51,17 @@ def env_shape(env_py: Path) -> EnvShape:
     return _shape(str(env_py), stat.st_mtime_ns, stat.st_size)
 
 
+def version_table(target: settings.Target, table: str | None = None,
+                  schema: str | None = None) -> tuple[str, str | None]:
+    """The version table's name and schema: env.py's literal, else the one given (the manager's
+    setting), else the project's [tool.framefox_magic] setting, else alembic's."""
+    shape = env_shape(target.migrations_dir / "env.py")
+    tool = settings.tool_defaults(target.project_root)
+    table = shape.version_table or table or tool.get("version_table")
+    schema = shape.version_table_schema or schema or tool.get("version_table_schema")
+    return table or DEFAULT_VERSION_TABLE, schema
+
+
 @lru_cache(maxsize=32)
 def _shape(path: str, mtime: int, size: int) -> EnvShape:
     try:
