@@ -281,6 +281,8 @@ def read_versions(connection: Any, table: str, schema: str | None) -> tuple[str,
     from .errors import version_table_error
 
     try:
+        if schema is None and (found := _sqlite_versions(connection, table)) is not None:
+            return found
         if not inspect(connection).has_table(table, schema=schema):
             return ()
         query = select(column("version_num")).select_from(table_clause(table, schema=schema))
@@ -290,6 +292,22 @@ def read_versions(connection: Any, table: str, schema: str | None) -> tuple[str,
     finally:
         if not connection.closed and not connection.invalidated:
             connection.rollback()
+
+
+def _sqlite_versions(connection: Any, table: str) -> tuple[str, ...] | None:
+    """On SQLite, the rows with one query on the driver's own connection (a warm `status` spent
+    most of its SQL time in SQLAlchemy's table check and statement execution); None when the
+    table is missing or anything fails, so the general path answers (and reports) instead."""
+    import sqlite3
+
+    if connection.dialect.name != "sqlite" or connection.dialect.driver != "pysqlite":
+        return None
+    driver = connection.connection.dbapi_connection
+    quoted = table.replace('"', '""')
+    try:
+        return tuple(row[0] for row in driver.execute(f'SELECT version_num FROM "{quoted}"').fetchall())
+    except sqlite3.Error:
+        return None
 
 
 # ---------------------------------------------------------------- errors from the project's files
