@@ -253,8 +253,9 @@ def warm_history(projects: dict[int, tuple[Path, str]], small: int, large: int, 
         shell.run_line_magic("load_ext", "framefox_magic")
         shell.run_line_magic("config", f"MigrateMagics.url = {url!r}")
         shell.run_line_magic("config", f"MigrateMagics.migrations_dir = {str(root / 'migrations')!r}")
-        html = shell.run_line_magic("migrate", "history")._repr_html_()
-        assert html.count("<tr") > size
+        history = shell.run_line_magic("migrate", "history")
+        html = history._repr_html_()  # a long history draws its newest, current and oldest rows
+        assert len(history.revisions) == size and html.count("<tr") > min(size, 55)
 
     def listed(size: int, what: str = "history") -> Callable[[], float]:
         return lambda: seconds(lambda: shells[size].run_line_magic("migrate", what)._repr_html_())
@@ -373,6 +374,7 @@ def main() -> None:
                 cli(*projects[size], size, repeat=3 if args.quick else 7)
         if "load" in parts:
             loading(repeat=3 if args.quick else 9)
+        os.chdir(HERE)  # the shells' exit handlers read the working folder, about to be removed
     write(HERE / "MAGIC_RESULTS.md", "python bench/magic.py" + (" --quick" if args.quick else ""))
 
 
