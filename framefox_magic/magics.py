@@ -95,6 +95,11 @@ class MigrateMagics(Magics):
             self._remember_target()
         return self._manager
 
+    @manager.setter
+    def manager(self, manager: AlembicManager) -> None:
+        """Use this manager from now on (a notebook or a test may hand in its own)."""
+        self._manager = manager
+
     @observe("url", "migrations_dir", "metadata", "version_table", "version_table_schema", "connect_timeout",
              "ddl_lock_timeout")
     def _target_changed(self, change: Any) -> None:

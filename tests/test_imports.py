@@ -50,7 +50,7 @@ def test_load_ext_imports_none_of_the_manager_or_its_rooms() -> None:
     assert our_modules_after(LOAD_EXT) == LIGHT
 
 
-def test_load_ext_with_a_configured_url_stays_light_until_the_first_command() -> None:
+def test_load_ext_with_a_configured_folder_stays_light_until_the_first_command() -> None:
     loaded = our_modules_after(
         "from traitlets.config import Config\n"
         "from IPython.core.interactiveshell import InteractiveShell\n"
