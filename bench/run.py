@@ -113,9 +113,10 @@ def compare(rows: list[Row], label: str, ours: Callable[[], Any], theirs: Callab
         "ours_ms": ours_time * 1000, "theirs_ms": theirs_time * 1000,
         "ratio": ours_time / theirs_time,
         "ours_peak_mib": peak_memory(ours), "theirs_peak_mib": peak_memory(theirs),
+        "load": os.getloadavg()[0],  # the machine is shared: how busy it was for this row
     })
     print(f"{label:<52} {baseline:<28} {ours_time * 1000:9.1f} ms {theirs_time * 1000:9.1f} ms "
-          f"{ours_time / theirs_time:6.3f}x", flush=True)
+          f"{ours_time / theirs_time:6.3f}x  load {rows[-1]['load']:.1f}", flush=True)
 
 
 # ---------------------------------------------------------------- the measures
@@ -316,16 +317,18 @@ def write_results(rows: list[Row], command: str, name: str = "RESULTS.md") -> No
         f"Machine: {machine()}.", "",
         f"Reproduce: `{command}` (run by hand; the numbers below are from one run, medians).", "",
         "ratio = ours / baseline, measured in the same run (below 1 means faster than alembic).", "",
-        "| measure | baseline | ours (ms) | baseline (ms) | ratio | ours peak (MiB) | baseline peak (MiB) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| measure | baseline | ours (ms) | baseline (ms) | ratio | ours peak (MiB) | baseline peak (MiB) "
+        "| load |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         if row.get("note"):
-            lines.append(f"| {row['measure']} | | {row['note']} | | | | |")
+            lines.append(f"| {row['measure']} | | {row['note']} | | | | | |")
             continue
         lines.append(
             f"| {row['measure']} | {row['baseline']} | {row['ours_ms']:.1f} | {row['theirs_ms']:.1f} | "
-            f"{row['ratio']:.3f} | {row['ours_peak_mib']:.1f} | {row['theirs_peak_mib']:.1f} |"
+            f"{row['ratio']:.3f} | {row['ours_peak_mib']:.1f} | {row['theirs_peak_mib']:.1f} | "
+            f"{row.get('load', float('nan')):.1f} |"
         )
     (HERE / name).write_text("\n".join(lines) + "\n")
     print(f"wrote {HERE / name}")

@@ -15,7 +15,8 @@ tests/test_script_headers.py run against them. Private members used:
 
 Public but not in alembic's documented API: the ``Script(module, rev_id, path)`` constructor,
 ``alembic.util.load_python_file`` and ``alembic.util.coerce_resource_to_filename``. The rule in
-``is_revision_file`` copies ``alembic.script.base._only_source_rev_file``.
+``is_revision_file`` (in headers.py, which imports no alembic) copies
+``alembic.script.base._only_source_rev_file``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from alembic import util
 from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
 from alembic.script.base import _default_file_template
+
+from .headers import is_revision_file  # noqa: F401  # kept importable from here
 
 
 class HeaderScriptDirectory(ScriptDirectory):
@@ -101,8 +104,3 @@ def lazy_script(path: Path, revision: str, down_revision: Any, branch_labels: An
 
     module.__getattr__ = load_on_first_use  # type: ignore[method-assign]
     return Script(module, revision, path)
-
-
-def is_revision_file(name: str) -> bool:
-    """Whether alembic reads a `.py` file of this name as a revision (not `__init__`, not `.#`)."""
-    return name.endswith(".py") and not name.startswith((".#", "__init__")) and "\n" not in name

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import commands, settings
 from .errors import MigrationError
-from .fanout import TargetCallback
-from .manager import AlembicManager, StepCallback
-from .results import FanoutLint, FanoutRehearsal, FanoutResult
+
+if TYPE_CHECKING:  # imported when a command needs the manager: `status` often does not
+    from .fanout import TargetCallback
+    from .manager import AlembicManager, StepCallback
 
 PROG = "framefox-migrate"
 
@@ -32,13 +34,20 @@ class _Terminal:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one sub-command; print its result as text; exit 1 with a short message on failure."""
+    try:
+        return _run(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the final flush at exit does not fail again
+        return 1
+
+
+def _run(words: list[str]) -> int:
     import shlex
 
-    words = list(sys.argv[1:] if argv is None else argv)
     try:
         args = commands.parse(shlex.join(words), prog=PROG)
-        confirm_dangers = settings.tool_defaults().get("confirm_dangerous_upgrade", True)
-        result = commands.execute(AlembicManager(), args, _Terminal(), confirm_dangers=bool(confirm_dangers))
+        result = _quick(args) or _execute(args)
     except commands.HelpShown as shown:
         print(shown.text)
         return 0
@@ -47,11 +56,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if result is not None:
         print(repr(result))
-    if isinstance(result, (FanoutResult, FanoutRehearsal)) and not result.ok:
-        return 1
-    if isinstance(result, FanoutLint) and result.errors:  # as lint of one database: findings are no failure
-        return 1
-    return 0
+    return 1 if _failed_targets(result) else 0
+
+
+def _failed_targets(result: Any) -> bool:
+    """A run over many targets where one failed, or a target that could not be linted (exit 1);
+    lint findings, as for one database, are no failure. results is imported only if it was."""
+    results = sys.modules.get("framefox_magic.results")
+    if results is None:
+        return False
+    if isinstance(result, results.FanoutResult | results.FanoutRehearsal):
+        return not result.ok
+    return isinstance(result, results.FanoutLint) and bool(result.errors)
+
+
+def _quick(args: Any) -> Any:
+    """`status` of a SQLite project at head, read with the standard library (no alembic import)."""
+    if args.command != "status" or args.targets:
+        return None
+    from .quickstatus import quick_status
+
+    return quick_status(args.url, args.migrations_dir)
+
+
+def _execute(args: Any) -> Any:
+    from .manager import AlembicManager
+
+    confirm_dangers = settings.tool_defaults().get("confirm_dangerous_upgrade", True)
+    return commands.execute(AlembicManager(), args, _Terminal(), confirm_dangers=bool(confirm_dangers))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """The %migrate grammar: one table of sub-commands, from which the parser, help, completion and
-the `framefox-migrate` command line are all derived."""
+the `framefox-migrate` command line are all derived.
+
+Loading this module imports no room: a sub-command's help is its manager method's docstring, read
+when help is shown (the manager imports every room; `%load_ext` stays as light as the shell)."""
 
 from __future__ import annotations
 
@@ -12,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import ConfirmationRequired, MigrationError, did_you_mean
-from .manager import AlembicManager, StepCallback
-from .render import counted
-from .results import RevisionInfo, no_changes
 from .settings import SecretUrl
 
 if TYPE_CHECKING:
     from .fanout import TargetCallback
+    from .manager import AlembicManager, StepCallback
+    from .results import RevisionInfo
 
 REVISION = "revision"  # a positional or option that takes a revision id: completed from the history
 SYMBOLS = ("head", "heads", "base")
@@ -68,10 +70,16 @@ class Command:
     name: str
     run: Callable[[AlembicManager, argparse.Namespace, Frontend], Any]
     args: tuple[Arg, ...] = ()
-    help: str = ""
+    text: str = ""  # the help, for a command that is no manager method
+    method: str = ""  # the manager method, when it is not named as the command
     destructive: Callable[[argparse.Namespace], bool] = lambda args: False
     dangers: Callable[[AlembicManager, argparse.Namespace], str | None] = lambda manager, args: None
     refuse: Callable[[AlembicManager, argparse.Namespace], None] = lambda manager, args: None
+
+    @property
+    def help(self) -> str:
+        """The help: the first line of the manager method's docstring (the one source of it)."""
+        return self.text or _doc(self.method or self.name.replace("-", "_"))
 
     @property
     def summary(self) -> str:
@@ -79,8 +87,10 @@ class Command:
         return self.help.splitlines()[0] if self.help else ""
 
 
-def _doc(method: Callable[..., Any]) -> str:
-    return (method.__doc__ or "").strip().splitlines()[0]
+def _doc(method: str) -> str:
+    from .manager import AlembicManager
+
+    return (getattr(AlembicManager, method).__doc__ or "").strip().splitlines()[0]
 
 
 def _arg(*flags: str, help: str, kind: str | None = None, **options: Any) -> Arg:
@@ -169,6 +179,8 @@ def _revision(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -
         allow_drop_all=args.yes,
     )
     if written is None:
+        from .results import no_changes
+
         return no_changes()
     return apply_revision(manager, written, ui) if args.apply else written
 
@@ -181,6 +193,8 @@ def apply_revision(manager: AlembicManager, written: RevisionInfo, ui: Frontend)
 
 def upgrade_dangers(manager: AlembicManager, target: str) -> str | None:
     """Why an upgrade to TARGET needs confirming: the danger-level lint findings it would run; or None."""
+    from .render import counted
+
     if ":" in target:
         return None  # a range is refused by upgrade itself
     dangers = manager.lint(target).dangers
@@ -197,66 +211,64 @@ def _diff(manager: AlembicManager, args: argparse.Namespace, ui: Frontend) -> An
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("status", _status, help=_doc(AlembicManager.status), args=(TARGETS, JOBS)),
+    Command("status", _status, args=(TARGETS, JOBS)),
     Command("init", lambda m, a, ui: m.init(create_database=a.create_database),
-            help=_doc(AlembicManager.init),
             args=(_arg("--create-database", action="store_true", dest="create_database",
                        help="create the PostgreSQL or MySQL/MariaDB database first if it is missing"),)),
-    Command("config", lambda m, a, ui: m.config(), help=_doc(AlembicManager.config)),
+    Command("config", lambda m, a, ui: m.config()),
     Command(
-        "history", lambda m, a, ui: m.history(a.rev_range), help=_doc(AlembicManager.history),
+        "history", lambda m, a, ui: m.history(a.rev_range),
         args=(_arg("-r", "--rev-range", help="only the range A:B", dest="rev_range"),),
     ),
-    Command("current", lambda m, a, ui: m.current(), help=_doc(AlembicManager.current)),
-    Command("heads", lambda m, a, ui: m.heads(), help=_doc(AlembicManager.heads)),
-    Command("branches", lambda m, a, ui: m.branches(), help=_doc(AlembicManager.branches)),
+    Command("current", lambda m, a, ui: m.current()),
+    Command("heads", lambda m, a, ui: m.heads()),
+    Command("branches", lambda m, a, ui: m.branches()),
     Command(
-        "show", lambda m, a, ui: m.show(a.rev), help=_doc(AlembicManager.show),
+        "show", lambda m, a, ui: m.show(a.rev),
         args=(_arg("rev", help="the revision (id, unique prefix, head, branch@head)", kind=REVISION),),
     ),
     Command(
-        "diff", _diff, help=_doc(AlembicManager.diff),
+        "diff", _diff,
         args=(
             _arg("rev", help="a revision, or the start of a path", kind=REVISION, nargs="?"),
             _arg("to", help="the end of the path", kind=REVISION, nargs="?"),
         ),
     ),
-    Command("check", lambda m, a, ui: m.check(), help=_doc(AlembicManager.check)),
+    Command("check", lambda m, a, ui: m.check()),
     Command(
-        "sql", lambda m, a, ui: m.sql(a.rev_range), help=_doc(AlembicManager.sql),
+        "sql", lambda m, a, ui: m.sql(a.rev_range),
         args=(_arg("rev_range", help="A:B (default base:heads)", kind=REVISION, nargs="?"),),
     ),
     Command(
-        "upgrade", _migrate("upgrade"), help=_doc(AlembicManager.upgrade),
+        "upgrade", _migrate("upgrade"),
         args=(_arg("target", help="head (default), a revision, +N", kind=REVISION, nargs="?",
                    default="head"), SQL, PLAN, YES, *MANY_TARGETS),
         dangers=lambda m, a: None if (a.sql or a.plan or a.targets) else upgrade_dangers(m, a.target),
     ),
     Command(
-        "downgrade", _migrate("downgrade"), help=_doc(AlembicManager.downgrade),
+        "downgrade", _migrate("downgrade"),
         args=(_arg("target", help="-N, a revision, or base", kind=REVISION), SQL, PLAN, YES, *MANY_TARGETS),
         destructive=lambda a: not (a.sql or a.plan),
     ),
     Command(
-        "revision", _revision, help=_doc(AlembicManager.revision),
+        "revision", _revision,
         args=(MESSAGE, *REVISION_OPTIONS, _arg("--yes", "-y", action="store_true",
               help="write it even when it would drop every table of the database")),
     ),
     Command(
-        "stamp", lambda m, a, ui: m.stamp(a.rev, purge=a.purge), help=_doc(AlembicManager.stamp),
+        "stamp", lambda m, a, ui: m.stamp(a.rev, purge=a.purge),
         args=(_arg("rev", help="the revision to record", kind=REVISION),
               _arg("--purge", help="empty the version table first", action="store_true"), YES),
         destructive=lambda a: a.purge,
     ),
     Command(
         "merge", lambda m, a, ui: m.merge(a.revisions, a.message, a.branch_label, a.rev_id),
-        help=_doc(AlembicManager.merge),
         args=(_arg("revisions", help="the heads to join (or 'heads')", kind=REVISION, nargs="+"),
               MESSAGE, _arg("--branch-label", help="a label for the merged branch", dest="branch_label"),
               _arg("--rev-id", help="the id to give the merge revision", dest="rev_id")),
     ),
     Command(
-        "delete", lambda m, a, ui: m.delete(a.rev, force=a.force), help=_doc(AlembicManager.delete),
+        "delete", lambda m, a, ui: m.delete(a.rev, force=a.force),
         args=(_arg("rev", help="the revision whose file to remove", kind=REVISION),
               _arg("--force", help="even if it is applied or others build on it", action="store_true"),
               YES),
@@ -265,50 +277,58 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "squash", lambda m, a, ui: m.squash(a.rev_range, a.message, a.rev_id, keep_data=a.keep_data),
-        help=_doc(AlembicManager.squash),
         args=(_arg("rev_range", help="the run to replace, A:B (first and last revision)", kind=REVISION),
               MESSAGE, _arg("--rev-id", help="the id to give the new revision", dest="rev_id"),
               _arg("--keep-data", help="carry the run's data migrations over in order", dest="keep_data",
                    action="store_true"), YES),
         destructive=lambda a: True,
     ),
-    Command("init-version-table", lambda m, a, ui: m.create_version_table(),
-            help=_doc(AlembicManager.create_version_table)),
-    Command("clear-history", lambda m, a, ui: m.clear_history(), help=_doc(AlembicManager.clear_history),
+    Command("init-version-table", lambda m, a, ui: m.create_version_table(), method="create_version_table"),
+    Command("clear-history", lambda m, a, ui: m.clear_history(),
             args=(YES,), destructive=lambda a: True),
-    Command("clean", lambda m, a, ui: m.clean(), help=_doc(AlembicManager.clean),
+    Command("clean", lambda m, a, ui: m.clean(),
             args=(YES,), destructive=lambda a: True),
-    Command("reset", lambda m, a, ui: m.reset(), help=_doc(AlembicManager.reset),
+    Command("reset", lambda m, a, ui: m.reset(),
             args=(YES,), destructive=lambda a: True),
-    Command("graph", lambda m, a, ui: m.graph(), help=_doc(AlembicManager.graph)),
+    Command("graph", lambda m, a, ui: m.graph()),
     Command(
-        "rehearse", _rehearse, help=_doc(AlembicManager.rehearse),
+        "rehearse", _rehearse,
         args=(_arg("target", help="head (default) or a revision", kind=REVISION, nargs="?",
                    default="head"), TARGETS, JOBS),
     ),
     Command(
-        "lint", _lint, help=_doc(AlembicManager.lint),
+        "lint", _lint,
         args=(_arg("rev_range", help="A:B, or a target (default: every pending revision)", kind=REVISION,
                    nargs="?"), TARGETS, JOBS),
     ),
     Command(
-        "erd", lambda m, a, ui: m.erd(a.rev), help=_doc(AlembicManager.erd),
+        "erd", lambda m, a, ui: m.erd(a.rev),
         args=(_arg("rev", help="draw the schema at this revision (default: the database's)",
                    kind=REVISION, nargs="?"),),
     ),
     Command(
-        "drop-database", lambda m, a, ui: m.drop_database(a.name), help=_doc(AlembicManager.drop_database),
+        "drop-database", lambda m, a, ui: m.drop_database(a.name),
         args=(_arg("name", nargs="?", help="the database's name (required for the one the settings name)"),
               YES),
         destructive=lambda a: True,
     ),
-    Command("panel", lambda m, a, ui: ui.panel(m), help="Show the point-and-click panel."),
+    Command("panel", lambda m, a, ui: ui.panel(m), text="Show the point-and-click panel."),
 )
 BY_NAME = {command.name: command for command in COMMANDS}
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports instead of exiting: errors raise, --help returns its text."""
+    """argparse that reports instead of exiting: errors raise, --help returns its text; a
+    sub-command's description (its help) is read only when help is shown."""
+
+    def __init__(self, *args: Any, command: Command | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.command = command
+
+    def format_help(self) -> str:
+        if self.command is not None and self.description is None:
+            self.description = self.command.help
+        return super().format_help()
 
     def error(self, message: str) -> Any:
         raise CommandLineError(f"{message} (see `{self.prog} --help`)")
@@ -353,13 +373,13 @@ def _full_parser(prog: str, extra: tuple[Arg, ...]) -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="SUB-COMMAND", parser_class=_Parser,
                                        help=argparse.SUPPRESS)
     for command in COMMANDS:
-        sub = subparsers.add_parser(command.name, description=command.help, prog=f"{prog} {command.name}")
+        sub = subparsers.add_parser(command.name, command=command, prog=f"{prog} {command.name}")
         _add_arguments(sub, command, extra)
     return parser
 
 
 def _command_parser(command: Command, prog: str, extra: tuple[Arg, ...]) -> argparse.ArgumentParser:
-    parser = _Parser(prog=f"{prog} {command.name}", description=command.help)
+    parser = _Parser(prog=f"{prog} {command.name}", command=command)
     _add_arguments(parser, command, extra)
     return parser
 
@@ -505,6 +525,8 @@ def text_target_progress(verb: str, stream: Any) -> TargetCallback:
 
 def _confirmation(manager: AlembicManager, command: Command, args: argparse.Namespace) -> str:
     """What a destructive command without --yes says; over many targets, how many it would touch."""
+    from .render import counted
+
     if getattr(args, "targets", None):
         count = len(manager.for_targets(args.targets))
         return (f"`{command.name} --targets` would change {counted(count, 'target')}: add --yes to go ahead. "

@@ -51,6 +51,17 @@ def env_shape(env_py: Path) -> EnvShape:
     return _shape(str(env_py), stat.st_mtime_ns, stat.st_size)
 
 
+def version_table(target: settings.Target, table: str | None = None,
+                  schema: str | None = None) -> tuple[str, str | None]:
+    """The version table's name and schema: env.py's literal, else the one given (the manager's
+    setting), else the project's [tool.framefox_magic] setting, else alembic's."""
+    shape = env_shape(target.migrations_dir / "env.py")
+    tool = settings.tool_defaults(target.project_root)
+    table = shape.version_table or table or tool.get("version_table")
+    schema = shape.version_table_schema or schema or tool.get("version_table_schema")
+    return table or DEFAULT_VERSION_TABLE, schema
+
+
 @lru_cache(maxsize=32)
 def _shape(path: str, mtime: int, size: int) -> EnvShape:
     try:
@@ -270,6 +281,8 @@ def read_versions(connection: Any, table: str, schema: str | None) -> tuple[str,
     from .errors import version_table_error
 
     try:
+        if schema is None and (found := _sqlite_versions(connection, table)) is not None:
+            return found
         if not inspect(connection).has_table(table, schema=schema):
             return ()
         query = select(column("version_num")).select_from(table_clause(table, schema=schema))
@@ -279,6 +292,22 @@ def read_versions(connection: Any, table: str, schema: str | None) -> tuple[str,
     finally:
         if not connection.closed and not connection.invalidated:
             connection.rollback()
+
+
+def _sqlite_versions(connection: Any, table: str) -> tuple[str, ...] | None:
+    """On SQLite, the rows with one query on the driver's own connection (a warm `status` spent
+    most of its SQL time in SQLAlchemy's table check and statement execution); None when the
+    table is missing or anything fails, so the general path answers (and reports) instead."""
+    import sqlite3
+
+    if connection.dialect.name != "sqlite" or connection.dialect.driver != "pysqlite":
+        return None
+    driver = connection.connection.dbapi_connection
+    quoted = table.replace('"', '""')
+    try:
+        return tuple(row[0] for row in driver.execute(f'SELECT version_num FROM "{quoted}"').fetchall())
+    except sqlite3.Error:
+        return None
 
 
 # ---------------------------------------------------------------- errors from the project's files

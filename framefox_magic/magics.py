@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -14,12 +14,13 @@ from traitlets import Bool, Float, Unicode, observe
 
 from . import commands
 from .errors import MigrationError
-from .fanout import TargetCallback
-from .manager import AlembicManager, StepCallback
-from .metadata import PendingRedefinition, begin_redefinition
-from .reflection import unregister_plugin
-from .results import CellRevision, FanoutRow, RevisionInfo, no_changes
 from .settings import mask_url
+
+if TYPE_CHECKING:  # the manager and its rooms are imported on first use: %load_ext stays light
+    from .fanout import TargetCallback
+    from .manager import AlembicManager, StepCallback
+    from .metadata import PendingRedefinition
+    from .results import CellRevision, FanoutRow, RevisionInfo
 
 OUTPUT = commands.Arg(
     ("-o", "--output"), "also store the result in this variable", options={"dest": "output"}
@@ -75,20 +76,38 @@ class MigrateMagics(Magics):
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
-        self.manager = AlembicManager(self.url, self.migrations_dir, self.metadata,
-                                      connect_timeout=self.connect_timeout,
-                                      ddl_lock_timeout=self.ddl_lock_timeout)
-        self.manager.version_table = self.version_table
-        self.manager.version_table_schema = self.version_table_schema
+        self._manager: AlembicManager | None = None
         self._cell_revisions: dict[str, str] = {}
-        self._remember_target()  # a URL from the configuration is shown masked from now on
+        if self.url is not None:
+            self.manager  # noqa: B018  # a URL from the configuration is shown masked from now on
+
+    @property
+    def manager(self) -> AlembicManager:
+        """The manager, made from the settings on first use (the rooms are imported then)."""
+        if self._manager is None:
+            from .manager import AlembicManager
+
+            self._manager = AlembicManager(self.url, self.migrations_dir, self.metadata,
+                                           connect_timeout=self.connect_timeout,
+                                           ddl_lock_timeout=self.ddl_lock_timeout)
+            self._manager.version_table = self.version_table
+            self._manager.version_table_schema = self.version_table_schema
+            self._remember_target()
+        return self._manager
+
+    @manager.setter
+    def manager(self, manager: AlembicManager) -> None:
+        """Use this manager from now on (a notebook or a test may hand in its own)."""
+        self._manager = manager
 
     @observe("url", "migrations_dir", "metadata", "version_table", "version_table_schema", "connect_timeout",
              "ddl_lock_timeout")
     def _target_changed(self, change: Any) -> None:
-        manager = getattr(self, "manager", None)  # None while the shell's config is applied in __init__
+        manager = getattr(self, "_manager", None)  # None while the shell's config is applied in __init__
         if manager is None:
-            return
+            if change["name"] == "url" and change["new"] is not None and hasattr(self, "_manager"):
+                self.manager  # noqa: B018  # made from the new URL, which is shown masked from now on
+            return  # else the manager is made from the settings when first used
         name, value = change["name"], change["new"]
         if name == "url" and value is not None and value == _masked(manager.url):
             return  # the trait showing the manager's own URL masked
@@ -154,6 +173,8 @@ class MigrateMagics(Magics):
                 **options,
             )
         else:
+            from .metadata import begin_redefinition
+
             source, code, filename = self._compile_model_code(cell)
             pending = begin_redefinition(source, self.shell.user_ns)
             try:
@@ -232,6 +253,8 @@ class MigrateMagics(Magics):
     def _revision_result(self, key: str, written: RevisionInfo | None, earlier: CellRevision,
                          args: argparse.Namespace) -> Any:
         if written is None:
+            from .results import no_changes
+
             self._cell_revisions.pop(key, None)
             return no_changes(earlier)
         self._cell_revisions[key] = written.revision
@@ -319,7 +342,10 @@ class MigrateMagics(Magics):
             return []
 
 
-MigrateMagics.migrate.__doc__ = commands.overview()
+MigrateMagics.migrate.__doc__ = (
+    "Alembic migrations: %migrate SUB-COMMAND [options]; `%migrate help` lists the sub-commands.")
+# `%migrate?` shows the list of sub-commands, made when asked for (IPython calls a getdoc() it finds)
+MigrateMagics.migrate.getdoc = commands.overview  # type: ignore[attr-defined]
 
 
 def _masked(url: str | None) -> str | None:
@@ -367,11 +393,14 @@ def unload(ipython: Any) -> None:
     state = _LOADED.pop(id(ipython), None)
     if state is None:
         return
-    unregister_plugin()
+    if "framefox_magic.reflection" in sys.modules:  # else no plugin was ever registered
+        sys.modules["framefox_magic.reflection"].unregister_plugin()
     magics = state["magics"]
-    kept = {name: (_configured(ipython, name), getattr(magics.manager, name)) for name in _KEPT_SETTINGS}
-    _KEPT[id(ipython)] = (kept, dict(magics._cell_revisions))
-    magics.manager.dispose()
+    if magics._manager is not None:  # a manager never made has nothing to keep or release
+        manager = magics._manager
+        kept = {name: (_configured(ipython, name), getattr(manager, name)) for name in _KEPT_SETTINGS}
+        _KEPT[id(ipython)] = (kept, dict(magics._cell_revisions))
+        manager.dispose()
     ipython.events.unregister("pre_run_cell", state["hooks"].before)
     ipython.events.unregister("post_run_cell", state["hooks"].after)
     if state["matcher"] in ipython.Completer.custom_matchers:
@@ -416,6 +445,8 @@ class ModelCellHooks:
         if "class " not in source:
             return
         try:
+            from .metadata import begin_redefinition
+
             self.pending = begin_redefinition(self.ipython.transform_cell(source), self.ipython.user_ns)
         except Exception as error:  # a bug here must never cost the user their cell
             print(f"Note: framefox_magic could not prepare this model cell ({error!r}).", file=sys.stderr)

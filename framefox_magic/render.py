@@ -26,6 +26,7 @@ STYLE = """<style>
  var(--jp-border-color2,#d0d7de);background:none;color:inherit}
 .ffm .ffm-t tbody tr:nth-child(odd){background:none}
 .ffm .ffm-t tr.pending td{color:var(--jp-ui-font-color2,#57606a);font-style:italic}
+.ffm .ffm-t tr.gap td{color:var(--jp-ui-font-color2,#57606a);text-align:left;white-space:nowrap}
 .ffm .ffm-t tr.destructive td{color:var(--jp-error-color1,#cf222e)}
 .ffm .ffm-t td code{white-space:nowrap}
 .ffm code,.ffm pre,.ffm .rev{font-family:var(--jp-code-font-family,ui-monospace,monospace);
@@ -235,14 +236,45 @@ def status_text(status: Any) -> str:
     return "\n".join(lines)
 
 
+# A long history is drawn as pandas draws a long frame (display.max_rows 60): its newest rows, its
+# oldest, and the database's own revision; the rest stays one call away in to_frame().
+HISTORY_MAX_ROWS = 60
+HISTORY_NEWEST_ROWS = 50
+HISTORY_OLDEST_ROWS = 5
+
+
 def history_html(history: Any) -> str:
-    """Every revision with its applied / current / head / branch / merge marks."""
+    """The revisions with their applied / current / head / branch / merge marks (a long history:
+    the newest, the oldest and the current ones, saying where the others are)."""
     if not history.revisions:
         return _wrap('<p class="muted">No revisions yet.</p>')
+    total = len(history.revisions)
     applied = sum(r.applied for r in history.revisions)
-    title = f"<h4>History: {counted(len(history.revisions), 'revision')}, {applied} applied</h4>"
-    body = _table(_REVISION_HEADERS, _revision_rows(history.revisions))
-    return _wrap(f'{title}<div class="scroll">{body}</div>')
+    title = f"<h4>History: {counted(total, 'revision')}, {applied} applied</h4>"
+    rows, shown = _history_rows(history.revisions)
+    note = "" if shown == total else (
+        f'<p class="muted">Showing {shown} of {total:,} revisions: the newest, the oldest and the '
+        "database's. <code>.to_frame()</code> of this result (e.g. <code>%migrate history -o h</code>, "
+        "then <code>h.to_frame()</code>) has every one; <code>-r A:B</code> lists a range.</p>")
+    return _wrap(f'{title}<div class="scroll">{_table(_REVISION_HEADERS, rows)}</div>{note}')
+
+
+def _history_rows(revisions: Sequence[Any]) -> tuple[list[tuple[str, list[str]]], int]:
+    """The rows drawn and how many revisions they show; a row per run of revisions left out."""
+    if len(revisions) <= HISTORY_MAX_ROWS:
+        return _revision_rows(revisions), len(revisions)
+    last = len(revisions) - 1
+    kept = sorted({*range(HISTORY_NEWEST_ROWS), *range(last - HISTORY_OLDEST_ROWS + 1, last + 1),
+                   *(index for index, info in enumerate(revisions) if info.current)})
+    rows: list[tuple[str, list[str]]] = []
+    previous = -1
+    for index in kept:
+        if index > previous + 1:
+            left_out = f"… {index - previous - 1:,} revisions not shown …"
+            rows.append(("gap", [left_out, *[""] * (len(_REVISION_HEADERS) - 1)]))
+        rows.extend(_revision_rows([revisions[index]]))
+        previous = index
+    return rows, len(kept)
 
 
 def history_text(history: Any) -> str:

@@ -210,11 +210,7 @@ def read_back(manager: AlembicManager, target: settings.Target,
 
 def version_table(manager: AlembicManager, target: settings.Target) -> tuple[str, str | None]:
     """The version table's name and schema: env.py's literal, else the setting, else alembic's."""
-    shape = environment.env_shape(target.migrations_dir / "env.py")
-    tool = settings.tool_defaults(target.project_root)
-    table = shape.version_table or manager.version_table or tool.get("version_table")
-    schema = shape.version_table_schema or manager.version_table_schema or tool.get("version_table_schema")
-    return table or environment.DEFAULT_VERSION_TABLE, schema
+    return environment.version_table(target, manager.version_table, manager.version_table_schema)
 
 
 @contextmanager

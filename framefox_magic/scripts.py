@@ -3,11 +3,7 @@ and a revision map kept between calls and re-read only where files changed."""
 
 from __future__ import annotations
 
-import ast
-import os
-import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,91 +11,10 @@ from alembic import util
 from alembic.config import Config
 from alembic.script import Script
 
-from .alembic_adapter import HeaderScriptDirectory, is_revision_file, lazy_script
+from .alembic_adapter import HeaderScriptDirectory, lazy_script
 
-_HEADER_NAMES = frozenset({"revision", "down_revision", "branch_labels", "depends_on"})
-FileKey = tuple[str, int, int, int]  # name, inode, mtime (ns), size: changes whenever the file does
-
-
-@dataclass(frozen=True)
-class Header:
-    """What listing a revision needs, read from its source."""
-
-    revision: str
-    down_revision: Any
-    branch_labels: Any
-    depends_on: Any
-    doc: str | None
-
-
-_headers: dict[tuple[str, FileKey], Header | None] = {}
-
-
-_ASSIGNMENT = re.compile(
-    r"^(revision|down_revision|branch_labels|depends_on)\b[^=\n]*=[ \t]*(.+?)[ \t]*$", re.MULTILINE
-)
-_PLAIN_STRING = re.compile(r"""^(['"])([^'"\\]*)\1$""")
-_DOCSTRING = re.compile(r'\A(?:[ \t]*#[^\n]*\n|[ \t]*\n)*"""([^\\]*?)"""', re.DOTALL)
-
-
-def read_header(source: str) -> Header | None:
-    """The module docstring and the four identifiers, when they are literals; else None."""
-    return _read_header_quickly(source) or _read_header_with_ast(source)
-
-
-def _read_header_quickly(source: str) -> Header | None:
-    """The common shape of a revision file, without parsing it; None when it is not that shape."""
-    values: dict[str, Any] = {}
-    for name, text in _ASSIGNMENT.findall(source):
-        if name in values:
-            return None
-        if text == "None":
-            values[name] = None
-        elif match := _PLAIN_STRING.match(text):
-            values[name] = match.group(2)
-        else:
-            try:
-                values[name] = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                return None
-    docstring = _DOCSTRING.match(source)
-    if len(values) != 4 or not isinstance(values["revision"], str) or docstring is None:
-        return None
-    return Header(values["revision"], values["down_revision"], values["branch_labels"],
-                  values["depends_on"], docstring.group(1))
-
-
-def _read_header_with_ast(source: str, partial: bool = False) -> Header | None:
-    """The header by parsing; with `partial`, labels and dependencies that are not literal are None."""
-    cut = source.find("\ndef ")
-    try:
-        tree = ast.parse(source[:cut] if cut > 0 else source)
-    except SyntaxError:
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            return None
-    values: dict[str, Any] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target, value = node.targets[0], node.value
-        elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            target, value = node.target, node.value
-        else:
-            continue
-        if isinstance(target, ast.Name) and target.id in _HEADER_NAMES:
-            try:
-                values[target.id] = ast.literal_eval(value)
-            except ValueError:
-                if not partial or target.id in ("revision", "down_revision"):
-                    return None
-                values[target.id] = None
-    if not isinstance(values.get("revision"), str) or "down_revision" not in values:
-        return None
-    return Header(
-        values["revision"], values["down_revision"], values.get("branch_labels"),
-        values.get("depends_on"), ast.get_docstring(tree, clean=False),
-    )
+# kept importable from here
+from .headers import FileKey, Header, _cached_header, _read_header_with_ast, _scan, read_header  # noqa: F401
 
 
 class CachedScriptDirectory(HeaderScriptDirectory):
@@ -203,29 +118,6 @@ class CachedScriptDirectory(HeaderScriptDirectory):
 def _script_from(path: Path, header: Header) -> Script:
     return lazy_script(path, header.revision, header.down_revision, header.branch_labels,
                        header.depends_on, header.doc)
-
-
-def _scan(folder: Path, recursive: bool = False, prefix: str = "") -> list[FileKey]:
-    try:
-        entries = list(os.scandir(folder))
-    except FileNotFoundError:
-        return []
-    keys = []
-    for entry in entries:
-        if recursive and entry.is_dir() and entry.name != "__pycache__":
-            keys.extend(_scan(Path(entry.path), True, f"{prefix}{entry.name}/"))
-        elif is_revision_file(entry.name):
-            stat = entry.stat()
-            keys.append((prefix + entry.name, stat.st_ino, stat.st_mtime_ns, stat.st_size))
-    keys.sort()
-    return keys
-
-
-def _cached_header(path: Path, key: FileKey) -> Header | None:
-    cache_key = (str(path.parent), key)
-    if cache_key not in _headers:
-        _headers[cache_key] = read_header(path.read_text(encoding="utf-8"))
-    return _headers[cache_key]
 
 
 class ScriptCache:

@@ -54,7 +54,9 @@ def _manager(root: Path) -> AlembicManager:
     return AlembicManager(url=f"sqlite:///{root / 'db.sqlite'}", project_root=root, metadata=sa.MetaData())
 
 
-def test_history_lists_and_renders_every_revision(long_project: tuple[Path, list[str]]) -> None:
+def test_history_lists_every_revision_and_renders_the_newest_the_current_and_the_oldest(
+    long_project: tuple[Path, list[str]],
+) -> None:
     root, ids = long_project
     history = _manager(root).history()
     assert history.ids == tuple(reversed(ids))
@@ -62,8 +64,10 @@ def test_history_lists_and_renders_every_revision(long_project: tuple[Path, list
     assert [r.revision for r in history if r.current] == [ids[REVISIONS // 2]]
     html = history._repr_html_()
     revision_column = r'<td><span class="rev">(r\d{5})</span></td><td><span class="rev">(?:r\d{5}|&lt;base)'
-    assert re.findall(revision_column, html) == list(reversed(ids))
+    newest_first = list(reversed(ids))
+    assert re.findall(revision_column, html) == [*newest_first[:50], ids[REVISIONS // 2], *newest_first[-5:]]
     assert html.count("step 4999 &lt;4999&gt;") == 1
+    assert f"Showing 56 of {REVISIONS:,} revisions" in html and "to_frame()" in html
     frame = history.to_frame()
     assert len(frame) == REVISIONS and frame["applied"].sum() == REVISIONS // 2 + 1
 

@@ -286,3 +286,24 @@ def test_progress_bar_escapes_and_counts() -> None:
     page = parse(render.progress_html("upgrade", 3, 10, "abc", HOSTILE))
     assert ("progress", {"value": "3", "max": "10", "style": "width:16em"}) in page.tags
     assert "3/10" in page.all_text and "<script>" not in render.progress_html("u", 1, 2, "a", HOSTILE)
+
+
+def test_a_long_history_shows_the_newest_the_oldest_and_the_current_and_says_where_the_rest_is() -> None:
+    history = History(linear(5000, 1200), "sqlite:///app.db")
+    html = history._repr_html_()
+    rows = _rows(html)
+    shown = [row[1] for row in rows if row[1]]
+    assert shown[:50] == [f"r{index}" for index in range(4999, 4949, -1)]  # the newest, as pandas shows
+    assert shown[50:] == ["r1200", "r4", "r3", "r2", "r1", "r0"]  # the database's revision and the oldest
+    gaps = [row[0] for row in rows if not row[1]]
+    assert gaps == ["… 3,749 revisions not shown …", "… 1,195 revisions not shown …"]
+    text = parse(html).all_text
+    assert "Showing 56 of 5,000 revisions" in text and "to_frame()" in text
+    assert len(history.to_frame()) == 5000  # the rest is one call away
+    assert "r2500" in repr(history)  # the plain text lists every revision
+
+
+def test_a_history_of_60_revisions_is_shown_whole() -> None:
+    html = History(linear(60, 30), "sqlite:///app.db")._repr_html_()
+    assert [row[1] for row in _rows(html)] == [f"r{index}" for index in range(59, -1, -1)]
+    assert "not shown" not in html and "Showing" not in html

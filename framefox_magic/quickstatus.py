@@ -1,0 +1,117 @@
+"""`status` of a SQLite project read with the standard library alone: the revision headers and one
+SELECT with sqlite3, so that `framefox-migrate status` starts without importing alembic or SQLAlchemy
+(their imports were most of the process's time). It answers only when the database is at the one
+head and the history is a plain chain or tree of literal headers; for anything more (pending
+revisions and their risks, several heads, labels, dependencies, other databases, version folders
+set in the configuration, errors) it answers None and the manager answers instead."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import environment, settings
+from .headers import Header, _cached_header, _scan
+
+if TYPE_CHECKING:
+    from .results import Status
+
+
+def quick_status(url: str | None = None, migrations_dir: str | os.PathLike[str] | None = None,
+                 project_root: str | os.PathLike[str] = ".") -> Status | None:
+    """The up-to-date Status the manager would give, read with sqlite3; None when it needs the manager."""
+    try:
+        target = settings.resolve(url, migrations_dir, project_root)
+        if not _plain_project(target):
+            return None
+        head = only_head(_headers(target.versions_dir))
+        table, schema = environment.version_table(target)
+        if head is None or schema is not None:
+            return None
+        current = recorded_versions(target.url.split(":///", 1)[1], table)
+    except Exception:  # whatever went wrong, the manager's own path reports it properly
+        return None
+    if current != (head,):
+        return None
+    from .results import Status
+
+    return Status(current=current, heads=(head,), pending=(), up_to_date=True, url=target.masked_url)
+
+
+def _plain_project(target: settings.Target) -> bool:
+    """A plain SQLite file, an initialized folder, and the versions folder alembic's default."""
+    if settings.plain_sqlite_url(target.url, target.project_root) != target.url:
+        return False
+    if target.pyproject is not None or not (target.migrations_dir / "env.py").is_file():
+        return False
+    ini = settings._ini_options(target.alembic_ini) if target.alembic_ini else {}
+    return not {"version_locations", "recursive_version_locations"} & set(ini)
+
+
+def _headers(folder: Path) -> list[Header] | None:
+    """Every revision file's header; None when one is not literal (the manager imports those)."""
+    headers = [_cached_header(folder / key[0], key) for key in _scan(folder)]
+    return None if any(header is None for header in headers) else headers  # type: ignore[return-value]
+
+
+def _as_tuple(value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    return None
+
+
+def only_head(headers: Iterable[Header] | None) -> str | None:
+    """The one head of a history whose every revision leads down from it (no cycle, no unknown
+    parent, no labels or dependencies); None otherwise."""
+    if headers is None:
+        return None
+    downs: dict[str, tuple[str, ...]] = {}
+    for header in headers:
+        down = _as_tuple(header.down_revision)
+        if down is None or header.branch_labels or header.depends_on or header.revision in downs:
+            return None
+        downs[header.revision] = down
+    children = dict.fromkeys(downs, 0)
+    for parents in downs.values():
+        for parent in parents:
+            if parent not in children:
+                return None
+            children[parent] += 1
+    heads = [revision for revision, count in children.items() if count == 0]
+    return heads[0] if len(heads) == 1 and _all_below(heads[0], downs, children) else None
+
+
+def _all_below(head: str, downs: dict[str, tuple[str, ...]], children: dict[str, int]) -> bool:
+    """Whether every revision is reached from HEAD, each after all its children (so: no cycle)."""
+    waiting, ready, seen = dict(children), [head], 0
+    while ready:
+        seen += 1
+        for parent in downs[ready.pop()]:
+            waiting[parent] -= 1
+            if waiting[parent] == 0:
+                ready.append(parent)
+    return seen == len(downs)
+
+
+def recorded_versions(database: str, table: str) -> tuple[str, ...] | None:
+    """The version table's rows, read only (the file is never created); None when there is no
+    such file or table."""
+    if not Path(database).is_absolute() or not Path(database).is_file():
+        return None
+    connection = sqlite3.connect(f"{Path(database).as_uri()}?mode=ro", uri=True)
+    try:
+        found = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+        if found is None:
+            return None
+        quoted = table.replace('"', '""')
+        return tuple(row[0] for row in connection.execute(f'SELECT version_num FROM "{quoted}"'))
+    finally:
+        connection.close()
