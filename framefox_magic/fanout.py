@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from . import runtime, settings
+from . import replay, runtime, settings
 from .errors import ConfigurationError, MigrationError, MigrationFailed, translated
 from .results import FanoutResult, FanoutRow
 
@@ -420,10 +420,12 @@ def not_run(before: tuple[str, ...] | None, row: FanoutRow, reason: str) -> Fano
 class Runner:
     """Hands targets out (in turn or to worker processes) and gathers one row per target."""
 
-    def __init__(self, jobs: int, keep_going: bool, on_target: TargetCallback | None) -> None:
+    def __init__(self, jobs: int, keep_going: bool, on_target: TargetCallback | None,
+                 halt: Any = None) -> None:
         self.jobs = max(1, jobs)
         self.keep_going = keep_going
         self.on_target = on_target
+        self.halt = halt  # an Event that threads check between revisions, set on an interrupt
         self.rows: dict[int, FanoutRow] = {}
         self.stopped = ""
 
@@ -435,15 +437,23 @@ class Runner:
             self.on_target(len(self.rows), total, row)
 
     def run(self, targets: Sequence[Target], work: Callable[[Target], FanoutRow],
-            pooled: Callable[[Any, Target], Any] | None) -> list[FanoutRow]:
-        """Every target's row, in the targets' order; interrupting stops handing out targets."""
+            pooled: Callable[[Any, Target], Any] | None, threaded: bool = False) -> list[FanoutRow]:
+        """Every target's row, in the targets' order; interrupting stops handing out targets.
+        `threaded`: `work` runs in threads (it needs no alembic proxy), else `pooled` in workers."""
+        from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
         from concurrent.futures.process import BrokenProcessPool
 
+        jobs = min(self.jobs, len(targets))
         try:
-            if self.jobs == 1 or pooled is None or len(targets) == 1:
+            if jobs <= 1 or (pooled is None and not threaded):
                 self._in_turn(targets, work)
+            elif threaded:
+                with ThreadPoolExecutor(jobs, thread_name_prefix="fanout") as pool:
+                    self._in_pool(targets, jobs, lambda target: pool.submit(work, target))
             else:
-                self._in_workers(targets, pooled)
+                with ProcessPoolExecutor(jobs, mp_context=_worker_context(),
+                                         initializer=_ignore_interrupts) as pool:
+                    self._in_pool(targets, jobs, lambda target: pooled(pool, target))
         except KeyboardInterrupt:
             self.stopped = "not started: interrupted"
         except BrokenProcessPool:  # a worker was killed (e.g. out of memory): the rest is read back
@@ -456,29 +466,28 @@ class Runner:
                 return
             self._record(index, work(target), len(targets))
 
-    def _in_workers(self, targets: Sequence[Target], submit: Callable[[Any, Target], Any]) -> None:
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    def _in_pool(self, targets: Sequence[Target], jobs: int, submit: Callable[[Target], Any]) -> None:
+        from concurrent.futures import FIRST_COMPLETED, wait
 
-        context = _worker_context()
-        jobs = min(self.jobs, len(targets))
         queue = list(enumerate(targets))[::-1]
         running: dict[Any, int] = {}
-        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_ignore_interrupts) as pool:
-            try:
-                while queue or running:
-                    while queue and len(running) < jobs and not self.stopped:
-                        index, target = queue.pop()
-                        running[submit(pool, target)] = index
-                    if not running:
-                        return
-                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        self._record(running.pop(future), future.result(), len(targets))
-            except KeyboardInterrupt:
-                self.stopped = "not started: interrupted"
-                for future, index in running.items():  # the running ones finish their target
-                    self.rows[index] = future.result()
-                raise
+        try:
+            while queue or running:
+                while queue and len(running) < jobs and not self.stopped:
+                    index, target = queue.pop()
+                    running[submit(target)] = index
+                if not running:
+                    return
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    self._record(running.pop(future), future.result(), len(targets))
+        except KeyboardInterrupt:
+            self.stopped = "not started: interrupted"
+            if self.halt is not None:
+                self.halt.set()
+            for future, index in running.items():  # the running ones finish their target or revision
+                self.rows[index] = future.result()
+            raise
 
 
 class Fanout:
@@ -558,14 +567,20 @@ class Fanout:
         verb = "downgrade" if downgrade else "upgrade"
         before = {t: r for t, r in zip(self.targets, self._read_all(), strict=True)}
         todo = [t for t in self.targets if not (before[t].ok and at_goal(script, before[t].after, goal))]
-        runner = Runner(self.jobs, self.keep_going, on_target)
         with translated(self.manager.url):
             project = self.manager.target()
         timeout = self.manager.lock_timeout
-        rows = runner.run(
-            todo, partial(migrate_row, self.manager, project, goal=goal, downgrade=downgrade),
-            lambda pool, target: pool.submit(_worker_migrate, project, timeout, target, goal, downgrade),
-        )
+        if replay.replayable_env(project.migrations_dir):  # rendered once, replayed in threads
+            replayer = replay.Replayer(self.manager, project, script, goal, downgrade)
+            runner = Runner(self.jobs, self.keep_going, on_target, replayer.halt)
+            rows = runner.run(todo, partial(replay.migrate_row, replayer), None, threaded=True)
+        else:  # env.py of the project's own: run for each target, in worker processes
+            runner = Runner(self.jobs, self.keep_going, on_target)
+            rows = runner.run(
+                todo, partial(migrate_row, self.manager, project, goal=goal, downgrade=downgrade),
+                lambda pool, target: pool.submit(_worker_migrate, project, timeout, target, goal,
+                                                 downgrade),
+            )
         ran = dict(zip(todo, rows, strict=True))
         left = self._read_again([t for t in todo if ran[t] is None], runner.stopped)
         result = [ran[t] or left[t] if t in ran else replace(before[t], state="already at goal")
