@@ -190,20 +190,22 @@ class _Run:
     before: Revisions | None = None
     planned: list[Any] = field(default_factory=list)
     done: int = 0
+    heads: Revisions = ()
     halted: bool = False
 
 
 def _migrate(replayer: Replayer, target: Target, run: _Run) -> tuple[Revisions, Revisions]:
     """One target on its own connection under its own lock; (before, after)."""
     from .dialects import backup_sqlite
-    from .fanout import read_version, shared_engine, target_lock
+    from .fanout import shared_engine, target_lock
 
     with translated(target.url), shared_engine(target.url).connect() as connection, \
             target_lock(connection, target, replayer.manager.lock_timeout):
         if replayer.downgrade:
             backup_sqlite(connection)
         _run_steps(replayer, _for_tenant(connection, target.schema), target, run)
-        return run.before or (), read_version(connection, target.schema)
+        before = run.before or ()
+        return before, run.heads if run.done else before
 
 
 def _for_tenant(connection: Connection, schema: str | None) -> Connection:
@@ -224,8 +226,9 @@ def _run_steps(replayer: Replayer, connection: Connection, target: Target, run: 
 
     from .fanout import _failed
 
-    def applied(**_: Any) -> None:
+    def applied(heads: Any, **_: Any) -> None:  # what alembic wrote in the revision's transaction
         run.done += 1
+        run.heads = tuple(sorted(heads))
 
     context = MigrationContext.configure(connection, opts={
         "version_table_schema": target.schema, "transaction_per_migration": True,
