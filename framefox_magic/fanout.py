@@ -1,8 +1,10 @@
 """One command over many targets: tenant schemas, databases listed in a file, SQLite files.
 
-Reading (status) runs one query per target in threads: no alembic state is involved. Migrating
-runs alembic, whose `op` and `context` are process-wide proxies, so parallel targets run in worker
-processes (one alembic at a time in each), each target in its own connection under its own lock.
+Reading (status) runs one query per target in threads: no alembic state is involved. Migrating a
+project whose env.py is the one `init` writes replays each revision's SQL, rendered once per
+dialect, on every target in threads (replay.py). Any other env.py runs for each target: alembic's
+`op` and `context` are process-wide proxies, so parallel targets then run in worker processes (one
+alembic at a time in each). Either way each target has its own connection under its own lock.
 """
 
 from __future__ import annotations

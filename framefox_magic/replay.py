@@ -266,6 +266,11 @@ def replace_step(step: Any, migration_fn: Callable[[], None]) -> Any:
 
 
 def _sender(connection: Connection, statements: tuple[str, ...]) -> Callable[[], None]:
+    """Send the statements; PostgreSQL's drivers take a revision's statements in one round trip
+    (they run in the revision's transaction either way, and the server stops at the first error)."""
+    if connection.dialect.name == "postgresql" and len(statements) > 1:
+        statements = (";\n".join(statements),)
+
     def send() -> None:
         for statement in statements:
             connection.exec_driver_sql(statement)
