@@ -575,7 +575,8 @@ class Fanout:
         if replay.replayable_env(project.migrations_dir):  # rendered once, replayed in threads
             replayer = replay.Replayer(self.manager, project, script, goal, downgrade)
             runner = Runner(self.jobs, self.keep_going, on_target, replayer.halt)
-            rows = runner.run(todo, partial(replay.migrate_row, replayer), None, threaded=True)
+            with runtime.quiet_alembic_logging():
+                rows = runner.run(todo, partial(replay.migrate_row, replayer), None, threaded=True)
         else:  # env.py of the project's own: run for each target, in worker processes
             runner = Runner(self.jobs, self.keep_going, on_target)
             rows = runner.run(

@@ -149,3 +149,20 @@ def test_interrupted_replay_leaves_each_target_at_a_revision_it_records(targets:
         assert set(tables) - {"alembic_version"} == expected
     resumed = manager.for_targets(targets.spec("a"), jobs=2, keep_going=True).upgrade()
     assert [row.after for row in resumed] == [(HEAD,), ("r1",), (HEAD,)]
+
+
+def test_revision_failing_half_way_leaves_nothing_of_it_on_postgresql(tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        targets = Targets("postgresql", tmp_path, stack, count=4)
+        engine = sa.create_engine(targets.home)  # a_3 already has an index named like r3's second one
+        with engine.begin() as connection:
+            connection.execute(sa.text("CREATE INDEX ix_note_id ON a_3.customer (id)"))
+        engine.dispose()
+        manager = project(tmp_path / "project", targets.home, own_env=False)
+        result = manager.for_targets(targets.spec("a"), jobs=2, keep_going=True).upgrade()
+        failed = result.rows[3]
+        assert failed.error.startswith("Revision r3 (create note) failed: ")
+        assert (failed.before, failed.after) == ((), ("r2",))
+        versions, tables, _ = targets.state("a")[3]
+        assert versions == ["r2"] and "note" not in tables  # r3's CREATE TABLE was rolled back too
+        assert [row.state for row in result] == ["upgraded", "failed", "upgraded", "failed"]
