@@ -37,9 +37,11 @@ if TYPE_CHECKING:
 
 Revisions = tuple[str, ...]
 
-# what a revision's source uses when it depends on the database or on the mode it runs in
+# what a revision's source uses when it depends on the database or on the mode it runs in, or makes
+# values that must differ by target (rendered once, every target would get the same one)
 _ONLINE_ONLY = re.compile(
-    r"\b(get_bind|get_context|is_offline_mode|run_async|get_x_argument|inspect)\b"
+    r"\b(get_bind|get_context|is_offline_mode|run_async|get_x_argument|inspect"
+    r"|uuid\d|random|secrets|(datetime|date|timezone)\.(now|utcnow|today)|time\.time)\b"
     r"|from\s+alembic\s+import\s+[^\n]*\bcontext\b|alembic\.context\b"
 )
 

@@ -166,3 +166,16 @@ def test_revision_failing_half_way_leaves_nothing_of_it_on_postgresql(tmp_path: 
         versions, tables, _ = targets.state("a")[3]
         assert versions == ["r2"] and "note" not in tables  # r3's CREATE TABLE was rolled back too
         assert [row.state for row in result] == ["upgraded", "failed", "upgraded", "failed"]
+
+
+def test_a_revision_making_a_value_per_run_gives_each_target_its_own(tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        targets = Targets("sqlite", tmp_path, stack)
+        manager = project(tmp_path / "project", targets.home, own_env=False)
+        manager.revision("device id", autogenerate=False, rev_id="r6", upgrade_body=(
+            "import uuid\n"
+            "op.execute(f\"INSERT INTO note (id, body) VALUES (2, '{uuid.uuid4()}')\")"),
+            downgrade_body="op.execute('DELETE FROM note WHERE id = 2')")
+        manager.for_targets(targets.spec("a"), jobs=2, keep_going=True).upgrade()
+        notes = [state[2]["note"] for state in targets.state("a") if state[0] == ["r6"]]
+        assert len(notes) == 2 and notes[0] != notes[1]
