@@ -422,12 +422,10 @@ def not_run(before: tuple[str, ...] | None, row: FanoutRow, reason: str) -> Fano
 class Runner:
     """Hands targets out (in turn or to worker processes) and gathers one row per target."""
 
-    def __init__(self, jobs: int, keep_going: bool, on_target: TargetCallback | None,
-                 halt: Any = None) -> None:
+    def __init__(self, jobs: int, keep_going: bool, on_target: TargetCallback | None) -> None:
         self.jobs = max(1, jobs)
         self.keep_going = keep_going
         self.on_target = on_target
-        self.halt = halt  # an Event that threads check between revisions, set on an interrupt
         self.rows: dict[int, FanoutRow] = {}
         self.stopped = ""
 
@@ -485,9 +483,7 @@ class Runner:
                     self._record(running.pop(future), future.result(), len(targets))
         except KeyboardInterrupt:
             self.stopped = "not started: interrupted"
-            if self.halt is not None:
-                self.halt.set()
-            for future, index in running.items():  # the running ones finish their target or revision
+            for future, index in running.items():  # the running ones finish their target
                 self.rows[index] = future.result()
             raise
 
@@ -574,7 +570,7 @@ class Fanout:
         timeout = self.manager.lock_timeout
         if replay.replayable_env(project.migrations_dir):  # rendered once, replayed in threads
             replayer = replay.Replayer(self.manager, project, script, goal, downgrade)
-            runner = Runner(self.jobs, self.keep_going, on_target, replayer.halt)
+            runner = Runner(self.jobs, self.keep_going, on_target)
             with runtime.quiet_alembic_logging():
                 rows = runner.run(todo, partial(replay.migrate_row, replayer), None, threaded=True)
         else:  # env.py of the project's own: run for each target, in worker processes

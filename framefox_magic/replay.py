@@ -139,7 +139,6 @@ class Replayer:
     script: Any
     goal: str
     downgrade: bool
-    halt: threading.Event = field(default_factory=threading.Event)
     rendered: dict[tuple[Any, ...], tuple[str, ...] | None] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -178,11 +177,8 @@ def migrate_row(replayer: Replayer, target: Target) -> FanoutRow:
             after = None
         return FanoutRow(target.label, run.before, after, time.perf_counter() - began, False,
                          str(error), "failed")
-    seconds = time.perf_counter() - began
-    if run.halted:  # stopped between two revisions: each one it ran is recorded
-        return FanoutRow(target.label, before, after, seconds, False, "interrupted", "interrupted")
     state = ("downgraded" if replayer.downgrade else "upgraded") if run.done else "already at goal"
-    return FanoutRow(target.label, before, after, seconds, True, "", state)
+    return FanoutRow(target.label, before, after, time.perf_counter() - began, True, "", state)
 
 
 @dataclass
@@ -193,7 +189,6 @@ class _Run:
     planned: list[Any] = field(default_factory=list)
     done: int = 0
     heads: Revisions = ()
-    halted: bool = False
 
 
 def _migrate(replayer: Replayer, target: Target, run: _Run) -> tuple[Revisions, Revisions]:
@@ -248,14 +243,10 @@ def _run_steps(replayer: Replayer, connection: Connection, target: Target, run: 
 
 def _steps(replayer: Replayer, context: Any, target: Target, run: _Run,
            heads: Any) -> Iterator[Any]:
-    """The steps to the goal, each replaying its SQL (or running its own Python); none is started
-    once the run is halted, so a target stops at a revision its version table records."""
+    """The steps to the goal, each replaying its SQL (or running its own Python)."""
     run.before = tuple(sorted(heads))
     run.planned = replayer.plan(heads)
     for step in run.planned:
-        if replayer.halt.is_set():
-            run.halted = True
-            return
         statements = replayer.statements(context.connection, step)
         yield replace_step(step, _sender(context.connection, statements) if statements is not None
                            else _online(replayer, context, target, step.migration_fn))
