@@ -257,17 +257,22 @@ def read_all(targets: Sequence[Target], threads: int = STATUS_THREADS,
 
 
 @contextmanager
-def target_lock(connection: Connection, target: Target, timeout: float) -> Iterator[None]:
+def target_lock(connection: Connection, target: Target, timeout: float,
+                search_path: str | None = None) -> Iterator[None]:
     """Serialize migrations of one target across processes; tenant schemas each have their own.
     The lock belongs to the session: it outlives transactions and is released when the connection,
-    which is used for this target alone (NullPool), closes: no release statement is needed."""
+    which is used for this target alone (NullPool), closes: no release statement is needed.
+    `search_path` (PostgreSQL): the session's, set in the same round trip as the lock."""
     from sqlalchemy import text
 
     dialect = connection.dialect.name
     if dialect == "postgresql":
         name = f"{_LOCK_NAME}:{target.schema}" if target.schema else _LOCK_NAME  # the manager's own
         key = zlib.crc32(name.encode())
-        take = text("SELECT pg_try_advisory_lock(:key)").bindparams(key=key)
+        take = text("SELECT pg_try_advisory_lock(:key)" + (
+            ", set_config('search_path', :path, false)" if search_path else "")).bindparams(key=key)
+        if search_path:
+            take = take.bindparams(path=search_path)
     elif dialect in ("mysql", "mariadb"):
         name = f"{_LOCK_NAME}:{connection.engine.url.database}"[:64]
         take = text("SELECT GET_LOCK(:name, 0)").bindparams(name=name)
@@ -280,7 +285,10 @@ def target_lock(connection: Connection, target: Target, timeout: float) -> Itera
         if time.monotonic() > deadline:
             raise MigrationError(f"Another process is migrating this target (waited {timeout:g} s).")
         time.sleep(0.05)
-    connection.rollback()  # migrations start their own transactions; the lock stays with the session
+    if search_path:  # kept for the session: a setting made in a transaction lasts if it commits
+        connection.commit()
+    else:  # migrations start their own transactions; the lock stays with the session
+        connection.rollback()
     yield
 
 

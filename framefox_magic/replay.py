@@ -197,24 +197,22 @@ def _migrate(replayer: Replayer, target: Target, run: _Run) -> tuple[Revisions, 
     from .fanout import shared_engine, target_lock
 
     with translated(target.url), shared_engine(target.url).connect() as connection, \
-            target_lock(connection, target, replayer.manager.lock_timeout):
+            target_lock(connection, target, replayer.manager.lock_timeout,
+                        _search_path(connection, target.schema)):
         if replayer.downgrade:
             backup_sqlite(connection)
-        _run_steps(replayer, _for_tenant(connection, target.schema), target, run)
+        if target.schema:  # unqualified names in the revisions that run their own Python
+            connection.execution_options(schema_translate_map={None: target.schema})
+        _run_steps(replayer, connection, target, run)
         before = run.before or ()
         return before, run.heads if run.done else before
 
 
-def _for_tenant(connection: Connection, schema: str | None) -> Connection:
-    """What init's env.py does with a tenant: unqualified names mean the tenant's schema."""
-    if not schema:
-        return connection
-    connection = connection.execution_options(schema_translate_map={None: schema})
-    if connection.dialect.name == "postgresql":
-        quoted = connection.dialect.identifier_preparer.quote_identifier(schema)
-        connection.exec_driver_sql(f"SET search_path TO {quoted}, public")
-        connection.commit()
-    return connection
+def _search_path(connection: Connection, schema: str | None) -> str | None:
+    """What init's env.py sets for a tenant on PostgreSQL: its schema first, then public."""
+    if not schema or connection.dialect.name != "postgresql":
+        return None
+    return f"{connection.dialect.identifier_preparer.quote_identifier(schema)}, public"
 
 
 def _run_steps(replayer: Replayer, connection: Connection, target: Target, run: _Run) -> None:
