@@ -6,7 +6,8 @@ Run by hand (never part of the tests):
 1. upgrade of 5 revisions (each a table and an index) on N PostgreSQL tenant schemas:
    a loop of `alembic.command.upgrade` with `-x tenant=` in one process, ours with --jobs 1,
    ours with --jobs J; each on its own set of N fresh schemas in one fresh database, in turn
-   over a few rounds.
+   over a few rounds. The project has the env.py `init` writes, which both run: ours replays
+   each revision's SQL, rendered once (framefox_magic/replay.py).
 2. `status --targets` on M SQLite files at head against a loop of `alembic.command.current`
    (each in turn, medians of a few runs).
 """

@@ -1,8 +1,10 @@
 """One command over many targets: tenant schemas, databases listed in a file, SQLite files.
 
-Reading (status) runs one query per target in threads: no alembic state is involved. Migrating
-runs alembic, whose `op` and `context` are process-wide proxies, so parallel targets run in worker
-processes (one alembic at a time in each), each target in its own connection under its own lock.
+Reading (status) runs one query per target in threads: no alembic state is involved. Migrating a
+project whose env.py is the one `init` writes replays each revision's SQL, rendered once per
+dialect, on every target in threads (replay.py). Any other env.py runs for each target: alembic's
+`op` and `context` are process-wide proxies, so parallel targets then run in worker processes (one
+alembic at a time in each). Either way each target has its own connection under its own lock.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from . import runtime, settings
+from . import replay, runtime, settings
 from .errors import ConfigurationError, MigrationError, MigrationFailed, translated
 from .results import FanoutLint, FanoutRehearsal, FanoutResult, FanoutRow, RehearsalRow
 
@@ -427,17 +429,22 @@ def lint_all(script: Any, targets: Sequence[Target], rev_range: str | None, thre
 
 
 @contextmanager
-def target_lock(connection: Connection, target: Target, timeout: float) -> Iterator[None]:
+def target_lock(connection: Connection, target: Target, timeout: float,
+                search_path: str | None = None) -> Iterator[None]:
     """Serialize migrations of one target across processes; tenant schemas each have their own.
     The lock belongs to the session: it outlives transactions and is released when the connection,
-    which is used for this target alone (NullPool), closes: no release statement is needed."""
+    which is used for this target alone (NullPool), closes: no release statement is needed.
+    `search_path` (PostgreSQL): the session's, set in the same round trip as the lock."""
     from sqlalchemy import text
 
     dialect = connection.dialect.name
     if dialect == "postgresql":
         name = f"{_LOCK_NAME}:{target.schema}" if target.schema else _LOCK_NAME  # the manager's own
         key = zlib.crc32(name.encode())
-        take = text("SELECT pg_try_advisory_lock(:key)").bindparams(key=key)
+        take = text("SELECT pg_try_advisory_lock(:key)" + (
+            ", set_config('search_path', :path, false)" if search_path else "")).bindparams(key=key)
+        if search_path:
+            take = take.bindparams(path=search_path)
     elif dialect in ("mysql", "mariadb"):
         name = f"{_LOCK_NAME}:{connection.engine.url.database}"[:64]
         take = text("SELECT GET_LOCK(:name, 0)").bindparams(name=name)
@@ -450,7 +457,10 @@ def target_lock(connection: Connection, target: Target, timeout: float) -> Itera
         if time.monotonic() > deadline:
             raise MigrationError(f"Another process is migrating this target (waited {timeout:g} s).")
         time.sleep(0.05)
-    connection.rollback()  # migrations start their own transactions; the lock stays with the session
+    if search_path:  # kept for the session: a setting made in a transaction lasts if it commits
+        connection.commit()
+    else:  # migrations start their own transactions; the lock stays with the session
+        connection.rollback()
     yield
 
 
@@ -497,8 +507,8 @@ def _migrate(manager: AlembicManager, project: settings.Target, target: Target, 
             backup_sqlite(connection)
         ran = _run_alembic(manager, project, connection, target, goal, downgrade, seen)
         if "before" not in seen:  # an env.py that did not run the migrations
-            seen["before"] = read_version(connection, target.schema)
-        return seen["before"], read_version(connection, target.schema), ran
+            seen["before"] = read_version(connection, target.versions_schema, target.version_table)
+        return seen["before"], read_version(connection, target.versions_schema, target.version_table), ran
 
 
 def _run_alembic(manager: AlembicManager, project: settings.Target, connection: Connection,
@@ -607,15 +617,23 @@ class Runner:
             self.on_target(len(self.rows), total, row)
 
     def run(self, targets: Sequence[Target], work: Callable[[Target], FanoutRow],
-            pooled: Callable[[Any, Target], Any] | None) -> list[FanoutRow]:
-        """Every target's row, in the targets' order; interrupting stops handing out targets."""
+            pooled: Callable[[Any, Target], Any] | None, threaded: bool = False) -> list[FanoutRow]:
+        """Every target's row, in the targets' order; interrupting stops handing out targets.
+        `threaded`: `work` runs in threads (it needs no alembic proxy), else `pooled` in workers."""
+        from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
         from concurrent.futures.process import BrokenProcessPool
 
+        jobs = min(self.jobs, len(targets))
         try:
-            if self.jobs == 1 or pooled is None or len(targets) <= 1:
+            if jobs <= 1 or (pooled is None and not threaded):
                 self._in_turn(targets, work)
+            elif threaded:
+                with ThreadPoolExecutor(jobs, thread_name_prefix="fanout") as pool:
+                    self._in_pool(targets, jobs, lambda target: pool.submit(work, target))
             else:
-                self._in_workers(targets, pooled)
+                with ProcessPoolExecutor(jobs, mp_context=_worker_context(),
+                                         initializer=_ignore_interrupts) as pool:
+                    self._in_pool(targets, jobs, lambda target: pooled(pool, target))
         except KeyboardInterrupt:
             self.stopped = "not started: interrupted"
         except BrokenProcessPool:  # a worker was killed (e.g. out of memory): the rest is read back
@@ -628,29 +646,26 @@ class Runner:
                 return
             self._record(index, work(target), len(targets))
 
-    def _in_workers(self, targets: Sequence[Target], submit: Callable[[Any, Target], Any]) -> None:
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    def _in_pool(self, targets: Sequence[Target], jobs: int, submit: Callable[[Target], Any]) -> None:
+        from concurrent.futures import FIRST_COMPLETED, wait
 
-        context = _worker_context()
-        jobs = min(self.jobs, len(targets))
         queue = list(enumerate(targets))[::-1]
         running: dict[Any, int] = {}
-        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_ignore_interrupts) as pool:
-            try:
-                while queue or running:
-                    while queue and len(running) < jobs and not self.stopped:
-                        index, target = queue.pop()
-                        running[submit(pool, target)] = index
-                    if not running:
-                        return
-                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        self._record(running.pop(future), future.result(), len(targets))
-            except KeyboardInterrupt:
-                self.stopped = "not started: interrupted"
-                for future, index in running.items():  # the running ones finish their target
-                    self.rows[index] = future.result()
-                raise
+        try:
+            while queue or running:
+                while queue and len(running) < jobs and not self.stopped:
+                    index, target = queue.pop()
+                    running[submit(target)] = index
+                if not running:
+                    return
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    self._record(running.pop(future), future.result(), len(targets))
+        except KeyboardInterrupt:
+            self.stopped = "not started: interrupted"
+            for future, index in running.items():  # the running ones finish their target
+                self.rows[index] = future.result()
+            raise
 
 
 class Fanout:
@@ -765,14 +780,21 @@ class Fanout:
         verb = "downgrade" if downgrade else "upgrade"
         before = {t: r for t, r in zip(self.targets, self._read_all(), strict=True)}
         todo = [t for t in self.targets if not (before[t].ok and at_goal(script, before[t].after, goal))]
-        runner = Runner(self.jobs, self.keep_going, on_target)
         with translated(self.manager.url):
             project = self.manager.target()
         timeout = self.manager.lock_timeout
-        rows = runner.run(
-            todo, partial(migrate_row, self.manager, project, goal=goal, downgrade=downgrade),
-            lambda pool, target: pool.submit(_worker_migrate, project, timeout, target, goal, downgrade),
-        )
+        if replay.replayable_env(project.migrations_dir):  # rendered once, replayed in threads
+            replayer = replay.Replayer(self.manager, project, script, goal, downgrade)
+            runner = Runner(self.jobs, self.keep_going, on_target)
+            with runtime.quiet_alembic_logging():
+                rows = runner.run(todo, partial(replay.migrate_row, replayer), None, threaded=True)
+        else:  # env.py of the project's own: run for each target, in worker processes
+            runner = Runner(self.jobs, self.keep_going, on_target)
+            rows = runner.run(
+                todo, partial(migrate_row, self.manager, project, goal=goal, downgrade=downgrade),
+                lambda pool, target: pool.submit(_worker_migrate, project, timeout, target, goal,
+                                                 downgrade),
+            )
         ran = dict(zip(todo, rows, strict=True))
         left = self._read_again([t for t in todo if ran[t] is None], runner.stopped)
         result = [ran[t] or left[t] if t in ran else replace(before[t], state="already at goal")

@@ -1,0 +1,181 @@
+"""Fan-out migrations with init's env.py: revisions rendered once per dialect, replayed per target.
+
+Their result must be the one alembic gives when it runs each target on its own (a project whose
+env.py is not init's runs that way), on PostgreSQL tenant schemas, MariaDB databases, SQLite files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from conftest import fresh_database
+from test_fanout import add_customers, make_project, summary, tables_in, versions_in
+
+from framefox_magic import AlembicManager
+
+# a revision with a percent sign in its SQL, and one that reads each target's own data (it cannot be
+# rendered once: it runs its own Python on each target, online)
+LATER = (
+    ("r4", "welcome note", "op.execute(\"INSERT INTO note (id, body) VALUES (1, '100% welcome')\")",
+     "op.execute('DELETE FROM note')"),
+    ("r5", "count customers",
+     "from alembic import context\n"
+     "assert not context.is_offline_mode()\n"
+     "count = op.get_bind().execute(sa.text('SELECT count(*) FROM customer')).scalar()\n"
+     "op.execute(f'INSERT INTO item (id) VALUES ({100 + count})')",
+     "op.execute('DELETE FROM item')"),
+)
+HEAD = "r5"
+
+
+def project(root: Path, url: str, own_env: bool) -> AlembicManager:
+    """The test history (r1..r5); `own_env`: an env.py that is not init's (alembic per target)."""
+    manager = make_project(root, url)
+    for rev_id, message, upgrade, downgrade in LATER:
+        manager.revision(message, autogenerate=False, rev_id=rev_id, upgrade_body=upgrade,
+                         downgrade_body=downgrade)
+    if own_env:
+        env_py = root / "migrations" / "env.py"
+        env_py.write_text(env_py.read_text() + "\n# the project's own changes\n")
+    return manager
+
+
+class Targets:
+    """Two equal groups of targets on one backend: (spec, [(url, schema)]) for groups a and b.
+    Target n has n + 1 customers; target 1's customer has no email (revision r2 fails there)."""
+
+    def __init__(self, backend: str, root: Path, stack: ExitStack, count: int = 3) -> None:
+        self.groups: dict[str, tuple[str, list[tuple[str, str | None]]]] = {}
+        if backend == "postgresql":
+            self.home = stack.enter_context(fresh_database("postgresql", root))
+            for group in "ab":
+                self.groups[group] = (f"schemas:{group}\\_%",
+                                      [(self.home, f"{group}_{n}") for n in range(count)])
+        elif backend == "mysql":
+            self.home = f"sqlite:///{root / 'home.db'}"
+            for group in "ab":
+                urls = [stack.enter_context(fresh_database("mysql", root)) for _ in range(count)]
+                (root / f"{group}.txt").write_text("\n".join(urls) + "\n")
+                self.groups[group] = (f"file:{root / group}.txt", [(url, None) for url in urls])
+        else:
+            self.home = f"sqlite:///{root / 'home.db'}"
+            for group in "ab":
+                (root / group).mkdir()
+                self.groups[group] = (f"sqlite:{root / group}/*.db",
+                                      [(f"sqlite:///{root / group}/{n}.db", None) for n in range(count)])
+        for _, targets in self.groups.values():
+            for number, (url, schema) in enumerate(targets):
+                fill(url, schema, number)
+
+    def spec(self, group: str) -> str:
+        return self.groups[group][0]
+
+    def state(self, group: str) -> list[tuple]:
+        """Each target's version table, tables and rows, read back with a fresh engine."""
+        return [(versions_in(url, schema), sorted(tables_in(url, schema)), contents(url, schema))
+                for url, schema in self.groups[group][1]]
+
+
+def fill(url: str, schema: str | None, number: int) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        if schema:
+            connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+        add_customers(connection, schema, None if number == 1 else "a@b.c")
+        prefix = f"{schema}." if schema else ""
+        for extra in range(number):
+            connection.execute(sa.text(f"INSERT INTO {prefix}customer VALUES ({extra + 2}, 'x@y.z')"))
+    engine.dispose()
+
+
+def contents(url: str, schema: str | None) -> dict[str, list]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            found = sa.inspect(connection).get_table_names(schema=schema)
+            prefix = f"{schema}." if schema else ""
+            return {table: sorted(map(tuple, connection.execute(sa.text(f"SELECT * FROM {prefix}{table}"))))
+                    for table in ("item", "note") if table in found}
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["postgresql", "mysql", "sqlite"])
+def targets(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Targets]:
+    with ExitStack() as stack:
+        yield Targets(request.param, tmp_path, stack)
+
+
+def test_replayed_run_gives_what_alembic_gives_on_each_target(targets: Targets, tmp_path: Path) -> None:
+    replayed = project(tmp_path / "replayed", targets.home, own_env=False)
+    per_target = project(tmp_path / "per_target", targets.home, own_env=True)
+    fast = replayed.for_targets(targets.spec("a"), jobs=3, keep_going=True).upgrade()
+    slow = per_target.for_targets(targets.spec("b"), jobs=1, keep_going=True).upgrade()
+    assert summary(fast) == summary(slow)
+    assert [row.state for row in fast] == ["upgraded", "failed", "upgraded"]
+    failed = fast.rows[1]
+    assert failed.error.startswith("Revision r2 (customer email required) failed: ")
+    assert (failed.before, failed.after) == ((), ("r1",))
+    assert targets.state("a") == targets.state("b")
+    at_head = targets.state("a")[2]
+    assert at_head[0] == [HEAD]  # each target counted its own customers (3), the note kept its %
+    assert at_head[2] == {"item": [(103,)], "note": [(1, "100% welcome")]}
+
+    back = replayed.for_targets(targets.spec("a"), jobs=3, keep_going=True).downgrade("r3")
+    back_slow = per_target.for_targets(targets.spec("b"), jobs=1, keep_going=True).downgrade("r3")
+    assert summary(back) == summary(back_slow)
+    assert targets.state("a") == targets.state("b")
+    assert targets.state("a")[0][2] == {"item": [], "note": []}
+
+
+def test_interrupted_replay_leaves_each_target_at_a_revision_it_records(targets: Targets,
+                                                                         tmp_path: Path) -> None:
+    manager = project(tmp_path / "project", targets.home, own_env=False)
+
+    def interrupt_at_first(done: int, total: int, row) -> None:
+        raise KeyboardInterrupt
+
+    result = manager.for_targets(targets.spec("a"), jobs=2, keep_going=True).upgrade(
+        on_target=interrupt_at_first)
+    assert result.interrupted and not result.ok
+    tables_at = {(): {"customer"}, ("r1",): {"customer", "item"}, ("r2",): {"customer", "item"}}
+    for row, (versions, tables, _) in zip(result, targets.state("a"), strict=True):
+        assert tuple(versions) == row.after
+        expected = tables_at.get(row.after, {"customer", "item", "note"})
+        assert set(tables) - {"alembic_version"} == expected
+    resumed = manager.for_targets(targets.spec("a"), jobs=2, keep_going=True).upgrade()
+    assert [row.after for row in resumed] == [(HEAD,), ("r1",), (HEAD,)]
+
+
+def test_revision_failing_half_way_leaves_nothing_of_it_on_postgresql(tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        targets = Targets("postgresql", tmp_path, stack, count=4)
+        engine = sa.create_engine(targets.home)  # a_3 already has an index named like r3's second one
+        with engine.begin() as connection:
+            connection.execute(sa.text("CREATE INDEX ix_note_id ON a_3.customer (id)"))
+        engine.dispose()
+        manager = project(tmp_path / "project", targets.home, own_env=False)
+        result = manager.for_targets(targets.spec("a"), jobs=2, keep_going=True).upgrade()
+        failed = result.rows[3]
+        assert failed.error.startswith("Revision r3 (create note) failed: ")
+        assert (failed.before, failed.after) == ((), ("r2",))
+        versions, tables, _ = targets.state("a")[3]
+        assert versions == ["r2"] and "note" not in tables  # r3's CREATE TABLE was rolled back too
+        assert [row.state for row in result] == ["upgraded", "failed", "upgraded", "failed"]
+
+
+def test_a_revision_making_a_value_per_run_gives_each_target_its_own(tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        targets = Targets("sqlite", tmp_path, stack)
+        manager = project(tmp_path / "project", targets.home, own_env=False)
+        manager.revision("device id", autogenerate=False, rev_id="r6", upgrade_body=(
+            "import uuid\n"
+            "op.execute(f\"INSERT INTO note (id, body) VALUES (2, '{uuid.uuid4()}')\")"),
+            downgrade_body="op.execute('DELETE FROM note WHERE id = 2')")
+        manager.for_targets(targets.spec("a"), jobs=2, keep_going=True).upgrade()
+        notes = [state[2]["note"] for state in targets.state("a") if state[0] == ["r6"]]
+        assert len(notes) == 2 and notes[0] != notes[1]
