@@ -1063,7 +1063,7 @@ def fanout_lint_html(result: Any) -> str:
     if differ:
         rows = [("destructive" if f.severity == "danger" else "",
                  [f"<code>{_e(t)}</code>", *_finding_cells(f)])
-                for t, found in differ.items() for f in found][:FANOUT_SHOWN]
+                for t, f in result.per_target()][:FANOUT_SHOWN]
         parts.append("<h5>Differs by target: only the findings whose counts are not the same everywhere</h5>"
                      f"<div class='scroll'>{_table(('target', *headers), rows)}</div>")
     if common:
@@ -1085,7 +1085,7 @@ def fanout_lint_text(result: Any) -> str:
         lines.append("Differs by target:")
         lines += [f"  {t}: {f.severity.upper()} {f.revision} {f.rule} {f.table or ''} "
                   f"[{'?' if f.rows is None else counted(f.rows, 'row')}] {f.message}"
-                  for t, found in differ.items() for f in found][:FANOUT_LINES]
+                  for t, f in result.per_target()][:FANOUT_LINES]
     if common:
         lines.append("Common to every target where the revision is pending:")
         lines += [f"  {f.severity.upper()} {f.revision} {f.rule} {f.table or ''} ({n} targets) {f.message}"

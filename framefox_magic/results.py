@@ -658,14 +658,20 @@ class FanoutLint(_Result):
         """Per target, only its findings whose counts differ from another target's (or that others lack)."""
         return self._split()[1]
 
+    def per_target(self) -> list[tuple[str, LintFinding]]:
+        """The findings that differ by target, worst first (dangers of every target before any warning),
+        in the targets' order within a severity."""
+        found = [(t, f) for t, fs in self._split()[1].items() for f in fs]
+        return sorted(found, key=lambda pair: -SEVERITIES.index(pair[1].severity))
+
     def to_frame(self) -> pd.DataFrame:
-        """scope ('common' once, 'target' per target), target, targets (how many share it), then the
-        lint columns; targets that could not be linted as scope 'error'."""
-        common, differ = self._split()
+        """scope ('common' once, 'target' per target, worst first), target, targets (how many share it),
+        then the lint columns; targets that could not be linted as scope 'error'."""
+        common, _ = self._split()
         rows = [{"scope": "error", "target": t, "targets": 1, "message": e} for t, e in self.errors.items()]
         rows += [{"scope": "common", "target": None, "targets": n, **_finding_row(f)} for f, n in common]
         rows += [{"scope": "target", "target": t, "targets": 1, **_finding_row(f)}
-                 for t, fs in differ.items() for f in fs]
+                 for t, f in self.per_target()]
         return _frame(rows, FANOUT_LINT_COLUMNS).astype({"rows": "Int64", "targets": "Int64"})
 
 

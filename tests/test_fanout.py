@@ -475,6 +475,10 @@ def test_lint_over_tenants_shows_common_findings_once_and_the_rest_per_tenant(
             for t, found in again.differing.items()} == {
         "shop_0": [("pg-set-not-null-scan", 1)], "shop_1": [("pg-set-not-null-scan", 1)],
         "shop_2": [("pg-set-not-null-scan", 2)], "shop_3": [("pg-set-not-null-scan", 1)]}
+    per_target = again.to_frame().query("scope == 'target'")  # what would lose data comes first
+    assert list(per_target.severity)[:1] == ["danger"] and list(per_target.target)[:1] == ["shop_1"]
+    html = again._repr_html_()
+    assert html.index("not-null-violation") < html.index("pg-set-not-null-scan")
 
 
 def test_rehearse_over_mariadb_databases_and_sqlite_files_changes_none(
