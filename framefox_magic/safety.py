@@ -561,7 +561,8 @@ def _not_null(context: LintContext, op: str, operation: Any) -> None:
     if rows:
         lenient = not context.strict
         context.add(op, table, "not-null-violation", "danger", rows,
-                    f"{counted(rows, 'row')} hold NULL in {table}.{column}: making it NOT NULL "
+                    f"{counted(rows, 'row')} {'holds' if rows == 1 else 'hold'} NULL in {table}.{column}: "
+                    "making it NOT NULL "
                     + ("turns them into the type's zero value (sql_mode is not strict)." if lenient
                        else "fails."),
                     "Backfill first (UPDATE ... SET column = ... WHERE column IS NULL), then make it "

@@ -460,6 +460,7 @@ def test_lint_over_tenants_shows_common_findings_once_and_the_rest_per_tenant(
     result = few_tenants.for_targets("schemas:shop_%", jobs=2).lint()
     assert result.differing.keys() == {"shop_1"}
     assert [(f.rule, f.rows) for f in result.differing["shop_1"]] == [("not-null-violation", 1)]
+    assert result.differing["shop_1"][0].message.startswith("1 row holds NULL in customer.email")
     frame = result.to_frame()
     assert list(frame.scope) == ["common", "target"]
     common = frame[frame.scope == "common"]
