@@ -357,15 +357,8 @@ def rehearse_row(manager: AlembicManager, project: settings.Target, target: Targ
 
 def _worker_rehearse(project: settings.Target, lock_timeout: float, target: Target,
                      goal: str) -> RehearsalRow:
-    """In a worker process: one manager per project (its scripts loaded once), one rehearsal."""
-    from .manager import AlembicManager
-
-    key = (project.migrations_dir, project.alembic_ini, project.pyproject, lock_timeout)
-    manager = _WORKER_MANAGERS.get(key)
-    if manager is None:
-        manager = _WORKER_MANAGERS[key] = AlembicManager(
-            project.url, project.migrations_dir, None, project.project_root, lock_timeout)
-    return rehearse_row(manager, project, target, goal)
+    """In a worker process: one rehearsal."""
+    return rehearse_row(worker_manager(project, lock_timeout), project, target, goal)
 
 
 def _nothing_to_rehearse(row: FanoutRow, goal: str) -> RehearsalRow:
@@ -564,7 +557,12 @@ def _ignore_interrupts() -> None:
 
 def _worker_migrate(project: settings.Target, lock_timeout: float, target: Target, goal: str,
                     downgrade: bool) -> FanoutRow:
-    """In a worker process: one manager per project (its scripts loaded once), one target."""
+    """In a worker process: one target."""
+    return migrate_row(worker_manager(project, lock_timeout), project, target, goal, downgrade)
+
+
+def worker_manager(project: settings.Target, lock_timeout: float) -> AlembicManager:
+    """In a worker process: one manager per project, its scripts loaded once for every target."""
     from .manager import AlembicManager
 
     key = (project.migrations_dir, project.alembic_ini, project.pyproject, lock_timeout)
@@ -572,7 +570,7 @@ def _worker_migrate(project: settings.Target, lock_timeout: float, target: Targe
     if manager is None:
         manager = _WORKER_MANAGERS[key] = AlembicManager(
             project.url, project.migrations_dir, None, project.project_root, lock_timeout)
-    return migrate_row(manager, project, target, goal, downgrade)
+    return manager
 
 
 _PRELOAD = ["framefox_magic.fanout", "framefox_magic.manager", "alembic.runtime.environment",

@@ -936,10 +936,15 @@ def fanout_html(result: Any) -> str:
             cells.append(_e(row.pending))
         cells += [f"{row.seconds:.2f}", f"<pre>{_e(row.error)}</pre>" if row.error else ""]
         rows.append(("destructive" if row.state == "failed" else "", cells))
-    more = len(result.rows) - FANOUT_SHOWN
-    tail = f"<p class='muted'>{counted(more, 'more row')}: see to_frame().</p>" if more > 0 else ""
+    tail = _more_rows(len(result.rows))
     return _wrap(f"<h4>{_e(_fanout_headline(result))}</h4><div>{badges}</div>"
                  f"<div class='scroll'>{_table(headers, rows)}</div>{tail}")
+
+
+def _more_rows(total: int) -> str:
+    """The line under a table of targets cut at FANOUT_SHOWN rows."""
+    more = total - FANOUT_SHOWN
+    return f"<p class='muted'>{counted(more, 'more row')}: see to_frame().</p>" if more > 0 else ""
 
 
 def fanout_text(result: Any) -> str:
@@ -1009,8 +1014,7 @@ def fanout_rehearsal_html(result: Any) -> str:
         f"{row.seconds:.2f}", f"<pre>{_e(row.error)}</pre>" if row.error else "",
     ]) for row in result.failures_first()[:FANOUT_SHOWN]]
     headers = ("target", "state", "steps", "down left no trace", "up again same", "seconds", "error")
-    more = len(result.rows) - FANOUT_SHOWN
-    tail = f"<p class='muted'>{counted(more, 'more row')}: see to_frame().</p>" if more > 0 else ""
+    tail = _more_rows(len(result.rows))
     how = _modes(result)
     note = ("<p class='muted'>The targets themselves were not changed. Copies: "
             f"{_e(how)}. One target's steps: <code>result.of(TARGET)</code>.</p>") if how else ""
@@ -1065,7 +1069,8 @@ def fanout_lint_html(result: Any) -> str:
                  [f"<code>{_e(t)}</code>", *_finding_cells(f)])
                 for t, f in result.per_target()][:FANOUT_SHOWN]
         parts.append("<h5>Differs by target: only the findings whose counts are not the same everywhere</h5>"
-                     f"<div class='scroll'>{_table(('target', *headers), rows)}</div>")
+                     f"<div class='scroll'>{_table(('target', *headers), rows)}</div>"
+                     + _more_rows(len(result.per_target())))
     if common:
         rows = [("destructive" if f.severity == "danger" else "", [*_finding_cells(f), str(n)])
                 for f, n in common]

@@ -476,14 +476,11 @@ class FanoutRow:
         return values
 
 
-@dataclass(repr=False)
-class FanoutResult(_Result):
-    """One command over many targets: a row per target, the failures first when shown."""
+class _PerTarget(_Result):
+    """What results over many targets share: their rows (each with a state and ok), in order."""
 
-    action: str
-    spec: str
-    rows: list[FanoutRow] = field(default_factory=list)
-    interrupted: bool = False
+    rows: list[Any]
+    interrupted: bool
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -500,13 +497,23 @@ class FanoutResult(_Result):
     def counts(self) -> dict[str, int]:
         """How many targets ended in each state, most worrying first."""
         counts: dict[str, int] = {}
-        for row in sorted(self.rows, key=_worry):
+        for row in self.failures_first():
             counts[row.state] = counts.get(row.state, 0) + 1
         return counts
 
-    def failures_first(self) -> list[FanoutRow]:
+    def failures_first(self) -> list[Any]:
         """The rows, failed and not-run targets first, then in the targets' order."""
         return sorted(self.rows, key=_worry)
+
+
+@dataclass(repr=False)
+class FanoutResult(_PerTarget):
+    """One command over many targets: a row per target, the failures first when shown."""
+
+    action: str
+    spec: str
+    rows: list[FanoutRow] = field(default_factory=list)
+    interrupted: bool = False
 
     def to_frame(self) -> pd.DataFrame:
         """One row per target: target, state, before, after, pending, seconds, ok, error."""
@@ -516,7 +523,7 @@ class FanoutResult(_Result):
 _WORRY = {"failed": 0, "interrupted": 1, "not run": 1, "behind": 2}
 
 
-def _worry(row: FanoutRow) -> int:
+def _worry(row: Any) -> int:
     return _WORRY.get(row.state, 3)
 
 
@@ -562,36 +569,13 @@ def _first_problem(rehearsal: Rehearsal) -> str:
 
 
 @dataclass(repr=False)
-class FanoutRehearsal(_Result):
+class FanoutRehearsal(_PerTarget):
     """Pending revisions rehearsed on a throwaway copy of each target; the targets are not changed."""
 
     spec: str
     goal: str
     rows: list[RehearsalRow] = field(default_factory=list)
     interrupted: bool = False
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __iter__(self):
-        return iter(self.rows)
-
-    @property
-    def ok(self) -> bool:
-        """Whether every target's rehearsal passed."""
-        return not self.interrupted and all(row.ok for row in self.rows)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """How many targets ended in each state, failures first."""
-        counts: dict[str, int] = {}
-        for row in self.failures_first():
-            counts[row.state] = counts.get(row.state, 0) + 1
-        return counts
-
-    def failures_first(self) -> list[RehearsalRow]:
-        """The rows, failed and not-run targets first, then in the targets' order."""
-        return sorted(self.rows, key=_worry)  # type: ignore[arg-type]
 
     def of(self, target: str) -> Rehearsal:
         """One target's rehearsal, step by step (e.g. `result.of('tenant_07')`)."""
