@@ -559,9 +559,11 @@ def test_any_url_ends_in_a_short_error_or_success(url, operation, template, scra
 
 def test_a_very_long_revision_name_or_stray_words_get_a_short_message(template, scratch):
     with copy_of(template, scratch) as copy:
-        kind, value = run_line(copy.manager(), "sql '" + "long " * 2000 + "'")
-        assert kind == "error" and str(value).startswith("No revision 'long long")
-        assert_short(str(value))
-        kind, value = run_line(copy.manager(), "sql " + "long " * 2000)
-        assert kind == "error" and str(value).startswith("unrecognized arguments: long long")
-        assert_short(str(value))
+        with pytest.raises(MigrationError) as unknown:
+            commands.execute(copy.manager(), commands.parse("sql '" + "long " * 2000 + "'"), Frontend())
+        assert str(unknown.value).startswith("No revision 'long long")
+        assert_short(str(unknown.value))
+        with pytest.raises(MigrationError) as stray:
+            commands.parse("sql " + "long " * 2000)
+        assert str(stray.value).startswith("unrecognized arguments: long long")
+        assert_short(str(stray.value))
