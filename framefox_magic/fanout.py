@@ -46,6 +46,7 @@ class Target:
     schema: str | None = None
     version_table: str = "alembic_version"
     version_table_schema: str | None = None  # the project's setting; a tenant's table is in its schema
+    shown: str | None = None  # how the user named it (a file found by a relative glob), if not the URL
 
     @property
     def versions_schema(self) -> str | None:
@@ -55,6 +56,8 @@ class Target:
     @property
     def label(self) -> str:
         """How the target is shown: the schema, the SQLite file, or the masked URL."""
+        if self.shown:
+            return self.shown
         if self.schema:
             return self.schema
         if self.url.startswith("sqlite"):
@@ -134,10 +137,11 @@ def _sqlite_files(pattern: str, base_url: str, project_root: Path) -> list[Targe
     """The SQLite files matching a glob, relative to the project folder unless absolute."""
     expanded = Path(pattern).expanduser()
     if expanded.is_absolute():
-        found = Path(expanded.anchor).glob(str(expanded.relative_to(expanded.anchor)))
-    else:
-        found = project_root.resolve().glob(pattern)
-    return [Target(f"sqlite:///{name}") for name in sorted(map(str, found)) if os.path.isfile(name)]
+        found = sorted(Path(expanded.anchor).glob(str(expanded.relative_to(expanded.anchor))))
+        return [Target(f"sqlite:///{path}") for path in found if path.is_file()]
+    root = project_root.resolve()
+    return [Target(f"sqlite:///{path}", shown=str(path.relative_to(root)))
+            for path in sorted(root.glob(pattern)) if path.is_file()]
 
 
 def with_version_table(targets: list[Target], where: tuple[str, str | None]) -> list[Target]:

@@ -1044,8 +1044,8 @@ _TEXT["FanoutRehearsal"] = fanout_rehearsal_text
 def _fanout_lint_head(result: Any, common: Sequence[Any], differ: dict[str, Any]) -> str:
     linted = len(result.targets) - len(result.errors)
     return (f"Lint of {counted(len(result.targets), 'target')} ({result.spec}): "
-            f"{counted(len(common), 'finding')} common to every target where its revision is pending; "
-            f"{counted(len(differ), 'target')} of {linted} with counts of their own")
+            f"{counted(len(common), 'finding')} shown once, the same on most targets where its revision is "
+            f"pending; {counted(len(differ), 'target')} of {linted} with counts of their own")
 
 
 def _finding_cells(finding: Any) -> list[str]:
@@ -1072,9 +1072,9 @@ def fanout_lint_html(result: Any) -> str:
                      f"<div class='scroll'>{_table(('target', *headers), rows)}</div>"
                      + _more_rows(len(result.per_target())))
     if common:
-        rows = [("destructive" if f.severity == "danger" else "", [*_finding_cells(f), str(n)])
-                for f, n in common]
-        parts.append("<h5>Common: the same on every target where the revision is pending</h5>"
+        rows = [("destructive" if f.severity == "danger" else "", [*_finding_cells(f), f"{n} of {m}"])
+                for f, n, m in common]
+        parts.append("<h5>Common: the same on most targets where the revision is pending</h5>"
                      + _table((*headers, "targets"), rows))
     if not (common or differ or result.errors):
         parts.append(f"<div>{_badge('no risks found', 'ok')}</div>")
@@ -1092,9 +1092,9 @@ def fanout_lint_text(result: Any) -> str:
                   f"[{'?' if f.rows is None else counted(f.rows, 'row')}] {f.message}"
                   for t, f in result.per_target()][:FANOUT_LINES]
     if common:
-        lines.append("Common to every target where the revision is pending:")
-        lines += [f"  {f.severity.upper()} {f.revision} {f.rule} {f.table or ''} ({n} targets) {f.message}"
-                  for f, n in common]
+        lines.append("Common to most targets where the revision is pending:")
+        lines += [f"  {f.severity.upper()} {f.revision} {f.rule} {f.table or ''} ({n} of {m} targets) "
+                  f"{f.message}" for f, n, m in common]
     return "\n".join(lines)
 
 

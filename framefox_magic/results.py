@@ -615,31 +615,36 @@ class FanoutLint(_Result):
         """The linted targets on which REVISION is pending (linted)."""
         return [t for t in self.targets if revision in self.linted.get(t, ())]
 
-    def _split(self) -> tuple[list[tuple[LintFinding, int]], dict[str, list[LintFinding]]]:
-        """(finding, targets) equal on every target where its revision is pending; the rest per target."""
+    def _split(self) -> tuple[list[tuple[LintFinding, int, int]], dict[str, list[LintFinding]]]:
+        """(finding, targets sharing it, targets where its revision is pending) for what most of those
+        targets share, shown once; per target only the findings that differ from that."""
         seen: dict[tuple[Any, ...], dict[str, LintFinding]] = {}
         for target, found in self.findings.items():
             for key, finding in _keyed(found):
                 seen.setdefault(key, {})[target] = finding
         common, differ = [], {t: [] for t in self.targets}
         for key, by_target in seen.items():
-            sharing = self._sharing(key[0])
-            values = {(f.severity, f.rows, f.message) for f in by_target.values()}
-            if len(values) == 1 and set(by_target) == set(sharing):
-                common.append((next(iter(by_target.values())), len(sharing)))
+            pending = len(self._sharing(key[0]))
+            groups: dict[tuple[Any, ...], list[str]] = {}
+            for target, finding in by_target.items():
+                groups.setdefault((finding.severity, finding.rows, finding.message), []).append(target)
+            usual = max(groups.values(), key=len)
+            if 2 * len(usual) <= pending:  # no count most targets share: every target's own
+                usual = []
             else:
-                for target, finding in by_target.items():
-                    differ[target].append(finding)
+                common.append((by_target[usual[0]], len(usual), pending))
+            for target in by_target.keys() - set(usual):
+                differ[target].append(by_target[target])
         return common, {t: fs for t, fs in differ.items() if fs}
 
     @property
     def common(self) -> list[LintFinding]:
-        """Findings with the same count on every target where their revision is pending."""
-        return [finding for finding, _ in self._split()[0]]
+        """Findings with the same count on most targets where their revision is pending (shown once)."""
+        return [finding for finding, _, _ in self._split()[0]]
 
     @property
     def differing(self) -> dict[str, list[LintFinding]]:
-        """Per target, only its findings whose counts differ from another target's (or that others lack)."""
+        """Per target, only its findings that differ from what most targets have (or that most lack)."""
         return self._split()[1]
 
     def per_target(self) -> list[tuple[str, LintFinding]]:
@@ -653,7 +658,7 @@ class FanoutLint(_Result):
         then the lint columns; targets that could not be linted as scope 'error'."""
         common, _ = self._split()
         rows = [{"scope": "error", "target": t, "targets": 1, "message": e} for t, e in self.errors.items()]
-        rows += [{"scope": "common", "target": None, "targets": n, **_finding_row(f)} for f, n in common]
+        rows += [{"scope": "common", "target": None, "targets": n, **_finding_row(f)} for f, n, _ in common]
         rows += [{"scope": "target", "target": t, "targets": 1, **_finding_row(f)}
                  for t, f in self.per_target()]
         return _frame(rows, FANOUT_LINT_COLUMNS).astype({"rows": "Int64", "targets": "Int64"})
