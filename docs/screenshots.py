@@ -32,7 +32,9 @@ from test_browser import (  # noqa: E402
 
 from framefox_magic import AlembicManager  # noqa: E402
 
-OUTPUTS = ("history", "diff", "show", "graph", "status", "panel", "lint", "rehearse", "erd-5", "erd-60")
+OUTPUTS = ("history", "diff", "show", "graph", "status", "panel", "lint", "rehearse", "erd-5", "erd-60",
+           "targets-status", "targets-lint", "targets-rehearse", "targets-upgrade")
+FLEET = "--targets sqlite:fleet/devices/*.db --url sqlite:///fleet/main.db --dir fleet/migrations"
 DOMAINS = ("shop", "cafe", "garage", "clinic", "school", "farm", "hotel", "gym", "studio", "lab")
 
 
@@ -92,6 +94,33 @@ def erd_project(root: Path, domains: tuple[str, ...], tables: int = 6) -> None:
     manager.upgrade()
 
 
+def fleet_project(root: Path, devices: int = 12) -> None:
+    """SQLite files, one per device, with readings; two of them hold readings without a value,
+    which the last revision (value NOT NULL) cannot take."""
+    manager = AlembicManager(project_root=root)
+    manager.init()
+    manager.revision("device info", autogenerate=False,
+                     upgrade_body="op.create_table('device_info', "
+                                  "sa.Column('id', sa.Integer(), primary_key=True), "
+                                  "sa.Column('firmware', sa.String(20)))",
+                     downgrade_body="op.drop_table('device_info')")
+    batch = "with op.batch_alter_table('reading') as batch:\n    batch."
+    value = "alter_column('value', existing_type=sa.Float(), nullable={})"
+    manager.revision("reading unit", autogenerate=False,
+                     upgrade_body="op.add_column('reading', sa.Column('unit', sa.String(8)))",
+                     downgrade_body=batch + "drop_column('unit')")
+    manager.revision("reading value required", autogenerate=False,
+                     upgrade_body=batch + value.format(False), downgrade_body=batch + value.format(True))
+    (root / "devices").mkdir()
+    for number in range(1, devices + 1):
+        engine = sa.create_engine(f"sqlite:///{root / 'devices' / f'device_{number:02d}.db'}")
+        with engine.begin() as connection:
+            connection.execute(sa.text("CREATE TABLE reading (id INTEGER PRIMARY KEY, value FLOAT)"))
+            values = [{"v": float(n)} for n in range(20)] + [{"v": None}] * (number if number % 5 == 0 else 0)
+            connection.execute(sa.text("INSERT INTO reading (value) VALUES (:v)"), values)
+        engine.dispose()
+
+
 def shoot(theme: str, folder: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -100,11 +129,14 @@ def shoot(theme: str, folder: Path) -> None:
     drop = demo_project(root)
     erd_project(root / "small", DOMAINS[:1], tables=5)
     erd_project(root / "large", DOMAINS)
+    fleet_project(root / "fleet")
     write_notebook(root / "tour.ipynb", [
         "%load_ext framefox_magic", "%migrate history", f"%migrate diff {drop}", f"%migrate show {drop}",
         "%migrate graph", "%migrate status", "%migrate panel", "%migrate lint", "%migrate rehearse",
         "%migrate erd --url sqlite:///small/database.db --dir small/migrations",
         "%migrate erd --url sqlite:///large/database.db --dir large/migrations",
+        f"%migrate status {FLEET}", f"%migrate lint {FLEET}", f"%migrate rehearse {FLEET}",
+        f"%migrate upgrade {FLEET} --keep-going --yes",
     ])
     lab = start_lab(root, folder / f"jupyter-{theme}", theme)
     try:

@@ -33,6 +33,7 @@ STYLE = """<style>
  font-size:var(--jp-code-font-size,12px)}
 .ffm pre{margin:4px 0;padding:6px 8px;background:var(--jp-layout-color2,#f6f8fa);
  border-radius:4px;overflow:auto;max-height:32em;color:var(--jp-content-font-color1,#1f2328)}
+.ffm .ffm-t td pre{white-space:pre-wrap;word-break:normal;overflow-wrap:break-word;min-width:22em}
 .ffm h4{margin:8px 0 4px;font-size:1.05em;color:var(--jp-ui-font-color1,#1f2328)}
 .ffm .badge{display:inline-block;padding:1px 9px;border-radius:10px;font-weight:600;margin-right:8px}
 .ffm .ok{background:var(--jp-success-color3,#dafbe1);color:var(--jp-success-color0,#116329)}
