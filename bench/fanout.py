@@ -5,8 +5,9 @@ Run by hand (never part of the tests):
 
 1. upgrade of 5 revisions (each a table and an index) on N PostgreSQL tenant schemas:
    a loop of `alembic.command.upgrade` with `-x tenant=` in one process, ours with --jobs 1,
-   ours with --jobs J; each on its own set of N fresh schemas in one fresh database, in turn
-   over a few rounds. The project has the env.py `init` writes, which both run: ours replays
+   ours with --jobs J, and the floor (the same DDL and version rows sent straight through J psycopg
+   connections, nothing else); each on its own set of N fresh schemas in one fresh database, in
+   turn over a few rounds. The project has the env.py `init` writes, which both run: ours replays
    each revision's SQL, rendered once (framefox_magic/replay.py).
 2. `status --targets` on M SQLite files at head against a loop of `alembic.command.current`
    (each in turn, medians of a few runs).
@@ -78,14 +79,16 @@ def bench_tenants(admin_url: str, tenants: int, jobs: int, rounds: int, root: Pa
     try:
         engine = sa.create_engine(url)
         with engine.begin() as connection:
-            for group in ("a", "b", "c"):
+            for group in ("a", "b", "c", "d"):
                 for n in range(rounds * per_round):
                     connection.execute(sa.text(f"CREATE SCHEMA {group}{n // per_round}_{n:04d}"))
         engine.dispose()
         manager = make_project(root / "tenants", url)
         ways = {"alembic loop": lambda r: alembic_loop(root / "tenants", url, r, per_round),
                 "ours --jobs 1": lambda r: ours(manager, f"b{r}", 1, per_round),
-                f"ours --jobs {jobs}": lambda r: ours(manager, f"c{r}", jobs, per_round)}
+                f"ours --jobs {jobs}": lambda r: ours(manager, f"c{r}", jobs, per_round),
+                f"floor: the SQL alone, {jobs} connections":
+                    lambda r: straight_sql(url, f"d{r}", jobs, per_round)}
         seconds = dict.fromkeys(ways, 0.0)
         for round_number in range(rounds):
             for label, way in ways.items():
@@ -103,6 +106,37 @@ def alembic_loop(root: Path, url: str, round_number: int, count: int) -> None:
 
     for n in range(round_number * count, (round_number + 1) * count):
         command.upgrade(alembic_config(root, url, [f"tenant=a{round_number}_{n:04d}"]), "head")
+
+
+def straight_sql(url: str, prefix: str, jobs: int, count: int) -> None:
+    """The floor: the same DDL and version-table rows sent through `jobs` psycopg connections in
+    threads, one transaction (one round trip plus the commit) per revision, nothing else."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psycopg
+
+    dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    schemas = [f"{prefix}_{n:04d}" for n in range(int(prefix[1:]) * count, (int(prefix[1:]) + 1) * count)]
+
+    def tenant(connection, schema: str) -> None:
+        connection.execute(f"SET search_path TO {schema}")
+        connection.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                           "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))")
+        connection.commit()
+        for n in range(REVISIONS):
+            version = ("INSERT INTO alembic_version (version_num) VALUES ('r0')" if n == 0 else
+                       f"UPDATE alembic_version SET version_num='r{n}' WHERE version_num = 'r{n - 1}'")
+            connection.execute(f"CREATE TABLE t{n} (id SERIAL NOT NULL, name VARCHAR(40), PRIMARY KEY (id)); "
+                               f"CREATE INDEX ix_t{n}_name ON t{n} (name); {version}".encode())
+            connection.commit()
+
+    def chunk(names: list[str]) -> None:
+        for schema in names:
+            with psycopg.connect(dsn) as connection:
+                tenant(connection, schema)
+
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(chunk, [schemas[i::jobs] for i in range(jobs)]))
 
 
 def ours(manager, prefix: str, jobs: int, count: int) -> None:
@@ -165,9 +199,11 @@ def main() -> None:
     base = upgrade["alembic loop"]
     print(f"\nupgrade of {REVISIONS} revisions on {args.tenants} PostgreSQL tenant schemas")
     for label, seconds in upgrade.items():
-        print(f"  {label:<22} {seconds:7.2f} s   {base / seconds:5.2f}x vs the alembic loop")
-    one = upgrade["ours --jobs 1"]
-    print(f"  ours --jobs {args.jobs} vs ours --jobs 1: {one / upgrade[f'ours --jobs {args.jobs}']:.2f}x")
+        print(f"  {label:<38} {seconds:7.2f} s   {base / seconds:5.2f}x vs the alembic loop")
+    one, many = upgrade["ours --jobs 1"], upgrade[f"ours --jobs {args.jobs}"]
+    floor = upgrade[f"floor: the SQL alone, {args.jobs} connections"]
+    print(f"  ours --jobs {args.jobs} vs ours --jobs 1: {one / many:.2f}x; "
+          f"ours over the floor: {many / floor:.2f}x")
     print(f"\nstatus of {args.files} SQLite files")
     loop = status["alembic current loop"]
     for label, seconds in status.items():
