@@ -1,11 +1,15 @@
-"""Reflection work saved around alembic's comparison: SQLite's kept between calls, PostgreSQL's
-sequence owners read once per call.
+"""Reflection work saved around alembic's comparison: SQLite's and MariaDB/MySQL's kept between
+calls, PostgreSQL's sequence owners read once per call.
 
 alembic reflects every table of the database on each comparison (on SQLite, several catalog
-queries per table). SQLite keeps its entire schema as rows of each database's ``sqlite_master``
-table, so a hash of those rows says exactly whether an earlier reflection still holds; a repeated
-``diff``/``check``/``revision`` on an unchanged database then skips reflecting again. alembic's
-comparison itself runs as always, on a fresh copy of what was reflected.
+queries per table; on MariaDB/MySQL a SHOW CREATE TABLE per table, parsed). A cheap, exact
+fingerprint of the schema says whether an earlier reflection still holds: on SQLite a hash of the
+rows of each attached database's ``sqlite_master`` (where SQLite keeps its entire schema); on
+MariaDB/MySQL a hash of the schema-defining columns of the database's information_schema rows
+(tables, columns, indexes, constraints, foreign keys, checks, views), read in one query. A repeated
+``diff``/``check``/``revision`` on an unchanged database then skips reflecting again; a change made
+from anywhere (another connection, another process) changes the fingerprint. alembic's comparison
+itself runs as always, on a fresh copy of what was reflected.
 
 It is wired in as an alembic autogenerate plugin that runs before alembic's table comparison and
 fills the inspector's cache the way alembic's own pre-caching does.
@@ -27,18 +31,20 @@ if TYPE_CHECKING:
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy.engine import Connection, Inspector
 
-PLUGIN_NAME = "framefox_magic.sqlite_reflection"
+PLUGIN_NAME = "framefox_magic.reused_reflection"
 CACHE_OPTION = "framefox_magic_reflection"
 # what Inspector.get_multi_<kind> reflects; alembic pre-caches each under "alembic_<kind>"
 REFLECTED_KINDS = (
     "columns", "pk_constraint", "foreign_keys", "indexes", "unique_constraints",
     "table_comment", "check_constraints", "table_options",
 )
+# "mariadb" is the dialect's name when the URL says mariadb://, "mysql" for mysql:// on either server
+REUSING_DIALECTS = ("sqlite", "mysql", "mariadb")
 _plugin: Any = None
 
 
 class ReflectionCache:
-    """The last reflection of one SQLite database, with the catalog it was read from."""
+    """The last reflection of one database, with the fingerprint of the catalog it was read from."""
 
     def __init__(self) -> None:
         self._key: tuple[Any, ...] | None = None
@@ -55,15 +61,16 @@ class ReflectionCache:
 
 
 def reuse_in(migration_context: MigrationContext, cache: ReflectionCache) -> None:
-    """Save reflection work in the next autogenerate on this context (SQLite and PostgreSQL)."""
+    """Save reflection work in the next autogenerate on this context (SQLite, MariaDB/MySQL and
+    PostgreSQL)."""
     dialect = migration_context.dialect.name
-    if dialect == "sqlite":
-        _reuse_sqlite_reflection(migration_context, cache)
+    if dialect in REUSING_DIALECTS:
+        _reuse_reflection(migration_context, cache)
     elif dialect == "postgresql":
         _read_sequence_owners_once(migration_context)
 
 
-def _reuse_sqlite_reflection(migration_context: MigrationContext, cache: ReflectionCache) -> None:
+def _reuse_reflection(migration_context: MigrationContext, cache: ReflectionCache) -> None:
     """Name the plugin in this context's options and hand it the cache."""
     _register_plugin()
     opts = migration_context.opts
@@ -80,8 +87,9 @@ def _register_plugin() -> None:
     from alembic.util import DispatchPriority
 
     _plugin = Plugin(PLUGIN_NAME)
-    _plugin.add_autogenerate_comparator(_fill_inspector, "schema", qualifier="sqlite",
-                                        priority=DispatchPriority.FIRST)
+    for dialect in REUSING_DIALECTS:
+        _plugin.add_autogenerate_comparator(_fill_inspector, "schema", qualifier=dialect,
+                                            priority=DispatchPriority.FIRST)
 
 
 def unregister_plugin() -> None:
@@ -126,6 +134,13 @@ def _reflect(inspector: Inspector, kind: str, names: list[str]) -> Any:
 
 
 def catalog_fingerprint(connection: Connection) -> str:
+    """A hash that changes whenever the schema of the connection's database(s) does."""
+    if connection.dialect.name == "sqlite":
+        return _sqlite_fingerprint(connection)
+    return _mysql_fingerprint(connection)
+
+
+def _sqlite_fingerprint(connection: Connection) -> str:
     """A hash of every schema row of every database attached to this SQLite connection."""
     quote = connection.dialect.identifier_preparer.quote
     digest = hashlib.blake2b(digest_size=16)
@@ -134,6 +149,58 @@ def catalog_fingerprint(connection: Connection) -> str:
             f"SELECT type, name, tbl_name, sql FROM {quote(database)}.sqlite_master ORDER BY rowid"
         ).fetchall()
         digest.update(repr((database, rows)).encode())
+    return digest.hexdigest()
+
+
+# The information_schema rows behind what alembic reflects on MariaDB/MySQL (SHOW CREATE TABLE):
+# view -> (its schema column, the columns that define the schema). Left out: row counts, sizes,
+# AUTO_INCREMENT counters, times and index cardinality, which move with the data.
+_MYSQL_CATALOG = {
+    "TABLES": ("TABLE_SCHEMA", "TABLE_NAME, TABLE_TYPE, ENGINE, TABLE_COLLATION, CREATE_OPTIONS, "
+               "TABLE_COMMENT"),
+    "COLUMNS": ("TABLE_SCHEMA", "TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, COLUMN_DEFAULT, IS_NULLABLE, "
+                "COLUMN_TYPE, CHARACTER_SET_NAME, COLLATION_NAME, COLUMN_KEY, EXTRA, COLUMN_COMMENT, "
+                "GENERATION_EXPRESSION"),
+    "STATISTICS": ("TABLE_SCHEMA", "TABLE_NAME, INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NAME, "
+                   "COLLATION, SUB_PART, NULLABLE, INDEX_TYPE, COMMENT, INDEX_COMMENT"),
+    "TABLE_CONSTRAINTS": ("CONSTRAINT_SCHEMA", "TABLE_NAME, CONSTRAINT_NAME, CONSTRAINT_TYPE"),
+    "KEY_COLUMN_USAGE": ("CONSTRAINT_SCHEMA", "TABLE_NAME, CONSTRAINT_NAME, COLUMN_NAME, ORDINAL_POSITION, "
+                         "POSITION_IN_UNIQUE_CONSTRAINT, REFERENCED_TABLE_SCHEMA, REFERENCED_TABLE_NAME, "
+                         "REFERENCED_COLUMN_NAME"),
+    "REFERENTIAL_CONSTRAINTS": ("CONSTRAINT_SCHEMA", "TABLE_NAME, CONSTRAINT_NAME, UNIQUE_CONSTRAINT_NAME, "
+                                "MATCH_OPTION, UPDATE_RULE, DELETE_RULE, REFERENCED_TABLE_NAME"),
+    "CHECK_CONSTRAINTS": ("CONSTRAINT_SCHEMA", "TABLE_NAME, CONSTRAINT_NAME, LEVEL, CHECK_CLAUSE"),
+    "VIEWS": ("TABLE_SCHEMA", "TABLE_NAME, VIEW_DEFINITION, CHECK_OPTION, DEFINER, SECURITY_TYPE"),
+}
+# MySQL 8 names the same things differently: its CHECK_CONSTRAINTS has no table (the table is in
+# TABLE_CONSTRAINTS, with ENFORCED), and a functional index part is in STATISTICS.EXPRESSION
+_MYSQL8_CHANGES = {
+    "CHECK_CONSTRAINTS": ("CONSTRAINT_SCHEMA", "CONSTRAINT_NAME, CHECK_CLAUSE"),
+    "TABLE_CONSTRAINTS": ("CONSTRAINT_SCHEMA", "TABLE_NAME, CONSTRAINT_NAME, CONSTRAINT_TYPE, ENFORCED"),
+    "STATISTICS": ("TABLE_SCHEMA", _MYSQL_CATALOG["STATISTICS"][1] + ", EXPRESSION"),
+}
+
+
+def _mysql_catalog_query(dialect: Any) -> str:
+    """One query listing every schema-defining information_schema row of the current database, each
+    as one text (QUOTE keeps NULL, '' and separators apart)."""
+    catalog = dict(_MYSQL_CATALOG)
+    if not getattr(dialect, "is_mariadb", False) and (dialect.server_version_info or (0,)) >= (8, 0, 16):
+        catalog.update(_MYSQL8_CHANGES)
+    selects = []
+    for view, (schema_column, columns) in catalog.items():
+        quoted = ", ".join(f"QUOTE({column.strip()})" for column in columns.split(","))
+        selects.append(f"SELECT '{view}', CONCAT_WS(',', {quoted}) "
+                       f"FROM information_schema.{view} WHERE {schema_column} = DATABASE()")
+    return "SELECT '', DATABASE() UNION ALL " + " UNION ALL ".join(selects)
+
+
+def _mysql_fingerprint(connection: Connection) -> str:
+    """A hash of the schema rows information_schema holds for the connection's current database."""
+    rows = connection.exec_driver_sql(_mysql_catalog_query(connection.dialect)).fetchall()
+    digest = hashlib.blake2b(digest_size=16)
+    for row in sorted(tuple(row) for row in rows):  # information_schema promises no order
+        digest.update(repr(row).encode())
     return digest.hexdigest()
 
 
