@@ -1,15 +1,17 @@
-"""SQLite reflection reused between autogenerate calls: the same answers, never a stale one."""
+"""SQLite and MariaDB reflection reused between autogenerate calls: the same answers, never a stale one."""
 
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import fresh_database
+from conftest import execute, fresh_database, with_driver
 
 from framefox_magic.manager import AlembicManager
 
@@ -174,6 +176,135 @@ def test_a_changed_table_filter_is_honoured(manager, project, database):
 
     assert "legacy" not in tables
     assert {"team", "hero", "power"} <= tables
+
+
+# ---------------------------------------------------------------- MariaDB/MySQL
+
+MARIADB_SCHEMA = [
+    "CREATE TABLE team (id INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY, name VARCHAR(40) NOT NULL, "
+    "budget NUMERIC(10, 2) DEFAULT 0, CONSTRAINT uq_team_name UNIQUE (name))",
+    "CREATE TABLE hero (id INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY, name VARCHAR(50), team_id INTEGER, "
+    "age INTEGER, secret TEXT, CONSTRAINT fk_hero_team FOREIGN KEY (team_id) REFERENCES team (id), "
+    "CONSTRAINT ck_hero_age CHECK (age > 0))",
+    "CREATE INDEX ix_hero_name ON hero (name)",
+    "CREATE TABLE legacy (id INTEGER NOT NULL PRIMARY KEY)",
+    "CREATE VIEW hero_names AS SELECT name FROM hero",
+]
+# each made from another connection between two comparisons; applied one after the other
+MARIADB_CHANGES = [
+    "ALTER TABLE legacy ADD COLUMN note VARCHAR(20)",
+    "ALTER TABLE hero DROP COLUMN secret",
+    "ALTER TABLE legacy CHANGE note remark VARCHAR(20)",
+    "ALTER TABLE hero MODIFY name VARCHAR(60)",
+    "ALTER TABLE hero MODIFY name VARCHAR(60) NOT NULL",
+    "ALTER TABLE team ALTER budget SET DEFAULT 5",
+    "ALTER TABLE hero MODIFY age INTEGER COMMENT 'in years'",
+    "ALTER TABLE hero COMMENT = 'people with powers'",
+    "CREATE INDEX ix_hero_age ON hero (age)",
+    "DROP INDEX ix_hero_name ON hero",
+    "ALTER TABLE legacy ADD CONSTRAINT uq_legacy_remark UNIQUE (remark)",
+    "ALTER TABLE hero DROP FOREIGN KEY fk_hero_team",
+    "ALTER TABLE hero ADD CONSTRAINT fk_hero_team_again FOREIGN KEY (team_id) REFERENCES team (id)",
+    "ALTER TABLE hero DROP CONSTRAINT ck_hero_age",
+    "ALTER TABLE hero ADD CONSTRAINT ck_hero_age CHECK (age > 1)",
+    "CREATE TABLE power (id INTEGER NOT NULL PRIMARY KEY)",
+    "DROP TABLE legacy",
+    "ALTER TABLE team MODIFY name VARCHAR(40) NOT NULL COLLATE utf8mb4_bin",
+    "ALTER TABLE team CONVERT TO CHARACTER SET latin1",
+    "CREATE OR REPLACE VIEW hero_names AS SELECT name, age FROM hero",
+]
+
+
+@pytest.fixture
+def mariadb_url(tmp_path: Path) -> Iterator[str]:
+    with fresh_database("mysql", tmp_path) as url:
+        execute(url, *MARIADB_SCHEMA)
+        yield url
+
+
+@pytest.fixture
+def mariadb_manager(mariadb_url: str, project: Path) -> AlembicManager:
+    manager = AlembicManager(mariadb_url, project_root=project, metadata=models())
+    manager.init()
+    add_env_option(project, '"compare_server_default": True,')
+    return manager
+
+
+def mariadb_reflections(statements: list[str]) -> list[str]:
+    return [s for s in statements if s.upper().startswith("SHOW CREATE TABLE")]
+
+
+def test_mariadb_repeated_diff_gives_the_same_rows_without_reflecting_the_tables_again(
+        mariadb_manager, mariadb_url, project):
+    with statements_run() as first_run:
+        first = rows(mariadb_manager.diff())
+    with statements_run() as second_run:
+        second = rows(mariadb_manager.diff())
+
+    assert {op for op, *_ in first} >= {"add_column", "drop_column", "alter_column", "create_index",
+                                        "drop_index", "create_table", "drop_table"}
+    assert second == first
+    assert len(mariadb_reflections(first_run)) >= 3  # team, hero, legacy
+    assert mariadb_reflections(second_run) == []
+    fresh = AlembicManager(mariadb_url, project_root=project, metadata=models())
+    assert rows(fresh.diff()) == first
+
+
+def test_mariadb_every_kind_of_schema_change_from_another_connection_shows_in_the_next_diff(
+        mariadb_manager, mariadb_url, project):
+    before = rows(mariadb_manager.diff())
+    fresh = AlembicManager(mariadb_url, project_root=project, metadata=models())
+    seen_changes = 0
+    for change in MARIADB_CHANGES:
+        execute(mariadb_url, change)
+        with statements_run() as run:
+            after = rows(mariadb_manager.diff())
+
+        assert mariadb_reflections(run), f"not reflected again after: {change}"
+        fresh._reflection.__init__()  # the reference: a comparison that reflects everything
+        assert after == rows(fresh.diff()), change
+        seen_changes += after != before
+        before = after
+    assert seen_changes >= 15  # the rest (collations, views) alembic does not compare
+
+
+def test_mariadb_a_column_added_by_another_process_shows_in_the_next_diff(mariadb_manager, mariadb_url):
+    before = rows(mariadb_manager.diff())
+    script = ("import sqlalchemy as sa, sys; engine = sa.create_engine(sys.argv[1]); "
+              "connection = engine.connect(); "
+              "connection.exec_driver_sql('ALTER TABLE hero ADD COLUMN extra INTEGER'); connection.close()")
+    subprocess.run([sys.executable, "-c", script, with_driver(mariadb_url)], check=True)
+
+    after = rows(mariadb_manager.diff())
+
+    assert [row[:3] for row in after if row not in before] == [("drop_column", "hero", "extra")]
+
+
+def test_mariadb_a_change_in_another_database_keeps_the_reflection(mariadb_manager, mariadb_url, tmp_path):
+    first = rows(mariadb_manager.diff())
+    with fresh_database("mysql", tmp_path) as other_url:
+        execute(other_url, *MARIADB_SCHEMA, "ALTER TABLE hero ADD COLUMN extra INTEGER", "DROP TABLE legacy")
+        with statements_run() as run:
+            second = rows(mariadb_manager.diff())
+
+    assert second == first
+    assert mariadb_reflections(run) == []
+
+
+def test_mariadb_revision_after_a_diff_writes_every_change_and_then_nothing_is_left(mariadb_manager, project):
+    mariadb_manager.diff()
+
+    written = mariadb_manager.revision("align with the models", no_rename=True)
+    mariadb_manager.upgrade()
+
+    source = Path(written.path).read_text()
+    for expected in ("'motto'", "'secret'", "ix_hero_age", "ix_hero_name", "'power'", "'legacy'"):
+        assert expected in source
+    fresh = AlembicManager(mariadb_manager.url, project_root=project, metadata=models())
+    left = rows(mariadb_manager.diff())
+    assert left == rows(fresh.diff())
+    # all that is left is alembic comparing MariaDB's default '0.00' with the model's '0'
+    assert [row[:3] for row in left] == [("alter_column", "team", "budget")]
 
 
 # ---------------------------------------------------------------- PostgreSQL: sequence owners
