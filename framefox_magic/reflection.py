@@ -1,12 +1,14 @@
-"""Reflection work saved around alembic's comparison: SQLite's and MariaDB/MySQL's kept between
-calls, PostgreSQL's sequence owners read once per call.
+"""Reflection work saved around alembic's comparison: kept between calls while the schema is
+unchanged (SQLite, MariaDB/MySQL, PostgreSQL); PostgreSQL's sequence owners read once per call.
 
 alembic reflects every table of the database on each comparison (on SQLite, several catalog
 queries per table; on MariaDB/MySQL a SHOW CREATE TABLE per table, parsed). A cheap, exact
 fingerprint of the schema says whether an earlier reflection still holds: on SQLite a hash of the
 rows of each attached database's ``sqlite_master`` (where SQLite keeps its entire schema); on
 MariaDB/MySQL a hash of the schema-defining columns of the database's information_schema rows
-(tables, columns, indexes, constraints, foreign keys, checks, views), read in one query. A repeated
+(tables, columns, indexes, constraints, foreign keys, checks, views), read in one query; on
+PostgreSQL a hash of the row versions (xmin, ctid) of the catalog rows reflection reads, which
+change with any DDL, also read in one query. A repeated
 ``diff``/``check``/``revision`` on an unchanged database then skips reflecting again; a change made
 from anywhere (another connection, another process) changes the fingerprint. alembic's comparison
 itself runs as always, on a fresh copy of what was reflected.
@@ -39,7 +41,7 @@ REFLECTED_KINDS = (
     "table_comment", "check_constraints", "table_options",
 )
 # "mariadb" is the dialect's name when the URL says mariadb://, "mysql" for mysql:// on either server
-REUSING_DIALECTS = ("sqlite", "mysql", "mariadb")
+REUSING_DIALECTS = ("sqlite", "mysql", "mariadb", "postgresql")
 _plugin: Any = None
 
 
@@ -66,7 +68,7 @@ def reuse_in(migration_context: MigrationContext, cache: ReflectionCache) -> Non
     dialect = migration_context.dialect.name
     if dialect in REUSING_DIALECTS:
         _reuse_reflection(migration_context, cache)
-    elif dialect == "postgresql":
+    if dialect == "postgresql":
         _read_sequence_owners_once(migration_context)
 
 
@@ -107,8 +109,11 @@ def _fill_inspector(autogen_context: AutogenContext, upgrade_ops: Any, schemas: 
         return
     connection = autogen_context.connection
     inspector = autogen_context.inspector
+    fingerprint = catalog_fingerprint(connection)
+    if fingerprint is None:
+        return  # alembic reflects as always
     names = _compared_table_names(autogen_context, inspector)
-    key = (str(connection.engine.url), catalog_fingerprint(connection), tuple(sorted(names)))
+    key = (str(connection.engine.url), fingerprint, tuple(sorted(names)))
     reflected = cache.get(key)
     if reflected is None:
         reflected = {f"alembic_{kind}": _reflect(inspector, kind, names) for kind in REFLECTED_KINDS}
@@ -133,10 +138,13 @@ def _reflect(inspector: Inspector, kind: str, names: list[str]) -> Any:
         return NotImplementedError  # as alembic records a kind the dialect cannot reflect
 
 
-def catalog_fingerprint(connection: Connection) -> str:
-    """A hash that changes whenever the schema of the connection's database(s) does."""
+def catalog_fingerprint(connection: Connection) -> str | None:
+    """A hash that changes whenever the schema of the connection's database(s) does; None when
+    there is none to trust."""
     if connection.dialect.name == "sqlite":
         return _sqlite_fingerprint(connection)
+    if connection.dialect.name == "postgresql":
+        return _postgresql_fingerprint(connection)
     return _mysql_fingerprint(connection)
 
 
@@ -202,6 +210,38 @@ def _mysql_fingerprint(connection: Connection) -> str:
     for row in sorted(tuple(row) for row in rows):  # information_schema promises no order
         digest.update(repr(row).encode())
     return digest.hexdigest()
+
+
+# PostgreSQL: every catalog row a reflection reads, as (catalog, which rows). Objects made by users
+# have OIDs from 16384 (FirstNormalObjectId); the rest belong to the system and do not change.
+# A row's (xmin, ctid) changes whenever the row is inserted, updated or deleted by any transaction,
+# so their multiset changes with any DDL (in any schema of the database: that only costs a new
+# reflection). Only VACUUM/ANALYZE's in-place updates (row counts, pages) leave it unchanged,
+# and reflection reads none of those columns. Rows this very transaction wrote would get new
+# versions on every call (alembic creates its version table in it when missing): then no
+# fingerprint is trusted (txid_current_if_assigned() is NULL until a transaction writes).
+_POSTGRESQL_CATALOG = (
+    ("pg_namespace", "true"), ("pg_class", "oid >= 16384"), ("pg_attribute", "attrelid >= 16384"),
+    ("pg_attrdef", "true"), ("pg_constraint", "oid >= 16384"), ("pg_index", "indexrelid >= 16384"),
+    ("pg_type", "oid >= 16384"), ("pg_enum", "true"), ("pg_description", "objoid >= 16384"),
+    ("pg_sequence", "true"), ("pg_depend", "objid >= 16384"), ("pg_rewrite", "ev_class >= 16384"),
+    ("pg_inherits", "true"), ("pg_collation", "oid >= 16384"),
+)
+_POSTGRESQL_FINGERPRINT = " UNION ALL ".join(
+    ["SELECT 'search_path', txid_current_if_assigned(), "
+     "current_schema() || ' ' || array_to_string(current_schemas(true), ',')"]
+    + [f"SELECT '{catalog}', count(*), md5(string_agg(xmin::text || '@' || ctid::text, ',' ORDER BY ctid)) "
+       f"FROM pg_catalog.{catalog} WHERE {rows}" for catalog, rows in _POSTGRESQL_CATALOG]
+)
+
+
+def _postgresql_fingerprint(connection: Connection) -> str | None:
+    """A hash of the row versions of every catalog row PostgreSQL's reflection reads (one query);
+    None inside a transaction that has written anything."""
+    rows = connection.exec_driver_sql(_POSTGRESQL_FINGERPRINT).fetchall()
+    if rows[0][1] is not None:
+        return None
+    return hashlib.blake2b(repr(rows).encode(), digest_size=16).hexdigest()
 
 
 _SEQUENCE_OWNERS = """
