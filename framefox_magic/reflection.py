@@ -141,10 +141,14 @@ def _reflect(inspector: Inspector, kind: str, names: list[str]) -> Any:
 def catalog_fingerprint(connection: Connection) -> str | None:
     """A hash that changes whenever the schema of the connection's database(s) does; None when
     there is none to trust."""
-    if connection.dialect.name == "sqlite":
+    dialect = connection.dialect
+    if dialect.name == "sqlite":
         return _sqlite_fingerprint(connection)
-    if connection.dialect.name == "postgresql":
-        return _postgresql_fingerprint(connection)
+    version = dialect.server_version_info or (0,)
+    if dialect.name == "postgresql":  # pg_sequence: 10 and later
+        return _postgresql_fingerprint(connection) if version >= (10,) else None
+    if getattr(dialect, "is_mariadb", False) and version < (10, 2, 22):
+        return None  # CHECK constraints without information_schema.CHECK_CONSTRAINTS
     return _mysql_fingerprint(connection)
 
 
@@ -193,8 +197,11 @@ def _mysql_catalog_query(dialect: Any) -> str:
     """One query listing every schema-defining information_schema row of the current database, each
     as one text (QUOTE keeps NULL, '' and separators apart)."""
     catalog = dict(_MYSQL_CATALOG)
-    if not getattr(dialect, "is_mariadb", False) and (dialect.server_version_info or (0,)) >= (8, 0, 16):
-        catalog.update(_MYSQL8_CHANGES)
+    if not getattr(dialect, "is_mariadb", False):
+        if (dialect.server_version_info or (0,)) >= (8, 0, 16):
+            catalog.update(_MYSQL8_CHANGES)
+        else:  # MySQL before 8.0.16 parses CHECK constraints and keeps none
+            del catalog["CHECK_CONSTRAINTS"]
     selects = []
     for view, (schema_column, columns) in catalog.items():
         quoted = ", ".join(f"QUOTE({column.strip()})" for column in columns.split(","))
