@@ -1,11 +1,17 @@
-"""Reflection work saved around alembic's comparison: SQLite's kept between calls, PostgreSQL's
-sequence owners read once per call.
+"""Reflection work saved around alembic's comparison: kept between calls while the schema is
+unchanged (SQLite, MariaDB/MySQL, PostgreSQL); PostgreSQL's sequence owners read once per call.
 
 alembic reflects every table of the database on each comparison (on SQLite, several catalog
-queries per table). SQLite keeps its entire schema as rows of each database's ``sqlite_master``
-table, so a hash of those rows says exactly whether an earlier reflection still holds; a repeated
-``diff``/``check``/``revision`` on an unchanged database then skips reflecting again. alembic's
-comparison itself runs as always, on a fresh copy of what was reflected.
+queries per table; on MariaDB/MySQL a SHOW CREATE TABLE per table, parsed). A cheap, exact
+fingerprint of the schema says whether an earlier reflection still holds: on SQLite a hash of the
+rows of each attached database's ``sqlite_master`` (where SQLite keeps its entire schema); on
+MariaDB/MySQL a hash of the schema-defining columns of the database's information_schema rows
+(tables, columns, indexes, constraints, foreign keys, checks, views), read in one query; on
+PostgreSQL a hash of the row versions (xmin, ctid) of the catalog rows reflection reads, which
+change with any DDL, also read in one query. A repeated
+``diff``/``check``/``revision`` on an unchanged database then skips reflecting again; a change made
+from anywhere (another connection, another process) changes the fingerprint. alembic's comparison
+itself runs as always, on a fresh copy of what was reflected.
 
 It is wired in as an alembic autogenerate plugin that runs before alembic's table comparison and
 fills the inspector's cache the way alembic's own pre-caching does.
@@ -27,18 +33,20 @@ if TYPE_CHECKING:
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy.engine import Connection, Inspector
 
-PLUGIN_NAME = "framefox_magic.sqlite_reflection"
+PLUGIN_NAME = "framefox_magic.reused_reflection"
 CACHE_OPTION = "framefox_magic_reflection"
 # what Inspector.get_multi_<kind> reflects; alembic pre-caches each under "alembic_<kind>"
 REFLECTED_KINDS = (
     "columns", "pk_constraint", "foreign_keys", "indexes", "unique_constraints",
     "table_comment", "check_constraints", "table_options",
 )
+# "mariadb" is the dialect's name when the URL says mariadb://, "mysql" for mysql:// on either server
+REUSING_DIALECTS = ("sqlite", "mysql", "mariadb", "postgresql")
 _plugin: Any = None
 
 
 class ReflectionCache:
-    """The last reflection of one SQLite database, with the catalog it was read from."""
+    """The last reflection of one database, with the fingerprint of the catalog it was read from."""
 
     def __init__(self) -> None:
         self._key: tuple[Any, ...] | None = None
@@ -55,15 +63,16 @@ class ReflectionCache:
 
 
 def reuse_in(migration_context: MigrationContext, cache: ReflectionCache) -> None:
-    """Save reflection work in the next autogenerate on this context (SQLite and PostgreSQL)."""
+    """Save reflection work in the next autogenerate on this context (SQLite, MariaDB/MySQL and
+    PostgreSQL)."""
     dialect = migration_context.dialect.name
-    if dialect == "sqlite":
-        _reuse_sqlite_reflection(migration_context, cache)
-    elif dialect == "postgresql":
+    if dialect in REUSING_DIALECTS:
+        _reuse_reflection(migration_context, cache)
+    if dialect == "postgresql":
         _read_sequence_owners_once(migration_context)
 
 
-def _reuse_sqlite_reflection(migration_context: MigrationContext, cache: ReflectionCache) -> None:
+def _reuse_reflection(migration_context: MigrationContext, cache: ReflectionCache) -> None:
     """Name the plugin in this context's options and hand it the cache."""
     _register_plugin()
     opts = migration_context.opts
@@ -80,8 +89,9 @@ def _register_plugin() -> None:
     from alembic.util import DispatchPriority
 
     _plugin = Plugin(PLUGIN_NAME)
-    _plugin.add_autogenerate_comparator(_fill_inspector, "schema", qualifier="sqlite",
-                                        priority=DispatchPriority.FIRST)
+    for dialect in REUSING_DIALECTS:
+        _plugin.add_autogenerate_comparator(_fill_inspector, "schema", qualifier=dialect,
+                                            priority=DispatchPriority.FIRST)
 
 
 def unregister_plugin() -> None:
@@ -99,8 +109,11 @@ def _fill_inspector(autogen_context: AutogenContext, upgrade_ops: Any, schemas: 
         return
     connection = autogen_context.connection
     inspector = autogen_context.inspector
+    fingerprint = catalog_fingerprint(connection)
+    if fingerprint is None:
+        return  # alembic reflects as always
     names = _compared_table_names(autogen_context, inspector)
-    key = (str(connection.engine.url), catalog_fingerprint(connection), tuple(sorted(names)))
+    key = (str(connection.engine.url), fingerprint, tuple(sorted(names)))
     reflected = cache.get(key)
     if reflected is None:
         reflected = {f"alembic_{kind}": _reflect(inspector, kind, names) for kind in REFLECTED_KINDS}
@@ -125,7 +138,21 @@ def _reflect(inspector: Inspector, kind: str, names: list[str]) -> Any:
         return NotImplementedError  # as alembic records a kind the dialect cannot reflect
 
 
-def catalog_fingerprint(connection: Connection) -> str:
+def catalog_fingerprint(connection: Connection) -> str | None:
+    """A hash that changes whenever the schema of the connection's database(s) does; None when
+    there is none to trust."""
+    dialect = connection.dialect
+    if dialect.name == "sqlite":
+        return _sqlite_fingerprint(connection)
+    version = dialect.server_version_info or (0,)
+    if dialect.name == "postgresql":  # pg_sequence: 10 and later
+        return _postgresql_fingerprint(connection) if version >= (10,) else None
+    if getattr(dialect, "is_mariadb", False) and version < (10, 2, 22):
+        return None  # CHECK constraints without information_schema.CHECK_CONSTRAINTS
+    return _mysql_fingerprint(connection)
+
+
+def _sqlite_fingerprint(connection: Connection) -> str:
     """A hash of every schema row of every database attached to this SQLite connection."""
     quote = connection.dialect.identifier_preparer.quote
     digest = hashlib.blake2b(digest_size=16)
@@ -135,6 +162,93 @@ def catalog_fingerprint(connection: Connection) -> str:
         ).fetchall()
         digest.update(repr((database, rows)).encode())
     return digest.hexdigest()
+
+
+# The information_schema rows behind what alembic reflects on MariaDB/MySQL (SHOW CREATE TABLE):
+# view -> (its schema column, the columns that define the schema). Left out: row counts, sizes,
+# AUTO_INCREMENT counters, times and index cardinality, which move with the data.
+_MYSQL_CATALOG = {
+    "TABLES": ("TABLE_SCHEMA", "TABLE_NAME, TABLE_TYPE, ENGINE, TABLE_COLLATION, CREATE_OPTIONS, "
+               "TABLE_COMMENT"),
+    "COLUMNS": ("TABLE_SCHEMA", "TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, COLUMN_DEFAULT, IS_NULLABLE, "
+                "COLUMN_TYPE, CHARACTER_SET_NAME, COLLATION_NAME, COLUMN_KEY, EXTRA, COLUMN_COMMENT, "
+                "GENERATION_EXPRESSION"),
+    "STATISTICS": ("TABLE_SCHEMA", "TABLE_NAME, INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NAME, "
+                   "COLLATION, SUB_PART, NULLABLE, INDEX_TYPE, COMMENT, INDEX_COMMENT"),
+    "TABLE_CONSTRAINTS": ("CONSTRAINT_SCHEMA", "TABLE_NAME, CONSTRAINT_NAME, CONSTRAINT_TYPE"),
+    "KEY_COLUMN_USAGE": ("CONSTRAINT_SCHEMA", "TABLE_NAME, CONSTRAINT_NAME, COLUMN_NAME, ORDINAL_POSITION, "
+                         "POSITION_IN_UNIQUE_CONSTRAINT, REFERENCED_TABLE_SCHEMA, REFERENCED_TABLE_NAME, "
+                         "REFERENCED_COLUMN_NAME"),
+    "REFERENTIAL_CONSTRAINTS": ("CONSTRAINT_SCHEMA", "TABLE_NAME, CONSTRAINT_NAME, UNIQUE_CONSTRAINT_NAME, "
+                                "MATCH_OPTION, UPDATE_RULE, DELETE_RULE, REFERENCED_TABLE_NAME"),
+    "CHECK_CONSTRAINTS": ("CONSTRAINT_SCHEMA", "TABLE_NAME, CONSTRAINT_NAME, LEVEL, CHECK_CLAUSE"),
+    "VIEWS": ("TABLE_SCHEMA", "TABLE_NAME, VIEW_DEFINITION, CHECK_OPTION, DEFINER, SECURITY_TYPE"),
+}
+# MySQL 8 names the same things differently: its CHECK_CONSTRAINTS has no table (the table is in
+# TABLE_CONSTRAINTS, with ENFORCED), and a functional index part is in STATISTICS.EXPRESSION
+_MYSQL8_CHANGES = {
+    "CHECK_CONSTRAINTS": ("CONSTRAINT_SCHEMA", "CONSTRAINT_NAME, CHECK_CLAUSE"),
+    "TABLE_CONSTRAINTS": ("CONSTRAINT_SCHEMA", "TABLE_NAME, CONSTRAINT_NAME, CONSTRAINT_TYPE, ENFORCED"),
+    "STATISTICS": ("TABLE_SCHEMA", _MYSQL_CATALOG["STATISTICS"][1] + ", EXPRESSION"),
+}
+
+
+def _mysql_catalog_query(dialect: Any) -> str:
+    """One query listing every schema-defining information_schema row of the current database, each
+    as one text (QUOTE keeps NULL, '' and separators apart)."""
+    catalog = dict(_MYSQL_CATALOG)
+    if not getattr(dialect, "is_mariadb", False):
+        if (dialect.server_version_info or (0,)) >= (8, 0, 16):
+            catalog.update(_MYSQL8_CHANGES)
+        else:  # MySQL before 8.0.16 parses CHECK constraints and keeps none
+            del catalog["CHECK_CONSTRAINTS"]
+    selects = []
+    for view, (schema_column, columns) in catalog.items():
+        quoted = ", ".join(f"QUOTE({column.strip()})" for column in columns.split(","))
+        selects.append(f"SELECT '{view}', CONCAT_WS(',', {quoted}) "
+                       f"FROM information_schema.{view} WHERE {schema_column} = DATABASE()")
+    return "SELECT '', DATABASE() UNION ALL " + " UNION ALL ".join(selects)
+
+
+def _mysql_fingerprint(connection: Connection) -> str:
+    """A hash of the schema rows information_schema holds for the connection's current database."""
+    rows = connection.exec_driver_sql(_mysql_catalog_query(connection.dialect)).fetchall()
+    digest = hashlib.blake2b(digest_size=16)
+    for row in sorted(tuple(row) for row in rows):  # information_schema promises no order
+        digest.update(repr(row).encode())
+    return digest.hexdigest()
+
+
+# PostgreSQL: every catalog row a reflection reads, as (catalog, which rows). Objects made by users
+# have OIDs from 16384 (FirstNormalObjectId); the rest belong to the system and do not change.
+# A row's (xmin, ctid) changes whenever the row is inserted, updated or deleted by any transaction,
+# so their multiset changes with any DDL (in any schema of the database: that only costs a new
+# reflection). Only VACUUM/ANALYZE's in-place updates (row counts, pages) leave it unchanged,
+# and reflection reads none of those columns. Rows this very transaction wrote would get new
+# versions on every call (alembic creates its version table in it when missing): then no
+# fingerprint is trusted (txid_current_if_assigned() is NULL until a transaction writes).
+_POSTGRESQL_CATALOG = (
+    ("pg_namespace", "true"), ("pg_class", "oid >= 16384"), ("pg_attribute", "attrelid >= 16384"),
+    ("pg_attrdef", "true"), ("pg_constraint", "oid >= 16384"), ("pg_index", "indexrelid >= 16384"),
+    ("pg_type", "oid >= 16384"), ("pg_enum", "true"), ("pg_description", "objoid >= 16384"),
+    ("pg_sequence", "true"), ("pg_depend", "objid >= 16384"), ("pg_rewrite", "ev_class >= 16384"),
+    ("pg_inherits", "true"), ("pg_collation", "oid >= 16384"),
+)
+_POSTGRESQL_FINGERPRINT = " UNION ALL ".join(
+    ["SELECT 'search_path', txid_current_if_assigned(), "
+     "current_schema() || ' ' || array_to_string(current_schemas(true), ',')"]
+    + [f"SELECT '{catalog}', count(*), md5(string_agg(xmin::text || '@' || ctid::text, ',' ORDER BY ctid)) "
+       f"FROM pg_catalog.{catalog} WHERE {rows}" for catalog, rows in _POSTGRESQL_CATALOG]
+)
+
+
+def _postgresql_fingerprint(connection: Connection) -> str | None:
+    """A hash of the row versions of every catalog row PostgreSQL's reflection reads (one query);
+    None inside a transaction that has written anything."""
+    rows = connection.exec_driver_sql(_POSTGRESQL_FINGERPRINT).fetchall()
+    if rows[0][1] is not None:
+        return None
+    return hashlib.blake2b(repr(rows).encode(), digest_size=16).hexdigest()
 
 
 _SEQUENCE_OWNERS = """
