@@ -82,13 +82,18 @@ def pg_url(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def tenants(pg_url: str, tmp_path: Path) -> AlembicManager:
     """19 tenant schemas with customers; tenant_07 has a customer without an email."""
+    add_tenant_schemas(pg_url, [f"tenant_{number:02d}" for number in range(19)], without_email="tenant_07")
+    return make_project(tmp_path / "project", pg_url)
+
+
+def add_tenant_schemas(pg_url: str, names: list[str], without_email: str) -> None:
+    """A schema per name with a customer table; the one named `without_email` has a customer without one."""
     engine = sa.create_engine(pg_url)
     with engine.begin() as connection:
-        for number in range(19):
-            connection.execute(sa.text(f"CREATE SCHEMA tenant_{number:02d}"))
-            add_customers(connection, f"tenant_{number:02d}", None if number == 7 else "a@b.c")
+        for name in names:
+            connection.execute(sa.text(f"CREATE SCHEMA {name}"))
+            add_customers(connection, name, None if name == without_email else "a@b.c")
     engine.dispose()
-    return make_project(tmp_path / "project", pg_url)
 
 
 def test_status_over_tenant_schemas_says_which_are_behind(tenants: AlembicManager) -> None:
@@ -433,12 +438,7 @@ def execute_all(url: str, *statements: str) -> None:
 @pytest.fixture
 def few_tenants(pg_url: str, tmp_path: Path) -> AlembicManager:
     """Four tenant schemas with a customer each; shop_1's has no email; shop_3 is at r1 already."""
-    engine = sa.create_engine(pg_url)
-    with engine.begin() as connection:
-        for number in range(4):
-            connection.execute(sa.text(f"CREATE SCHEMA shop_{number}"))
-            add_customers(connection, f"shop_{number}", None if number == 1 else "a@b.c")
-    engine.dispose()
+    add_tenant_schemas(pg_url, [f"shop_{number}" for number in range(4)], without_email="shop_1")
     manager = make_project(tmp_path / "project", pg_url)
     manager.for_targets("schemas:shop_3").upgrade("r1")
     return manager
