@@ -118,7 +118,15 @@ REVISION_OPTIONS = (
          dest="no_rename", action="store_true"),
 )
 TARGETS = _arg("--targets", help="run on many targets: schemas:PATTERN, file:PATH or sqlite:GLOB")
-JOBS = _arg("--jobs", "-j", help="targets run at the same time (with --targets; default 4)", type=int)
+def _at_least_one(value: str) -> int:
+    """A count of jobs: a whole number of at least 1."""
+    if not value.strip().isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"takes a whole number of at least 1, not '{value}'")
+    return int(value)
+
+
+JOBS = _arg("--jobs", "-j", help="targets run at the same time (with --targets; default 4)",
+            type=_at_least_one)
 MANY_TARGETS = (
     TARGETS, JOBS,
     _arg("--keep-going", help="with --targets: go on with the other targets after a failure",

@@ -539,3 +539,12 @@ def test_rehearse_over_tenants_with_an_existing_env_py_uses_a_shadow_schema(pg_u
     assert [(row.state, row.down_leaves_no_trace) for row in result] == [("rehearsed", True)] * 2
     assert "shadow database" in result.rows[0].mode
     assert tables_in(pg_url, "shop_a") == set() and tables_in(pg_url, "public") == set()
+
+
+@pytest.mark.parametrize("jobs", ["0", "-3", "many"])
+def test_a_number_of_jobs_below_one_is_refused_before_anything_runs(shell, sqlite_files: list[Path],
+                                                                     tmp_path: Path, jobs: str) -> None:
+    make_project(Path.cwd(), f"sqlite:///{tmp_path / 'main.db'}")
+    result = shell.run_cell(f"%migrate upgrade --targets sqlite:{tmp_path}/devices/*.db --jobs {jobs}")
+    assert "--jobs" in str(result.error_in_exec) and "at least 1" in str(result.error_in_exec)
+    assert all(versions_in(f"sqlite:///{file}") == [] for file in sqlite_files)
