@@ -529,6 +529,8 @@ def _run_alembic(manager: AlembicManager, project: settings.Target, connection: 
 
     config = runtime.make_config(manager, project, connection, on_version_apply=applied)
     config.attributes["tenant_schema"] = target.schema
+    if target.schema:  # a tenant's version table is in its own schema
+        config.attributes["configure_options"]["version_table_schema"] = target.schema
     try:
         runtime.run_env(manager, config, script, steps, destination_rev=goal)
     except Exception as error:

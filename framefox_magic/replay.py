@@ -226,7 +226,8 @@ def _run_steps(replayer: Replayer, connection: Connection, target: Target, run: 
         run.heads = tuple(sorted(heads))
 
     context = MigrationContext.configure(connection, opts={
-        "version_table_schema": target.schema, "transaction_per_migration": True,
+        "version_table": target.version_table, "version_table_schema": target.versions_schema,
+        "transaction_per_migration": True,
         "fn": lambda heads, ctx: _steps(replayer, ctx, target, run, heads),
         "on_version_apply": (applied,),
     })

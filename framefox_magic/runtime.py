@@ -137,9 +137,16 @@ def make_config(manager: AlembicManager, target: settings.Target,
     config.attributes["connection"] = _handed(shape, connection)
     _anchor_paths(config, target.project_root)
     config.attributes["target_metadata"] = manager.target_metadata() if autogenerate else MetaData()
-    config.attributes["configure_options"] = configure_options
+    config.attributes["configure_options"] = {**_version_table_options(manager, target), **configure_options}
     config.cmd_opts = Namespace(quiet=True, x=None)  # quiet: no "Generating ..." lines; x: no -x
     return config
+
+
+def _version_table_options(manager: AlembicManager, target: settings.Target) -> dict[str, str]:
+    """The version table the settings name, for the env.py `init` writes (it passes these options to
+    `context.configure`): writing goes where reading looks. Another env.py ignores them."""
+    table, schema = version_table(manager, target)
+    return {"version_table": table, **({"version_table_schema": schema} if schema else {})}
 
 
 def script_directory(manager: AlembicManager, target: settings.Target,

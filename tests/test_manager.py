@@ -1587,3 +1587,21 @@ def test_autogenerate_with_sqlmodel_types_can_be_applied(manager, metadata, db_u
     assert "sqlmodel" in Path(info.path).read_text()
     manager.upgrade()
     assert column_names(db_url, "item") == {"id", "tag"}
+
+
+def test_a_version_table_named_in_the_settings_is_the_one_inits_env_py_writes(project, db_url):
+    (project / "pyproject.toml").write_text('[tool.framefox_magic]\nversion_table = "app_versions"\n')
+    manager = AlembicManager(url=db_url, project_root=project, metadata=sa.MetaData())
+    manager.init()
+    first = manager.revision("one", autogenerate=False).revision
+    manager.upgrade()
+    assert manager.status().up_to_date
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT version_num FROM app_versions")).scalars().all() == [first]
+            assert not sa.inspect(connection).has_table("alembic_version")
+    finally:
+        engine.dispose()
+    manager.downgrade("base")
+    assert manager.status().current == ()
