@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -369,7 +370,9 @@ def split_manual_cell(cell: str) -> tuple[str, str]:
 _LOADED: dict[int, dict[str, Any]] = {}
 # What a session chose (--url, --dir, model cells' revisions) outlives %unload_ext / %reload_ext:
 # a reload must never send the next upgrade to another database.
-_KEPT: dict[int, tuple[dict[str, tuple[Any, Any]], dict[str, str]]] = {}
+# Keyed by the shell itself, weakly: a shell made later at the same address takes nothing from it.
+_KEPT: weakref.WeakKeyDictionary[Any, tuple[dict[str, tuple[Any, Any]], dict[str, str]]] = (
+    weakref.WeakKeyDictionary())
 _KEPT_SETTINGS = ("url", "migrations_dir", "metadata", "version_table", "version_table_schema")
 
 
@@ -378,7 +381,7 @@ def load(ipython: Any) -> None:
     if id(ipython) in _LOADED:
         return
     magics = MigrateMagics(shell=ipython, config=ipython.config)
-    _restore(magics, _KEPT.pop(id(ipython), None))
+    _restore(magics, _KEPT.pop(ipython, None))
     ipython.register_magics(magics)  # Magics.__init__ has made it configurable (%config)
     hooks = ModelCellHooks(ipython)
     ipython.events.register("pre_run_cell", hooks.before)
@@ -399,7 +402,7 @@ def unload(ipython: Any) -> None:
     if magics._manager is not None:  # a manager never made has nothing to keep or release
         manager = magics._manager
         kept = {name: (_configured(ipython, name), getattr(manager, name)) for name in _KEPT_SETTINGS}
-        _KEPT[id(ipython)] = (kept, dict(magics._cell_revisions))
+        _KEPT[ipython] = (kept, dict(magics._cell_revisions))
         manager.dispose()
     ipython.events.unregister("pre_run_cell", state["hooks"].before)
     ipython.events.unregister("post_run_cell", state["hooks"].after)

@@ -669,3 +669,18 @@ def test_a_url_set_with_config_while_unloaded_wins_over_the_earlier_target(
     run(shell, f"%config MigrateMagics.url = {configured!r}")
     run(shell, "%load_ext framefox_magic")
     assert run(shell, "%migrate config").url == configured
+
+
+def test_a_new_shell_in_the_same_process_never_takes_an_earlier_shells_target(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (keyed by the shell's id(), a shell made at a discarded one's address took its target: the
+    # suite saw a SQLite test run against an earlier test's PostgreSQL database)
+    from conftest import ipython_shell
+
+    other = f"sqlite:///{project / 'other.db'}"
+    with ipython_shell(monkeypatch) as first:
+        run(first, f"%migrate config --url {other}")
+    with ipython_shell(monkeypatch) as second:
+        monkeypatch.chdir(project)
+        assert run(second, "%migrate config").url != other

@@ -1599,7 +1599,8 @@ def test_a_version_table_named_in_the_settings_is_the_one_inits_env_py_writes(pr
     engine = sa.create_engine(db_url)
     try:
         with engine.connect() as connection:
-            assert connection.execute(sa.text("SELECT version_num FROM app_versions")).scalars().all() == [first]
+            written = connection.execute(sa.text("SELECT version_num FROM app_versions")).scalars().all()
+            assert written == [first]
             assert not sa.inspect(connection).has_table("alembic_version")
     finally:
         engine.dispose()
