@@ -14,12 +14,11 @@ import string
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from . import replay, runtime, settings
 from .errors import ConfigurationError, MigrationError, MigrationFailed, translated
@@ -186,21 +185,15 @@ def current_of(target: Target) -> tuple[str, ...]:
 
 
 def _read_sqlite(target: Target) -> FanoutRow:
-    """A SQLite file's revisions in one query through the stdlib driver, opened read-only."""
+    """A SQLite file's revisions read with the stdlib driver, opened read-only."""
     import sqlite3
+
+    from .quickstatus import sqlite_versions
 
     began = time.perf_counter()
     path = target.url.split("///", 1)[-1]
     try:
-        with closing(sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)) as connection:
-            try:
-                quoted = '"' + target.version_table.replace('"', '""') + '"'
-                found = connection.execute(f"SELECT version_num FROM {quoted}").fetchall()
-                heads = tuple(sorted(row[0] for row in found))
-            except sqlite3.OperationalError as error:
-                if "no such table" not in str(error):
-                    raise
-                heads = ()
+        heads = sqlite_versions(path, target.version_table) or ()
     except sqlite3.Error as error:
         return FanoutRow(target.label, None, None, time.perf_counter() - began, False,
                          f"Cannot read {path}: {error}.", "failed")

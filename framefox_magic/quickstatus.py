@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterable
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -105,13 +106,16 @@ def recorded_versions(database: str, table: str) -> tuple[str, ...] | None:
     such file or table."""
     if not Path(database).is_absolute() or not Path(database).is_file():
         return None
-    connection = sqlite3.connect(f"{Path(database).as_uri()}?mode=ro", uri=True)
-    try:
+    return sqlite_versions(database, table)
+
+
+def sqlite_versions(database: str, table: str) -> tuple[str, ...] | None:
+    """The rows of a SQLite file's version table, sorted, the file opened read-only; None when it
+    has no such table; sqlite3.Error when the file cannot be read."""
+    with closing(sqlite3.connect(f"{Path(database).as_uri()}?mode=ro", uri=True)) as connection:
         found = connection.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
         if found is None:
             return None
         quoted = table.replace('"', '""')
-        return tuple(row[0] for row in connection.execute(f'SELECT version_num FROM "{quoted}"'))
-    finally:
-        connection.close()
+        return tuple(sorted(row[0] for row in connection.execute(f'SELECT version_num FROM "{quoted}"')))

@@ -1058,7 +1058,7 @@ def _finding_cells(finding: Any) -> list[str]:
 def fanout_lint_html(result: Any) -> str:
     """Targets that could not be linted first, then the findings whose counts differ by target
     (per target), then the findings common to all, shown once."""
-    common, differ = result._split()
+    common, differ = result.parts
     parts = [f"<h4>{_e(_fanout_lint_head(result, common, differ))}</h4>"]
     if result.errors:
         parts.append(f"<h5>{_e(counted(len(result.errors), 'target'))} not linted</h5>" + _table(
@@ -1084,7 +1084,7 @@ def fanout_lint_html(result: Any) -> str:
 
 def fanout_lint_text(result: Any) -> str:
     """The same as plain text."""
-    common, differ = result._split()
+    common, differ = result.parts
     lines = [_fanout_lint_head(result, common, differ)]
     lines += [f"NOT LINTED {t}: {e.splitlines()[0] if e else ''}" for t, e in result.errors.items()]
     if differ:

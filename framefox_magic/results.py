@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from . import render
@@ -615,7 +616,8 @@ class FanoutLint(_Result):
         """The linted targets on which REVISION is pending (linted)."""
         return [t for t in self.targets if revision in self.linted.get(t, ())]
 
-    def _split(self) -> tuple[list[tuple[LintFinding, int, int]], dict[str, list[LintFinding]]]:
+    @cached_property
+    def parts(self) -> tuple[list[tuple[LintFinding, int, int]], dict[str, list[LintFinding]]]:
         """(finding, targets sharing it, targets where its revision is pending) for what most of those
         targets share, shown once; per target only the findings that differ from that."""
         seen: dict[tuple[Any, ...], dict[str, LintFinding]] = {}
@@ -640,23 +642,23 @@ class FanoutLint(_Result):
     @property
     def common(self) -> list[LintFinding]:
         """Findings with the same count on most targets where their revision is pending (shown once)."""
-        return [finding for finding, _, _ in self._split()[0]]
+        return [finding for finding, _, _ in self.parts[0]]
 
     @property
     def differing(self) -> dict[str, list[LintFinding]]:
         """Per target, only its findings that differ from what most targets have (or that most lack)."""
-        return self._split()[1]
+        return self.parts[1]
 
     def per_target(self) -> list[tuple[str, LintFinding]]:
         """The findings that differ by target, worst first (dangers of every target before any warning),
         in the targets' order within a severity."""
-        found = [(t, f) for t, fs in self._split()[1].items() for f in fs]
+        found = [(t, f) for t, fs in self.parts[1].items() for f in fs]
         return sorted(found, key=lambda pair: -SEVERITIES.index(pair[1].severity))
 
     def to_frame(self) -> pd.DataFrame:
         """scope ('common' once, 'target' per target, worst first), target, targets (how many share it),
         then the lint columns; targets that could not be linted as scope 'error'."""
-        common, _ = self._split()
+        common, _ = self.parts
         rows = [{"scope": "error", "target": t, "targets": 1, "message": e} for t, e in self.errors.items()]
         rows += [{"scope": "common", "target": None, "targets": n, **_finding_row(f)} for f, n, _ in common]
         rows += [{"scope": "target", "target": t, "targets": 1, **_finding_row(f)}

@@ -222,7 +222,7 @@ class MigrationPanel(w.VBox):
                 raise
             except DropsEveryTable as refused:
                 anyway = self._revision_action(message, renames, written, allow_drop_all=True)
-                return self._ask_drop_all(refused.tables, anyway)
+                raise self._ask_drop_all(refused.tables, anyway) from None
             if info is None:
                 return no_changes()
             written.append(info)
@@ -230,11 +230,11 @@ class MigrationPanel(w.VBox):
 
         return write
 
-    def _ask_drop_all(self, tables: list[str], write_anyway: Action) -> None:
-        """An autogenerate that would drop every table: say why and ask before writing it."""
+    def _ask_drop_all(self, tables: list[str], write_anyway: Action) -> MigrationError:
+        """An autogenerate that would drop every table: ask before writing it; the error saying why."""
         names = ", ".join(sorted(tables))
         self._ask(f"Write a revision that would drop every table of the database ({names})?", write_anyway)
-        raise MigrationError(
+        return MigrationError(
             f"Not written: this revision would drop every table of the database ({names}); no model "
             "was found in this process (define or import them, or set the metadata). "
             "Confirm writes it anyway."
