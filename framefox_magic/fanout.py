@@ -418,6 +418,12 @@ def lint_all(script: Any, targets: Sequence[Target], rev_range: str | None, thre
 # ---------------------------------------------------------------- migrating one target
 
 
+def lock_key(target: Target) -> int:
+    """The PostgreSQL advisory lock of a target: a tenant's own, else the manager's."""
+    name = f"{_LOCK_NAME}:{target.schema}" if target.schema else _LOCK_NAME
+    return zlib.crc32(name.encode())
+
+
 @contextmanager
 def target_lock(connection: Connection, target: Target, timeout: float,
                 search_path: str | None = None) -> Iterator[None]:
@@ -429,10 +435,9 @@ def target_lock(connection: Connection, target: Target, timeout: float,
 
     dialect = connection.dialect.name
     if dialect == "postgresql":
-        name = f"{_LOCK_NAME}:{target.schema}" if target.schema else _LOCK_NAME  # the manager's own
-        key = zlib.crc32(name.encode())
         take = text("SELECT pg_try_advisory_lock(:key)" + (
-            ", set_config('search_path', :path, false)" if search_path else "")).bindparams(key=key)
+            ", set_config('search_path', :path, false)" if search_path else "")).bindparams(
+            key=lock_key(target))
         if search_path:
             take = take.bindparams(path=search_path)
     elif dialect in ("mysql", "mariadb"):
@@ -783,8 +788,11 @@ class Fanout:
         if replay.replayable_env(project.migrations_dir):  # rendered once, replayed in threads
             replayer = replay.Replayer(self.manager, project, script, goal, downgrade)
             runner = Runner(self.jobs, self.keep_going, on_target)
-            with runtime.quiet_alembic_logging():
-                rows = runner.run(todo, partial(replay.migrate_row, replayer), None, threaded=True)
+            try:
+                with runtime.quiet_alembic_logging():
+                    rows = runner.run(todo, partial(replay.migrate_row, replayer), None, threaded=True)
+            finally:
+                replayer.kept.close()
         else:  # env.py of the project's own: run for each target, in worker processes
             runner = Runner(self.jobs, self.keep_going, on_target)
             rows = runner.run(

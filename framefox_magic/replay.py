@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import runtime, settings
+from . import pgreplay, runtime, settings
 from .errors import MigrationError, translated
 from .results import FanoutRow
 
@@ -102,8 +102,7 @@ def render(connection: Connection, step: Any) -> tuple[str, ...] | None:
     from alembic.operations import Operations
     from alembic.runtime.migration import MigrationContext
 
-    source = _source(step.revision)
-    if source is None or _ONLINE_ONLY.search(source):
+    if not renders_offline(step):
         return None
     collected = _Collected()
     offline = MigrationContext.configure(
@@ -123,6 +122,13 @@ def render(connection: Connection, step: Any) -> tuple[str, ...] | None:
     return tuple(statements)
 
 
+def renders_offline(step: Any) -> bool:
+    """Whether the step's revision can be rendered once for every target (its source reads no
+    database, asks for no mode and makes no value per run)."""
+    source = _source(step.revision)
+    return source is not None and not _ONLINE_ONLY.search(source)
+
+
 def _source(script: Any) -> str | None:
     try:
         return Path(script.path).read_text(encoding="utf-8")
@@ -140,7 +146,9 @@ class Replayer:
     goal: str
     downgrade: bool
     rendered: dict[tuple[Any, ...], tuple[str, ...] | None] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    scripts: dict[tuple[Any, ...], pgreplay.Script | None] = field(default_factory=dict)
+    kept: pgreplay.KeptConnections = field(default_factory=pgreplay.KeptConnections)
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
     def statements(self, connection: Connection, step: Any) -> tuple[str, ...] | None:
         """The step's SQL for this dialect, rendered by the first target that needs it."""
@@ -149,6 +157,16 @@ class Replayer:
             if key not in self.rendered:
                 self.rendered[key] = render(connection, step)
             return self.rendered[key]
+
+    def whole_run(self, connection: Connection, before: Revisions, target: Target) -> pgreplay.Script | None:
+        """The whole run from BEFORE as one script per revision, rendered by the first target that
+        starts there; None when it does not render."""
+        key = (dialect_key(connection), before, bool(target.versions_schema), target.version_table)
+        with self.lock:
+            if key not in self.scripts:
+                steps = self.plan(before)
+                self.scripts[key] = pgreplay.render(self, connection, before, target, steps)
+            return self.scripts[key]
 
     def plan(self, heads: Any) -> list[Any]:
         """The revision steps from these heads to the goal (the revision map is not thread-safe)."""
@@ -169,7 +187,10 @@ def migrate_row(replayer: Replayer, target: Target) -> FanoutRow:
     began = time.perf_counter()
     run = _Run()
     try:
-        before, after = _migrate(replayer, target, run)
+        replayed = pgreplay.migrate(replayer, target, run)
+        if replayed is None:
+            run = _Run()
+        before, after = replayed or _migrate(replayer, target, run)
     except MigrationError as error:
         try:
             after = current_of(target)

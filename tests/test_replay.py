@@ -179,3 +179,127 @@ def test_a_revision_making_a_value_per_run_gives_each_target_its_own(tmp_path: P
         manager.for_targets(targets.spec("a"), jobs=2, keep_going=True).upgrade()
         notes = [state[2]["note"] for state in targets.state("a") if state[0] == ["r6"]]
         assert len(notes) == 2 and notes[0] != notes[1]
+
+
+# ---------------------------------------------------------------- whole scripts on PostgreSQL
+
+
+def renderable_project(root: Path, url: str, own_env: bool) -> AlembicManager:
+    """r1..r4: every revision renders offline, so PostgreSQL tenants get whole scripts."""
+    manager = make_project(root, url)
+    rev_id, message, upgrade, downgrade = LATER[0]
+    manager.revision(message, autogenerate=False, rev_id=rev_id, upgrade_body=upgrade,
+                     downgrade_body=downgrade)
+    if own_env:
+        env_py = root / "migrations" / "env.py"
+        env_py.write_text(env_py.read_text() + "\n# the project's own changes\n")
+    return manager
+
+
+@pytest.fixture
+def sent() -> Iterator[list[str]]:
+    """Every statement any engine sends to a database during the test."""
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *_):
+        statements.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    yield statements
+    sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+
+
+def transactions(statements: list[str]) -> list[str]:
+    return [statement for statement in statements if statement.startswith("BEGIN;")]
+
+
+def test_each_tenant_gets_a_revision_and_its_version_row_in_one_round_trip(tmp_path: Path,
+                                                                           sent: list[str]) -> None:
+    with ExitStack() as stack:
+        targets = Targets("postgresql", tmp_path, stack)
+        fast = renderable_project(tmp_path / "fast", targets.home, own_env=False)
+        slow = renderable_project(tmp_path / "slow", targets.home, own_env=True)
+        sent.clear()
+        result = fast.for_targets(targets.spec("a"), jobs=2, keep_going=True).upgrade()
+        # a_0 and a_2 run r1..r4, a_1 runs r1 then fails in r2 (a customer has no email)
+        assert len(transactions(sent)) == 4 + 2 + 4
+        assert all(text.rstrip().endswith("COMMIT") and "alembic_version" in text
+                   for text in transactions(sent))
+        expected = slow.for_targets(targets.spec("b"), jobs=1, keep_going=True).upgrade()
+        assert summary(result) == summary(expected)
+        assert result.rows[1].error.startswith("Revision r2 (customer email required) failed: ")
+        assert targets.state("a") == targets.state("b")
+        assert targets.state("a")[0][2] == {"item": [], "note": [(1, "100% welcome")]}
+
+
+def test_tenants_downgraded_to_base_and_upgraded_again_match_alembic(tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        targets = Targets("postgresql", tmp_path, stack)
+        fast = renderable_project(tmp_path / "fast", targets.home, own_env=False)
+        slow = renderable_project(tmp_path / "slow", targets.home, own_env=True)
+        for manager, group in ((fast, "a"), (slow, "b")):
+            manager.for_targets(targets.spec(group), jobs=2, keep_going=True).upgrade()
+            down = manager.for_targets(targets.spec(group), jobs=2, keep_going=True).downgrade("base")
+            assert [row.after for row in down] == [(), (), ()]
+        assert targets.state("a") == targets.state("b")  # the version tables stay, empty
+        again = fast.for_targets(targets.spec("a"), jobs=2, keep_going=True).upgrade()
+        again_slow = slow.for_targets(targets.spec("b"), jobs=2, keep_going=True).upgrade()
+        assert summary(again) == summary(again_slow)
+        assert [row.after for row in again] == [("r4",), ("r1",), ("r4",)]
+        assert targets.state("a") == targets.state("b")
+
+
+def test_a_run_leaves_no_lock_and_no_connection_behind(tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        targets = Targets("postgresql", tmp_path, stack, count=6)
+        manager = renderable_project(tmp_path / "project", targets.home, own_env=False)
+        manager.for_targets(targets.spec("a"), jobs=3, keep_going=True).upgrade()
+        engine = sa.create_engine(targets.home)
+        with engine.connect() as connection:
+            locks = connection.execute(sa.text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")).scalar()
+            sessions = connection.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()")).scalar()
+        engine.dispose()
+        assert (locks, sessions) == (0, 0)
+
+
+def test_a_tenant_another_process_is_migrating_waits_then_fails_alone(tmp_path: Path) -> None:
+    from framefox_magic.fanout import Target, lock_key
+
+    with ExitStack() as stack:
+        targets = Targets("postgresql", tmp_path, stack)
+        manager = renderable_project(tmp_path / "project", targets.home, own_env=False)
+        manager.lock_timeout = 0.3
+        engine = sa.create_engine(targets.home)
+        holder = stack.enter_context(engine.connect())
+        holder.execute(sa.text("SELECT pg_advisory_lock(:key)"),
+                       {"key": lock_key(Target(targets.home, "a_2"))})
+        result = manager.for_targets(targets.spec("a"), jobs=1, keep_going=True).upgrade()
+        assert [row.state for row in result] == ["upgraded", "failed", "failed"]
+        assert "Another process is migrating this target" in result.rows[2].error
+        assert versions_in(targets.home, "a_2") == []
+        holder.close()
+        engine.dispose()
+        resumed = manager.for_targets(targets.spec("a"), jobs=1, keep_going=True).upgrade()
+        assert [row.after for row in resumed] == [("r4",), ("r1",), ("r4",)]
+
+
+def test_an_interrupted_script_run_leaves_tenants_at_revisions_they_record(tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        targets = Targets("postgresql", tmp_path, stack, count=5)
+        manager = renderable_project(tmp_path / "project", targets.home, own_env=False)
+
+        def interrupt_at_second(done: int, total: int, row) -> None:
+            if done == 2:
+                raise KeyboardInterrupt
+
+        result = manager.for_targets(targets.spec("a"), jobs=2, keep_going=True).upgrade(
+            on_target=interrupt_at_second)
+        assert result.interrupted
+        for row, (versions, tables, _) in zip(result, targets.state("a"), strict=True):
+            assert tuple(versions) == row.after
+            assert ("note" in tables) == (row.after == ("r4",))
+        resumed = manager.for_targets(targets.spec("a"), jobs=2, keep_going=True).upgrade()
+        assert [row.after for row in resumed] == [("r4",), ("r1",), ("r4",), ("r4",), ("r4",)]
