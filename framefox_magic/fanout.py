@@ -597,6 +597,8 @@ def not_run(before: tuple[str, ...] | None, row: FanoutRow, reason: str) -> Fano
     """A target that did not finish (stopped by a failure or an interrupt), as read again now:
     one interrupted mid-way is at the last revision that committed."""
     moved = row.ok and row.after != before
+    if moved:  # stopped inside its run: what committed stays, the revision it was in does not
+        reason = "interrupted part-way: the revisions that committed are kept"
     return FanoutRow(row.target, before, row.after, 0.0, False, row.error or reason,
                      "interrupted" if moved else "not run")
 

@@ -103,22 +103,16 @@ def migrate(replayer: Replayer, target: Target, run: Any) -> tuple[Revisions, Re
 
 def _locked_run(replayer: Replayer, connection: Connection, target: Target,
                 run: Any) -> tuple[Revisions, Revisions] | None:
-    """Under the tenant's lock: read where it is, send each revision's text, read it back."""
+    """Under the tenant's lock: read where it is, send each revision's text, read it back. On any
+    other error or an interrupt the caller closes the connection: the server rolls back and unlocks."""
     exists = _lock(connection, target, replayer.manager.lock_timeout)
-    failure: MigrationError | None = None
-    script = None
-    try:
-        run.before = _read(connection, target) if exists else ()
-        script = replayer.whole_run(connection, run.before, target)
-        if script is not None:
-            failure = _send(connection, target, script, run, exists)
-    finally:
-        after = _release(connection, target, exists or run.done > 0)
-    if script is None:
-        return None
+    run.before = _read(connection, target) if exists else ()
+    script = replayer.whole_run(connection, run.before, target)
+    failure = _send(connection, target, script, run, exists) if script is not None else None
+    after = _release(connection, target, exists or run.done > 0)
     if failure is not None:
         raise failure
-    return run.before, after
+    return (run.before, after) if script is not None else None
 
 
 def _send(connection: Connection, target: Target, script: Script, run: Any,

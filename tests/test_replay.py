@@ -301,5 +301,33 @@ def test_an_interrupted_script_run_leaves_tenants_at_revisions_they_record(tmp_p
         for row, (versions, tables, _) in zip(result, targets.state("a"), strict=True):
             assert tuple(versions) == row.after
             assert ("note" in tables) == (row.after == ("r4",))
+            if row.state == "interrupted":
+                assert row.error == "interrupted part-way: the revisions that committed are kept"
+            elif row.state == "not run":
+                assert row.error == "not started: interrupted"
         resumed = manager.for_targets(targets.spec("a"), jobs=2, keep_going=True).upgrade()
         assert [row.after for row in resumed] == [("r4",), ("r1",), ("r4",), ("r4",), ("r4",)]
+
+
+def test_ctrl_c_inside_a_revision_rolls_that_revision_back_and_keeps_the_ones_before(
+        tmp_path: Path) -> None:
+    import _thread
+    import threading
+
+    with ExitStack() as stack:
+        targets = Targets("postgresql", tmp_path, stack)
+        manager = renderable_project(tmp_path / "project", targets.home, own_env=False)
+        manager.revision("slow", autogenerate=False, rev_id="r5", upgrade_body=(
+            "op.create_table('slow', sa.Column('id', sa.Integer, primary_key=True))\n"
+            "op.execute('SELECT pg_sleep(3)')"), downgrade_body="op.drop_table('slow')")
+        timer = threading.Timer(1.0, _thread.interrupt_main)  # what Ctrl-C does in a kernel
+        timer.start()
+        result = manager.for_targets(targets.spec("a"), jobs=1, keep_going=True).upgrade()
+        timer.join()
+        assert result.interrupted
+        first = result.rows[0]
+        assert (first.state, first.after) == ("interrupted", ("r4",))
+        assert first.error == "interrupted part-way: the revisions that committed are kept"
+        assert [row.state for row in result.rows[1:]] == ["not run", "not run"]
+        versions, tables, _ = targets.state("a")[0]
+        assert versions == ["r4"] and "slow" not in tables and "note" in tables
