@@ -2,9 +2,10 @@
 
 Reading (status) runs one query per target in threads: no alembic state is involved. Migrating a
 project whose env.py is the one `init` writes replays each revision's SQL, rendered once per
-dialect, on every target in threads (replay.py). Any other env.py runs for each target: alembic's
-`op` and `context` are process-wide proxies, so parallel targets then run in worker processes (one
-alembic at a time in each). Either way each target has its own connection under its own lock.
+dialect, on every target in threads (replay.py; on PostgreSQL whole scripts, pgreplay.py). Any
+other env.py runs for each target: alembic's `op` and `context` are process-wide proxies, so
+parallel targets then run in worker processes (one alembic at a time in each). Either way each
+target has its own connection under its own lock.
 """
 
 from __future__ import annotations

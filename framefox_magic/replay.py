@@ -12,6 +12,7 @@ it does (the tenant's `search_path` and `schema_translate_map`, the version tabl
 transaction per revision) is done here the same way. A revision that reads the database, asks
 whether it runs offline, or cannot be rendered offline runs its own Python instead, online, on the
 target's connection, one such revision at a time in the process (alembic's proxies are shared).
+A PostgreSQL target whose whole run renders gets it as one script instead (pgreplay.py).
 """
 
 from __future__ import annotations
