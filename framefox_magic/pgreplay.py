@@ -46,7 +46,9 @@ class Script:
 
 @dataclass
 class KeptConnections:
-    """One autocommit connection per thread and database, kept from one target to the next."""
+    """One autocommit connection per thread, kept from one target to the next of the same database
+    (a thread moving to another database closes it: a file of many databases opens no more
+    connections at a time than there are threads)."""
 
     local: threading.local = field(default_factory=threading.local)
     opened: list[Any] = field(default_factory=list)
@@ -56,20 +58,21 @@ class KeptConnections:
         """This thread's connection to URL, opened the first time."""
         from .fanout import shared_engine
 
-        kept = getattr(self.local, "connections", None)
-        if kept is None:
-            kept = self.local.connections = {}
-        if url not in kept:
+        if getattr(self.local, "url", None) != url:
+            self.forget()
             connection = shared_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT")
             with self.lock:
                 self.opened.append(connection)
-            kept[url] = connection
-        return kept[url]
+            self.local.url, self.local.connection = url, connection
+        return self.local.connection
 
-    def forget(self, url: str) -> None:
-        """Close this thread's connection to URL (its session locks go with it)."""
-        connection = getattr(self.local, "connections", {}).pop(url, None)
+    def forget(self) -> None:
+        """Close this thread's connection (its session locks go with it)."""
+        connection = getattr(self.local, "connection", None)
+        self.local.url = self.local.connection = None
         if connection is not None:
+            with self.lock:
+                self.opened.remove(connection)
             _close_quietly(connection)
 
     def close(self) -> None:
@@ -97,7 +100,7 @@ def migrate(replayer: Replayer, target: Target, run: Any) -> tuple[Revisions, Re
                 return None
             return _locked_run(replayer, connection, target, run)
     except BaseException:
-        replayer.kept.forget(target.url)  # an unknown state: closing it rolls back and unlocks
+        replayer.kept.forget()  # an unknown state: closing it rolls back and unlocks
         raise
 
 

@@ -331,3 +331,31 @@ def test_ctrl_c_inside_a_revision_rolls_that_revision_back_and_keeps_the_ones_be
         assert [row.state for row in result.rows[1:]] == ["not run", "not run"]
         versions, tables, _ = targets.state("a")[0]
         assert versions == ["r4"] and "slow" not in tables and "note" in tables
+
+
+def test_a_file_of_many_postgresql_databases_opens_no_more_connections_than_jobs(tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        urls = [stack.enter_context(fresh_database("postgresql", tmp_path)) for _ in range(5)]
+        for number, url in enumerate(urls):
+            fill(url, None, number + 2)  # every target can take r2
+        (tmp_path / "targets.txt").write_text("\n".join(urls) + "\n")
+        manager = renderable_project(tmp_path / "project", f"sqlite:///{tmp_path / 'home.db'}",
+                                     own_env=False)
+        names = [sa.make_url(url).database for url in urls]
+        engine = sa.create_engine(urls[0])
+        watcher = stack.enter_context(engine.connect())
+        seen: list[int] = []
+
+        def count_sessions(done: int, total: int, row) -> None:
+            seen.append(watcher.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY(:names) "
+                "AND pid <> pg_backend_pid()"), {"names": names}).scalar())
+            watcher.rollback()
+
+        result = manager.for_targets(f"file:{tmp_path / 'targets.txt'}", jobs=2).upgrade(
+            on_target=count_sessions)
+        assert [row.after for row in result] == [("r4",)] * 5
+        assert max(seen) <= 2
+        assert [versions_in(url) for url in urls] == [["r4"]] * 5
+        watcher.close()
+        engine.dispose()
