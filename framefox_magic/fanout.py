@@ -16,12 +16,13 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import replay, runtime, settings
+from .dialects import Timeouts
 from .errors import ConfigurationError, MigrationError, MigrationFailed, translated
 from .results import FanoutLint, FanoutRehearsal, FanoutResult, FanoutRow, RehearsalRow
 
@@ -47,6 +48,7 @@ class Target:
     version_table: str = "alembic_version"
     version_table_schema: str | None = None  # the project's setting; a tenant's table is in its schema
     shown: str | None = None  # how the user named it (a file found by a relative glob), if not the URL
+    timeouts: Timeouts = field(default_factory=Timeouts)  # the session's: connect, migration lock, DDL lock
 
     @property
     def versions_schema(self) -> str | None:
@@ -170,18 +172,23 @@ def read_version(connection: Connection, schema: str | None,
     return tuple(sorted(heads))
 
 
+def shared_engine(target: Target) -> Any:
+    """One engine per URL and timeouts, per process (its dialect set up once); NullPool: each use
+    connects anew, bounded by the session's connect and DDL lock timeouts."""
+    return _engine(target.url, target.timeouts)
+
+
 @lru_cache(maxsize=32)
-def shared_engine(url: str) -> Any:
-    """One engine per URL and process (its dialect set up once); NullPool: each use connects anew."""
+def _engine(url: str, timeouts: Timeouts) -> Any:
     from .dialects import engine
     from .environment import sync_url
 
-    return engine(sync_url(url))
+    return engine(sync_url(url), timeouts)
 
 
 def current_of(target: Target) -> tuple[str, ...]:
     """The target's revisions, read with a connection of its own."""
-    with translated(target.url), shared_engine(target.url).connect() as connection:
+    with translated(target.url), shared_engine(target).connect() as connection:
         return read_version(connection, target.versions_schema, target.version_table)
 
 
@@ -207,7 +214,7 @@ def _read_chunk(targets: Sequence[Target]) -> list[FanoutRow]:
         return [_read_sqlite(target) for target in targets]
     began, rows = time.perf_counter(), []
     try:
-        with translated(targets[0].url), shared_engine(targets[0].url).connect() as connection:
+        with translated(targets[0].url), shared_engine(targets[0]).connect() as connection:
             for target in targets:
                 rows.append(_read_one(connection, target))
     except MigrationError as error:
@@ -340,7 +347,7 @@ def rehearse_row(manager: AlembicManager, project: settings.Target, target: Targ
     place = replace(project, url=target.url)
     try:
         with _ALEMBIC_LOCK, quiet_alembic_logging(), translated(target.url), \
-                shared_engine(target.url).connect() as connection:
+                shared_engine(target).connect() as connection:
             script = runtime.script_directory(manager, place)
             current = read_version(connection, target.versions_schema, target.version_table)
             steps = steps_between(script, goal, current, downgrade=False)
@@ -387,7 +394,7 @@ def lint_one(script: Any, target: Target, rev_range: str | None,
     from . import safety
     from .reading import lint_revisions
 
-    with translated(target.url), shared_engine(target.url).connect() as connection:
+    with translated(target.url), shared_engine(target).connect() as connection:
         current = read_version(connection, target.versions_schema, target.version_table)
         revisions = lint_revisions(script, current, rev_range)
         found = safety.lint(connection, revisions, target.label, schema=target.schema, recorder=recorder)
@@ -497,7 +504,7 @@ def _migrate(manager: AlembicManager, project: settings.Target, target: Target, 
     from .runtime import _ALEMBIC_LOCK, quiet_alembic_logging
 
     with _ALEMBIC_LOCK, quiet_alembic_logging(), translated(target.url), \
-            shared_engine(target.url).connect() as connection, \
+            shared_engine(target).connect() as connection, \
             target_lock(connection, target, manager.lock_timeout):
         if downgrade:
             backup_sqlite(connection)
@@ -684,8 +691,9 @@ class Fanout:
         self.keep_going = keep_going
         with translated(manager.url):
             project = manager.target()
-        self.targets = with_version_table(expand(spec, project.url, project.project_root),
-                                          runtime.version_table(manager, project))
+        targets = with_version_table(expand(spec, project.url, project.project_root),
+                                     runtime.version_table(manager, project))
+        self.targets = [replace(target, timeouts=runtime.timeouts(manager)) for target in targets]
         self._last_read: list[FanoutRow] = []
 
     def __len__(self) -> int:

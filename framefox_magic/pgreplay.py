@@ -54,22 +54,23 @@ class KeptConnections:
     opened: list[Any] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def get(self, url: str) -> Connection:
-        """This thread's connection to URL, opened the first time."""
+    def get(self, target: Target) -> Connection:
+        """This thread's connection to the target's database, opened the first time."""
         from .fanout import shared_engine
 
-        if getattr(self.local, "url", None) != url:
+        place = (target.url, target.timeouts)
+        if getattr(self.local, "place", None) != place:
             self.forget()
-            connection = shared_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT")
+            connection = shared_engine(target).connect().execution_options(isolation_level="AUTOCOMMIT")
             with self.lock:
                 self.opened.append(connection)
-            self.local.url, self.local.connection = url, connection
+            self.local.place, self.local.connection = place, connection
         return self.local.connection
 
     def forget(self) -> None:
         """Close this thread's connection (its session locks go with it)."""
         connection = getattr(self.local, "connection", None)
-        self.local.url = self.local.connection = None
+        self.local.place = self.local.connection = None
         if connection is not None:
             with self.lock:
                 self.opened.remove(connection)
@@ -95,7 +96,7 @@ def migrate(replayer: Replayer, target: Target, run: Any) -> tuple[Revisions, Re
         return None
     try:
         with translated(target.url):
-            connection = replayer.kept.get(target.url)
+            connection = replayer.kept.get(target)
             if connection.dialect.name != "postgresql":
                 return None
             return _locked_run(replayer, connection, target, run)

@@ -218,7 +218,7 @@ def _migrate(replayer: Replayer, target: Target, run: _Run) -> tuple[Revisions, 
     from .dialects import backup_sqlite
     from .fanout import shared_engine, target_lock
 
-    with translated(target.url), shared_engine(target.url).connect() as connection, \
+    with translated(target.url), shared_engine(target).connect() as connection, \
             target_lock(connection, target, replayer.manager.lock_timeout,
                         _search_path(connection, target.schema)):
         if replayer.downgrade:

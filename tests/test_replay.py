@@ -359,3 +359,26 @@ def test_a_file_of_many_postgresql_databases_opens_no_more_connections_than_jobs
         assert [versions_in(url) for url in urls] == [["r4"]] * 5
         watcher.close()
         engine.dispose()
+
+
+def test_a_tenant_whose_table_another_session_locks_fails_after_the_ddl_lock_timeout(
+        tmp_path: Path) -> None:
+    import threading
+
+    with ExitStack() as stack:
+        targets = Targets("postgresql", tmp_path, stack)
+        manager = renderable_project(tmp_path / "project", targets.home, own_env=False)
+        manager.ddl_lock_timeout = 0.5
+        engine = sa.create_engine(targets.home)
+        holder = stack.enter_context(engine.connect())
+        holder.execute(sa.text("LOCK TABLE a_2.customer IN ACCESS EXCLUSIVE MODE"))  # a long report
+        release = threading.Timer(15, holder.rollback)  # without the timeout, r2 would wait for it
+        release.start()
+        result = manager.for_targets(targets.spec("a"), jobs=2, keep_going=True).upgrade()
+        release.cancel()
+        holder.rollback()
+        assert [row.state for row in result] == ["upgraded", "failed", "failed"]
+        assert "lock timeout" in result.rows[2].error
+        assert result.rows[2].after == ("r1",)
+        assert versions_in(targets.home, "a_2") == ["r1"]
+        engine.dispose()
