@@ -190,7 +190,8 @@ MARIADB_SCHEMA = [
     "CREATE TABLE legacy (id INTEGER NOT NULL PRIMARY KEY)",
     "CREATE VIEW hero_names AS SELECT name FROM hero",
 ]
-# each made from another connection between two comparisons; applied one after the other
+# each made from another connection between two comparisons (a tuple: all its statements between the
+# same two), applied one after the other
 MARIADB_CHANGES = [
     "ALTER TABLE legacy ADD COLUMN note VARCHAR(20)",
     "ALTER TABLE hero DROP COLUMN secret",
@@ -207,6 +208,17 @@ MARIADB_CHANGES = [
     "ALTER TABLE hero ADD CONSTRAINT fk_hero_team_again FOREIGN KEY (team_id) REFERENCES team (id)",
     "ALTER TABLE hero DROP CONSTRAINT ck_hero_age",
     "ALTER TABLE hero ADD CONSTRAINT ck_hero_age CHECK (age > 1)",
+    # a foreign key made again under its name (InnoDB needs two statements), between two comparisons:
+    # with another rule; then on another column only (only KEY_COLUMN_USAGE tells that one)
+    ("ALTER TABLE hero DROP FOREIGN KEY fk_hero_team_again",
+     "ALTER TABLE hero ADD CONSTRAINT fk_hero_team_again FOREIGN KEY (team_id) REFERENCES team (id) "
+     "ON DELETE CASCADE"),
+    ("ALTER TABLE hero DROP FOREIGN KEY fk_hero_team_again",
+     "ALTER TABLE hero ADD CONSTRAINT fk_hero_team_again FOREIGN KEY (age) REFERENCES team (id) "
+     "ON DELETE CASCADE"),
+    "ALTER TABLE hero DROP CONSTRAINT ck_hero_age, ADD CONSTRAINT ck_hero_years CHECK (age > 1)",
+    "ALTER TABLE legacy DROP INDEX uq_legacy_remark, ADD INDEX uq_legacy_remark (remark)",
+    "ALTER TABLE team DROP PRIMARY KEY, ADD PRIMARY KEY (id, name)",
     "CREATE TABLE power (id INTEGER NOT NULL PRIMARY KEY)",
     "DROP TABLE legacy",
     "ALTER TABLE team MODIFY name VARCHAR(40) NOT NULL COLLATE utf8mb4_bin",
@@ -308,7 +320,7 @@ def test_server_every_kind_of_schema_change_from_another_connection_shows_in_the
     fresh = AlembicManager(server_url, project_root=project, metadata=models())
     seen_changes = 0
     for change in SERVERS[server][1]:
-        execute(server_url, change)
+        execute(server_url, *((change,) if isinstance(change, str) else change))
         with statements_run() as run:
             after = rows(server_manager.diff())
 
