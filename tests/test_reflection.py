@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -430,6 +431,54 @@ def test_postgresql_serial_columns_are_recognised_from_one_owner_query(postgresq
     manager.metadata = serial_tables(5, default="old")
     changed = {(row.op, row.table, row.target) for row in manager.diff().rows}
     assert changed == {("alter_column", f"item{index}", "state") for index in range(5)}
+
+
+def alembic_rows(url: str, metadata: sa.MetaData, **options) -> list[tuple]:
+    """What alembic's own autogenerate finds, without this project's reflection reuse."""
+    from alembic.autogenerate import produce_migrations
+    from alembic.runtime.migration import MigrationContext
+
+    from framefox_magic.diff import rows_from_ops
+
+    engine = sa.create_engine(with_driver(url))
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True, **options})
+            operations = produce_migrations(context, metadata).upgrade_ops.ops
+    finally:
+        engine.dispose()
+    diff_rows = rows_from_ops(operations, dialect="postgresql")
+    return sorted((row.op, row.table, row.target, row.detail, row.destructive) for row in diff_rows)
+
+
+def unmarked(diff_rows: list[tuple]) -> list[tuple]:
+    """The rows without the rename hints this project adds to alembic's operations."""
+    return [(op, table, target, re.sub(r"(; )?could be a rename: .*", "", detail), *rest)
+            for op, table, target, detail, *rest in diff_rows]
+
+
+def test_postgresql_over_100_tables_every_table_is_read_at_once_and_the_diff_is_alembics(
+        postgresql_url, project):
+    # above 100 compared tables that are most of the schema, the reflection reads every table
+    # unfiltered, as alembic's own pre-cache does; a table left out by include_name stays out
+    create_serial_tables(postgresql_url, 120)
+    metadata = serial_tables(118, default="old")
+    manager = AlembicManager(postgresql_url, project_root=project, metadata=metadata)
+    manager.init()
+    manager.create_version_table()
+    add_env_option(project, '"compare_server_default": True,')
+    add_env_option(project, '"include_name": lambda name, kind, parent: name != "item119",')
+    options = {"compare_server_default": True, "include_name": lambda name, kind, parent: name != "item119"}
+
+    first = sorted(unmarked(rows(manager.diff())))
+    assert first == alembic_rows(postgresql_url, metadata, **options)
+    execute(postgresql_url, "ALTER TABLE item3 ADD COLUMN note TEXT", "DROP TABLE item117")
+    second = sorted(unmarked(rows(manager.diff())))
+
+    assert {(op, table) for op, table, *_ in first} == {
+        *{("alter_column", f"item{index}") for index in range(118)}, ("drop_table", "item118")}
+    assert {("drop_column", "item3"), ("create_table", "item117")} <= {row[:2] for row in second}
+    assert second == alembic_rows(postgresql_url, metadata, **options)
 
 
 def test_postgresql_a_sequence_default_the_column_does_not_own_is_compared(postgresql_url, project):
