@@ -1,6 +1,7 @@
 """Benchmark framefox_magic against alembic, side by side in one run; writes bench/RESULTS.md.
 
 Run by hand (never part of the tests):  python bench/run.py [--quick] [--postgresql URL] [--mariadb URL]
+(autogenerate only: --only-autogenerate; one backend/size while iterating: --backend mariadb --tables 500)
 Ratios are ours / alembic's: below 1 is faster than alembic.
 """
 
@@ -217,7 +218,7 @@ def schema(tables: int) -> sa.MetaData:
     return metadata
 
 
-def autogenerating(rows: list[Row], backend: str, url: str, tables: int) -> None:
+def autogenerating(rows: list[Row], backend: str, url: str, tables: int, repeat: int = 5) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
@@ -241,13 +242,13 @@ def autogenerating(rows: list[Row], backend: str, url: str, tables: int) -> None
             return AlembicManager(url=url, project_root=folder, metadata=metadata).diff()
 
         compare(rows, f"diff, first call, {tables} tables, {backend}", first_diff, theirs,
-                "alembic compare_metadata", repeat=5)
+                "alembic compare_metadata", repeat=repeat)
         compare(rows, f"diff, repeated, {tables} tables, {backend}", manager.diff, theirs,
-                "alembic compare_metadata", repeat=5)
+                "alembic compare_metadata", repeat=repeat)
         compare(rows, f"check, repeated, {tables} tables, {backend}", manager.check, theirs,
-                "alembic compare_metadata", repeat=5)
+                "alembic compare_metadata", repeat=repeat)
         compare(rows, f"revision (no change), repeated, {tables} tables, {backend}",
-                lambda: manager.revision("nothing"), theirs, "alembic compare_metadata", repeat=5)
+                lambda: manager.revision("nothing"), theirs, "alembic compare_metadata", repeat=repeat)
     metadata.drop_all(engine)
     engine.dispose()
 
@@ -342,7 +343,15 @@ def main() -> None:
     parser.add_argument("--mariadb", default=os.environ.get(
         "FRAMEFOX_BENCH_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/test"))
     parser.add_argument("--only-autogenerate", action="store_true", help="the autogenerate rows only")
+    parser.add_argument("--backend", action="append", choices=("sqlite", "postgresql", "mariadb"),
+                        help="autogenerate on this backend only (repeatable; implies --only-autogenerate; "
+                             "prints the rows, writes no results file)")
+    parser.add_argument("--tables", action="append", type=int,
+                        help="autogenerate at this many tables only (repeatable; as --backend)")
+    parser.add_argument("--repeat", type=int, default=5, help="pairs timed per autogenerate row")
     args = parser.parse_args()
+    partial = bool(args.backend or args.tables)
+    args.only_autogenerate = args.only_autogenerate or partial
     sizes = () if args.only_autogenerate else (10, 100) if args.quick else (10, 100, 500, 1000)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as folder:
@@ -353,18 +362,23 @@ def main() -> None:
                 listing(rows, root, size, shape, cli_repeat=0 if args.quick or branched else 3)
                 if not branched and size in (100, 500):
                     migrating(rows, root, size)
-        for tables in (10, 100) if args.quick else (10, 100, 500):
-            autogenerating(rows, "sqlite", f"sqlite:///{Path(folder) / f'schema{tables}.db'}", tables)
+        backends = args.backend or ("sqlite", "postgresql", "mariadb")
+        for tables in args.tables or ((10, 100) if args.quick else (10, 100, 500)):
+            if "sqlite" in backends:
+                autogenerating(rows, "sqlite", f"sqlite:///{Path(folder) / f'schema{tables}.db'}", tables,
+                               args.repeat)
             for backend, server in (("postgresql", args.postgresql), ("mariadb", args.mariadb)):
-                if not server or tables < 100:
+                if not server or backend not in backends or (tables < 100 and not args.tables):
                     continue
                 try:
                     with scratch_database(server) as url:
-                        autogenerating(rows, backend, url, tables)
+                        autogenerating(rows, backend, url, tables, args.repeat)
                 except sa.exc.OperationalError as error:
                     print(f"{backend} skipped: {str(error).splitlines()[0]}")
     if not args.only_autogenerate:
         loading(rows, repeat=3 if args.quick else 7)
+    if partial:
+        return
     if args.only_autogenerate:
         write_results(rows, "python bench/run.py --only-autogenerate", "RESULTS-autogenerate.md")
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -190,7 +191,8 @@ MARIADB_SCHEMA = [
     "CREATE TABLE legacy (id INTEGER NOT NULL PRIMARY KEY)",
     "CREATE VIEW hero_names AS SELECT name FROM hero",
 ]
-# each made from another connection between two comparisons; applied one after the other
+# each made from another connection between two comparisons (a tuple: all its statements between the
+# same two), applied one after the other
 MARIADB_CHANGES = [
     "ALTER TABLE legacy ADD COLUMN note VARCHAR(20)",
     "ALTER TABLE hero DROP COLUMN secret",
@@ -207,6 +209,17 @@ MARIADB_CHANGES = [
     "ALTER TABLE hero ADD CONSTRAINT fk_hero_team_again FOREIGN KEY (team_id) REFERENCES team (id)",
     "ALTER TABLE hero DROP CONSTRAINT ck_hero_age",
     "ALTER TABLE hero ADD CONSTRAINT ck_hero_age CHECK (age > 1)",
+    # a foreign key made again under its name (InnoDB needs two statements), between two comparisons:
+    # with another rule; then on another column only (only KEY_COLUMN_USAGE tells that one)
+    ("ALTER TABLE hero DROP FOREIGN KEY fk_hero_team_again",
+     "ALTER TABLE hero ADD CONSTRAINT fk_hero_team_again FOREIGN KEY (team_id) REFERENCES team (id) "
+     "ON DELETE CASCADE"),
+    ("ALTER TABLE hero DROP FOREIGN KEY fk_hero_team_again",
+     "ALTER TABLE hero ADD CONSTRAINT fk_hero_team_again FOREIGN KEY (age) REFERENCES team (id) "
+     "ON DELETE CASCADE"),
+    "ALTER TABLE hero DROP CONSTRAINT ck_hero_age, ADD CONSTRAINT ck_hero_years CHECK (age > 1)",
+    "ALTER TABLE legacy DROP INDEX uq_legacy_remark, ADD INDEX uq_legacy_remark (remark)",
+    "ALTER TABLE team DROP PRIMARY KEY, ADD PRIMARY KEY (id, name)",
     "CREATE TABLE power (id INTEGER NOT NULL PRIMARY KEY)",
     "DROP TABLE legacy",
     "ALTER TABLE team MODIFY name VARCHAR(40) NOT NULL COLLATE utf8mb4_bin",
@@ -308,7 +321,7 @@ def test_server_every_kind_of_schema_change_from_another_connection_shows_in_the
     fresh = AlembicManager(server_url, project_root=project, metadata=models())
     seen_changes = 0
     for change in SERVERS[server][1]:
-        execute(server_url, change)
+        execute(server_url, *((change,) if isinstance(change, str) else change))
         with statements_run() as run:
             after = rows(server_manager.diff())
 
@@ -418,6 +431,54 @@ def test_postgresql_serial_columns_are_recognised_from_one_owner_query(postgresq
     manager.metadata = serial_tables(5, default="old")
     changed = {(row.op, row.table, row.target) for row in manager.diff().rows}
     assert changed == {("alter_column", f"item{index}", "state") for index in range(5)}
+
+
+def alembic_rows(url: str, metadata: sa.MetaData, **options) -> list[tuple]:
+    """What alembic's own autogenerate finds, without this project's reflection reuse."""
+    from alembic.autogenerate import produce_migrations
+    from alembic.runtime.migration import MigrationContext
+
+    from framefox_magic.diff import rows_from_ops
+
+    engine = sa.create_engine(with_driver(url))
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True, **options})
+            operations = produce_migrations(context, metadata).upgrade_ops.ops
+    finally:
+        engine.dispose()
+    diff_rows = rows_from_ops(operations, dialect="postgresql")
+    return sorted((row.op, row.table, row.target, row.detail, row.destructive) for row in diff_rows)
+
+
+def unmarked(diff_rows: list[tuple]) -> list[tuple]:
+    """The rows without the rename hints this project adds to alembic's operations."""
+    return [(op, table, target, re.sub(r"(; )?could be a rename: .*", "", detail), *rest)
+            for op, table, target, detail, *rest in diff_rows]
+
+
+def test_postgresql_over_100_tables_every_table_is_read_at_once_and_the_diff_is_alembics(
+        postgresql_url, project):
+    # above 100 compared tables that are most of the schema, the reflection reads every table
+    # unfiltered, as alembic's own pre-cache does; a table left out by include_name stays out
+    create_serial_tables(postgresql_url, 120)
+    metadata = serial_tables(118, default="old")
+    manager = AlembicManager(postgresql_url, project_root=project, metadata=metadata)
+    manager.init()
+    manager.create_version_table()
+    add_env_option(project, '"compare_server_default": True,')
+    add_env_option(project, '"include_name": lambda name, kind, parent: name != "item119",')
+    options = {"compare_server_default": True, "include_name": lambda name, kind, parent: name != "item119"}
+
+    first = sorted(unmarked(rows(manager.diff())))
+    assert first == alembic_rows(postgresql_url, metadata, **options)
+    execute(postgresql_url, "ALTER TABLE item3 ADD COLUMN note TEXT", "DROP TABLE item117")
+    second = sorted(unmarked(rows(manager.diff())))
+
+    assert {(op, table) for op, table, *_ in first} == {
+        *{("alter_column", f"item{index}") for index in range(118)}, ("drop_table", "item118")}
+    assert {("drop_column", "item3"), ("create_table", "item117")} <= {row[:2] for row in second}
+    assert second == alembic_rows(postgresql_url, metadata, **options)
 
 
 def test_postgresql_a_sequence_default_the_column_does_not_own_is_compared(postgresql_url, project):
