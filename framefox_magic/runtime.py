@@ -11,9 +11,10 @@ import threading
 import weakref
 from argparse import Namespace
 from collections.abc import Callable, Iterator, Sequence, Set
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +48,12 @@ class State:
     script: ScriptDirectory
     current: tuple[str, ...]
     applied: frozenset[str]
-    connection: Connection
+    opened: Callable[[], Connection]  # the connection, opened when first asked for
+
+    @cached_property
+    def connection(self) -> Connection:
+        """A connection to the target (listing a SQLite file's history needs none)."""
+        return self.opened()
 
     def info(self, found: Script) -> RevisionInfo:
         """A revision with its applied / current flags in this state."""
@@ -64,10 +70,42 @@ def locked(manager: AlembicManager) -> Iterator[tuple[settings.Target, Connectio
 @contextmanager
 def state(manager: AlembicManager, reading: bool = True) -> Iterator[State]:
     """One command's target, script directory, current heads and applied revisions."""
-    with call(manager) as target, connect(manager, target, reading=reading) as connection:
+    with call(manager) as target, ExitStack() as kept:
+        current = sqlite_heads(manager, target) if reading else None
+        opened: list[Connection] = []
+
+        def connection() -> Connection:
+            if not opened:
+                opened.append(kept.enter_context(connect(manager, target, reading=reading)))
+            return opened[0]
+
+        if current is None:
+            current = current_heads(manager, target, connection())
         script = script_directory(manager, target)
-        current = current_heads(manager, target, connection)
         yield State(target, script, current, applied_revisions(script, current), connection)
+
+
+def sqlite_heads(manager: AlembicManager, target: settings.Target) -> tuple[str, ...] | None:
+    """A plain SQLite file's version table read with sqlite3, read-only, as current_heads reads it
+    (the same file and table, rows as stored), without SQLAlchemy's engine and dialect (their
+    import and first connection were most of a first `history` beyond alembic's own imports).
+    None, and the engine's path answers, when the file is missing (that path creates it), a
+    writer holds it (that path waits for it), the table has a schema, or anything fails."""
+    if settings.plain_sqlite_url(target.url, target.project_root) != target.url:
+        return None
+    table, schema = version_table(manager, target)
+    database = target.url.split(":///", 1)[1]
+    if schema is not None or not os.path.isfile(database):
+        return None
+    import sqlite3
+
+    from .quickstatus import sqlite_versions
+
+    try:
+        found = sqlite_versions(database, table, timeout=0, in_order=False)
+    except sqlite3.Error:
+        return None
+    return () if found is None else found
 
 
 @contextmanager
