@@ -40,7 +40,7 @@ def status(now: runtime.State) -> Status:
         pending=tuple(r.revision for r in pending),
         up_to_date=not pending and set(now.current) == set(heads),
         url=now.target.masked_url,
-        pending_revisions=_with_risk(now, pending, [now.info(r) for r in pending]),
+        pending_revisions=_with_risk(now, pending, now.infos(pending)),
         notes=now.script.notes(),
     )
 
@@ -50,13 +50,13 @@ def history(now: runtime.State, rev_range: str | None = None) -> History:
     base, _, head = (rev_range or "base:heads").partition(":")
     revisions = runtime.walk(now.script, base or "base", head or "heads")
     infos = _with_risk(now, [r for r in revisions if r.revision not in now.applied],
-                      [now.info(r) for r in revisions])
+                      now.infos(revisions))
     return History(infos, now.target.masked_url, notes=now.script.notes())
 
 
 def listing(now: runtime.State, title: str, found: Sequence[Script]) -> RevisionList:
     """Some revisions, flagged, under a title."""
-    return RevisionList([now.info(r) for r in found], now.target.masked_url, title=title)
+    return RevisionList(now.infos(found), now.target.masked_url, title=title)
 
 
 def diff(manager: AlembicManager, rev: str, to: str | None) -> Diff:

@@ -59,6 +59,14 @@ class RevisionInfo(_Result):
     note: str = ""
     risk: str | None = None  # the highest lint severity of a pending revision (info, warn, danger)
 
+    @classmethod
+    def listed(cls, header: tuple[Any, ...], applied: bool, current: bool) -> RevisionInfo:
+        """A revision as a listing shows it; `header` is (revision, parents, message, created, path,
+        branch_labels, depends_on, head, children). Positional: a long history builds thousands."""
+        revision, parents, message, created, path, labels, depends_on, head, children = header
+        return cls(revision, parents, message, created, path, labels, depends_on, applied, current, head,
+                   children)
+
     @property
     def is_merge(self) -> bool:
         """Whether this revision joins several parents."""

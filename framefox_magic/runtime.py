@@ -57,7 +57,16 @@ class State:
 
     def info(self, found: Script) -> RevisionInfo:
         """A revision with its applied / current flags in this state."""
-        return revision_info(found, self.applied, self.current)
+        return revision_info(found, self.applied, self.current, getattr(self.script, "header_fields", None))
+
+    def infos(self, found: Sequence[Script]) -> list[RevisionInfo]:
+        """Revisions with their applied / current flags in this state (a long history: thousands)."""
+        kept: dict[str, tuple[Any, ...]] = getattr(self.script, "header_fields", {})
+        missing = [r for r in found if r.revision not in kept]
+        kept.update((r.revision, _listed_header(r)) for r in missing)
+        listed, applied, current = RevisionInfo.listed, self.applied, self.current
+        return [listed(header, header[0] in applied, header[0] in current)
+                for header in map(kept.__getitem__, [r.revision for r in found])]
 
 
 @contextmanager
@@ -331,40 +340,37 @@ def one_revision(script: ScriptDirectory, rev: str) -> Script:
     return found
 
 
-def revision_info(found: Script, applied: Set[str], current: Sequence[str]) -> RevisionInfo:
-    """A revision's header with its applied / current flags."""
-    return RevisionInfo(
-        **_header_fields(found),
-        applied=found.revision in applied,
-        current=found.revision in current,
-    )
+def revision_info(found: Script, applied: Set[str], current: Sequence[str],
+                  kept: dict[str, tuple[Any, ...]] | None = None) -> RevisionInfo:
+    """A revision's header with its applied / current flags (`kept`: its map's headers by revision)."""
+    header = kept.get(found.revision) if kept is not None else None
+    if header is None:
+        header = _listed_header(found)
+        if kept is not None:
+            kept[found.revision] = header
+    return RevisionInfo.listed(header, found.revision in applied, found.revision in current)
 
 
 _ALEMBIC_LOCK = threading.RLock()
 
 
-_HEADERS: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+_HEADERS: weakref.WeakKeyDictionary[Any, tuple[Any, ...]] = weakref.WeakKeyDictionary()
 _CREATE_DATE = re.compile(r"^Create Date:\s*(.+?)\s*$", re.MULTILINE)
 
 
-def _header_fields(found: Script) -> dict[str, Any]:
-    """What a revision says about itself and its place in the map; read once per loaded map."""
-    fields = _HEADERS.get(found)
-    if fields is None:
+def _listed_header(found: Script) -> tuple[Any, ...]:
+    """What a revision says about itself and its place in the map, as RevisionInfo.listed takes it;
+    read once per loaded map."""
+    header = _HEADERS.get(found)
+    if header is None:
         from alembic import util
 
-        fields = _HEADERS[found] = {
-            "revision": found.revision,
-            "parents": tuple(found._all_down_revisions),
-            "message": found.doc or "",
-            "created": _created(found),
-            "path": str(found.path),
-            "branch_labels": tuple(sorted(found.branch_labels)),
-            "depends_on": tuple(util.to_tuple(found.dependencies, default=())),
-            "head": found.is_head,
-            "children": tuple(sorted(found.nextrev)),
-        }
-    return fields
+        header = _HEADERS[found] = (
+            found.revision, tuple(found._all_down_revisions), found.doc or "", _created(found),
+            str(found.path), tuple(sorted(found.branch_labels)),
+            tuple(util.to_tuple(found.dependencies, default=())), found.is_head, tuple(sorted(found.nextrev)),
+        )
+    return header
 
 
 def pending_explained(waiting: Sequence[RevisionInfo], can_rehearse: bool) -> str:

@@ -4,6 +4,7 @@ and a revision map kept between calls and re-read only where files changed."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,11 @@ class CachedScriptDirectory(HeaderScriptDirectory):
     _ancestors: dict[tuple[str, ...], frozenset[str]] | None = None
     _skipped: list[str] | None = None
     changed_in_place = False  # alembic added a written revision to this map: build it again next time
+
+    @cached_property
+    def header_fields(self) -> dict[str, tuple[Any, ...]]:
+        """What a listing shows of each revision of this map, by revision (filled as listed)."""
+        return {}
 
     def generate_revision(self, *args: Any, **kwargs: Any) -> Script | None:
         """alembic's, remembering that the map now holds a file that may yet be taken away again."""
