@@ -57,16 +57,13 @@ class State:
 
     def info(self, found: Script) -> RevisionInfo:
         """A revision with its applied / current flags in this state."""
-        return revision_info(found, self.applied, self.current, getattr(self.script, "header_fields", None))
+        return self.infos([found])[0]
 
     def infos(self, found: Sequence[Script]) -> list[RevisionInfo]:
         """Revisions with their applied / current flags in this state (a long history: thousands)."""
-        kept: dict[str, tuple[Any, ...]] = getattr(self.script, "header_fields", {})
-        missing = [r for r in found if r.revision not in kept]
-        kept.update((r.revision, _listed_header(r)) for r in missing)
-        listed, applied, current = RevisionInfo.listed, self.applied, self.current
-        return [listed(header, header[0] in applied, header[0] in current)
-                for header in map(kept.__getitem__, [r.revision for r in found])]
+        kept = getattr(self.script, "listed_headers", None)  # a map of ours keeps them
+        headers = kept(found, _listed_header) if kept else map(_listed_header, found)
+        return RevisionInfo.listed(headers, self.applied, self.current)
 
 
 @contextmanager
@@ -340,15 +337,9 @@ def one_revision(script: ScriptDirectory, rev: str) -> Script:
     return found
 
 
-def revision_info(found: Script, applied: Set[str], current: Sequence[str],
-                  kept: dict[str, tuple[Any, ...]] | None = None) -> RevisionInfo:
-    """A revision's header with its applied / current flags (`kept`: its map's headers by revision)."""
-    header = kept.get(found.revision) if kept is not None else None
-    if header is None:
-        header = _listed_header(found)
-        if kept is not None:
-            kept[found.revision] = header
-    return RevisionInfo.listed(header, found.revision in applied, found.revision in current)
+def revision_info(found: Script, applied: Set[str], current: Sequence[str]) -> RevisionInfo:
+    """A revision's header with its applied / current flags."""
+    return RevisionInfo.listed([_listed_header(found)], applied, current)[0]
 
 
 _ALEMBIC_LOCK = threading.RLock()

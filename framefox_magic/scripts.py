@@ -4,7 +4,6 @@ and a revision map kept between calls and re-read only where files changed."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +31,24 @@ class CachedScriptDirectory(HeaderScriptDirectory):
     """A ScriptDirectory that lists revisions from their headers instead of running every file."""
 
     _ordered: list[Script] | None = None
+    _ordered_headers: list[Any] | None = None
+    _headers: dict[str, Any] | None = None
     _ancestors: dict[tuple[str, ...], frozenset[str]] | None = None
     _skipped: list[str] | None = None
     changed_in_place = False  # alembic added a written revision to this map: build it again next time
 
-    @cached_property
-    def header_fields(self) -> dict[str, tuple[Any, ...]]:
-        """What a listing shows of each revision of this map, by revision (filled as listed)."""
-        return {}
+    def listed_headers(self, found: list[Script], header: Callable[[Script], Any]) -> list[Any]:
+        """header(r) of each revision found, kept with this map: the whole history (walk order) as
+        one list, others by revision."""
+        if found is self._ordered:
+            if self._ordered_headers is None:
+                self._ordered_headers = [header(r) for r in found]
+            return self._ordered_headers
+        if self._headers is None:
+            self._headers = {}
+        kept = self._headers
+        return [kept[r.revision] if r.revision in kept else kept.setdefault(r.revision, header(r))
+                for r in found]
 
     def generate_revision(self, *args: Any, **kwargs: Any) -> Script | None:
         """alembic's, remembering that the map now holds a file that may yet be taken away again."""
