@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from html import escape
+from operator import attrgetter
 from typing import Any
 
 from .graph import LANE_WIDTH, ROW_HEIGHT, Node, graph_nodes
@@ -262,7 +264,7 @@ def history_html(history: Any) -> str:
     if not history.revisions:
         return _wrap('<p class="muted">No revisions yet.</p>')
     total = len(history.revisions)
-    applied = sum(r.applied for r in history.revisions)
+    applied = sum(map(attrgetter("applied"), history.revisions))  # a long history: thousands
     title = f"<h4>History: {counted(total, 'revision')}, {applied} applied</h4>"
     rows, shown = _history_rows(history.revisions)
     note = "" if shown == total else (
@@ -280,8 +282,8 @@ def _history_rows(revisions: Sequence[Any]) -> tuple[list[tuple[str, list[str]]]
         return _revision_rows(revisions), len(revisions)
     side = max(1, (min(min_rows, max_rows) if min_rows else max_rows) // 2)
     last = len(revisions) - 1
-    kept = sorted({*range(side), *range(last - side + 1, last + 1),
-                   *(index for index, info in enumerate(revisions) if info.current)})
+    current = itertools.compress(itertools.count(), map(attrgetter("current"), revisions))
+    kept = sorted({*range(side), *range(last - side + 1, last + 1), *current})
     rows: list[tuple[str, list[str]]] = []
     previous = -1
     for index in kept:
