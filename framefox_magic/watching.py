@@ -43,7 +43,7 @@ class FolderWatch:
     """One inotify instance on the revision folders; `unchanged()` holds while nothing in them changed."""
 
     def __init__(self, fd: int, roots: list[tuple[str, tuple[int, int]]]) -> None:
-        self._fd = fd
+        self._fd, self._pid = fd, os.getpid()
         self._roots = roots  # each folder as its path and the (device, inode) it named when watched
         self._folders: dict[int, str] = {}  # watch descriptor -> folder
         self._pending = b""
@@ -51,6 +51,8 @@ class FolderWatch:
 
     def unchanged(self) -> bool:
         """True when no event arrived and each folder's path still names the folder watched."""
+        if os.getpid() != self._pid:  # a forked child: the queue is the parent's to read
+            return False
         if not self._pending:
             with contextlib.suppress(BlockingIOError):
                 self._pending = os.read(self._fd, 65536)
@@ -59,7 +61,10 @@ class FolderWatch:
         return all(_identity(path) == identity for path, identity in self._roots)
 
     def changed(self) -> list[str] | None:
-        """The paths events named since the watch began (None: the kernel's queue overflowed)."""
+        """The paths events named since the watch began (None: the kernel's queue overflowed, or
+        this is a forked child, which leaves the queue to its parent)."""
+        if os.getpid() != self._pid:
+            return None
         data, paths = self._drain(), []
         offset = 0
         while offset + _HEADER.size <= len(data):

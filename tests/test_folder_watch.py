@@ -96,6 +96,19 @@ def test_a_file_written_by_another_process_is_seen(two: Project) -> None:
     assert two.manager.heads().ids == ("c3",)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks")
+@sqlite_only
+def test_a_forked_child_leaves_the_change_notices_to_its_parent(two: Project) -> None:
+    two.write("c3_power.py", "c3", "b2", "add power")
+    child = os.fork()
+    if child == 0:  # the child reads the history too, then leaves at once
+        code = 0 if two.manager.heads().ids == ("c3",) else 1
+        os._exit(code)
+    assert os.waitpid(child, 0)[1] == 0
+
+    assert two.manager.heads().ids == ("c3",)
+
+
 @sqlite_only
 def test_a_migrations_folder_replaced_under_the_same_name_is_seen(two: Project) -> None:
     migrations = two.versions.parent
