@@ -289,7 +289,7 @@ def connect(manager: AlembicManager, target: settings.Target, reading: bool = Fa
 def _kept_engine(manager: AlembicManager, url: str, pooled: bool) -> Any:
     """The engine for this URL, made on first use; the URL changing disposes the old ones."""
     if manager._engines_url != (url, timeouts(manager)):  # a new URL or new timeouts: new engines
-        manager.dispose()
+        dispose_engines(manager._engines)  # the revision map and its watch stay: same folders
         manager._engines_url = (url, timeouts(manager))
     engine = manager._engines.get(pooled)
     if engine is None:
