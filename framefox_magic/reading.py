@@ -49,8 +49,10 @@ def history(now: runtime.State, rev_range: str | None = None) -> History:
     """Every revision of RANGE (default all), newest first, with applied / current / head flags."""
     base, _, head = (rev_range or "base:heads").partition(":")
     revisions = runtime.walk(now.script, base or "base", head or "heads")
-    infos = _with_risk(now, [r for r in revisions if r.revision not in now.applied],
-                      now.infos(revisions))
+    # the whole history, and the database has applied as many of its revisions: every one
+    everything = rev_range is None and len(now.applied) == len(revisions)
+    pending = [] if everything else [r for r in revisions if r.revision not in now.applied]
+    infos = _with_risk(now, pending, now.infos(revisions))
     return History(infos, now.target.masked_url, notes=now.script.notes())
 
 
