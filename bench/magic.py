@@ -151,11 +151,13 @@ def shell_with_extension(url: str, root: Path) -> Any:
     return shell
 
 
-def floor_status(versions: Path, database: Path) -> Callable[[], Any]:
-    """The physical floor of `status`: one scan of the versions folder and one SELECT."""
+def floor_status(versions: Path | None, database: Path) -> Callable[[], Any]:
+    """The physical floor of `status`: one scan of the versions folder and one SELECT (without
+    `versions`: the SELECT alone, the floor when the kernel reports that the folder is unchanged)."""
 
     def run() -> Any:
-        keys = sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(versions) if e.name.endswith(".py"))
+        keys = versions and sorted(
+            (e.name, e.stat().st_mtime_ns) for e in os.scandir(versions) if e.name.endswith(".py"))
         connection = sqlite3.connect(database)
         try:
             rows = connection.execute("SELECT version_num FROM alembic_version").fetchall()
@@ -200,6 +202,10 @@ def warm_magic(root: Path, url: str, size: int, repeat: int, cli_repeat: int) ->
     ours, theirs = in_turn(lambda: seconds(magic), lambda: seconds(floor), repeat)
     report(f"%migrate status warm, {size} revisions", "floor: folder scan + one SELECT",
            ours, theirs, "<= 2")
+    select = floor_status(None, root / "database.db")
+    ours, theirs = in_turn(lambda: seconds(magic), lambda: seconds(select), repeat)
+    report(f"%migrate status warm, {size} revisions", "one SELECT alone (sqlite3, connect included)",
+           ours, theirs, "(what is left)")
     # blocks of calls: on a busy machine a single call of 2 ms is often cut by the scheduler
     ours, theirs = in_turn(in_blocks(magic), in_blocks(floor), max(5, repeat // 3))
     report(f"%migrate status warm, {size} revisions, blocks of {BLOCK}", "floor, blocks of the same size",
@@ -266,8 +272,8 @@ def warm_history(projects: dict[int, tuple[Path, str]], small: int, large: int, 
         shell.run_line_magic("config", f"MigrateMagics.url = {url!r}")
         shell.run_line_magic("config", f"MigrateMagics.migrations_dir = {str(root / 'migrations')!r}")
         history = shell.run_line_magic("migrate", "history")
-        html = history._repr_html_()  # a long history draws its newest, current and oldest rows
-        assert len(history.revisions) == size and html.count("<tr") > min(size, 55)
+        html = history._repr_html_()  # a long history draws its newest, current and oldest rows (as pandas)
+        assert len(history.revisions) == size and html.count("<tr") > 10
 
     def listed(size: int, what: str = "history") -> Callable[[], float]:
         return lambda: seconds(lambda: shells[size].run_line_magic("migrate", what)._repr_html_())

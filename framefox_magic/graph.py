@@ -28,37 +28,42 @@ def _plain(info: Any) -> bool:
 
 def graph_nodes(revisions: Sequence[Any]) -> list[Node]:
     """Rows in drawing order (newest first), long straight runs folded, lanes assigned."""
-    nodes = [Node(r.revision, r.parents, r) for r in revisions]
-    if len(nodes) > FOLD_AT:
-        nodes = _fold(nodes)
+    nodes = _fold(revisions) if len(revisions) > FOLD_AT else [_node(r) for r in revisions]
     _assign_lanes(nodes)
     return nodes
 
 
-def _fold(nodes: list[Node]) -> list[Node]:
+def _node(info: Any) -> Node:
+    return Node(info.revision, info.parents, info)
+
+
+def _fold(revisions: Sequence[Any]) -> list[Node]:
+    """A node per revision drawn, and one per straight run folded (nodes are made only for what is
+    drawn: a long history is mostly folded runs)."""
     out: list[Node] = []
-    run: list[Node] = []
+    run: list[Any] = []
 
     def flush() -> None:
         if len(run) <= 2 * FOLD_KEEP + 2:
-            out.extend(run)
+            out.extend(map(_node, run))
         else:
             kept_top, middle, kept_bottom = run[:FOLD_KEEP], run[FOLD_KEEP:-FOLD_KEEP], run[-FOLD_KEEP:]
-            fold = Node(f"fold:{middle[0].key}", [kept_bottom[0].key], folded=len(middle))
-            kept_top[-1].parents = [fold.key]
-            out.extend([*kept_top, fold, *kept_bottom])
+            fold = Node(f"fold:{middle[0].revision}", [kept_bottom[0].revision], folded=len(middle))
+            top = list(map(_node, kept_top))
+            top[-1].parents = [fold.key]
+            out.extend([*top, fold, *map(_node, kept_bottom)])
         run.clear()
 
-    for node in nodes:
-        continues = run and run[-1].parents == [node.key]
-        if _plain(node.info) and (not run or continues):
-            run.append(node)
+    for info in revisions:
+        plain = _plain(info)
+        if plain and (not run or tuple(run[-1].parents) == (info.revision,)):
+            run.append(info)
             continue
         flush()
-        if _plain(node.info):
-            run.append(node)
+        if plain:
+            run.append(info)
         else:
-            out.append(node)
+            out.append(_node(info))
     flush()
     return out
 

@@ -123,3 +123,15 @@ def _cached_header(path: Path, key: FileKey) -> Header | None:
     if cache_key not in _headers:
         _headers[cache_key] = read_header(path.read_text(encoding="utf-8"))
     return _headers[cache_key]
+
+
+def forget_headers(paths: list[str] | None, folders: list[str]) -> None:
+    """Drop the headers kept for these files or folders (None: every file under `folders`), so that
+    an edit that kept the size and time stamp is read again."""
+    prefixes = tuple(f"{path}/" for path in (folders if paths is None else paths))
+    named = set() if paths is None else set(paths)
+    for cache_key in list(_headers):
+        parent, key = cache_key
+        path = os.path.join(parent, key[0].rsplit("/", 1)[-1])
+        if path in named or path.startswith(prefixes):
+            del _headers[cache_key]

@@ -331,8 +331,11 @@ class AlembicManager:
     # ---------------------------------------------------------------- connections
 
     def dispose(self) -> None:
-        """Close the database connections kept between calls (done too when the URL changes)."""
+        """Close the database connections kept between calls (done too when the URL changes) and
+        stop watching the revision folders."""
         runtime.dispose_engines(self._engines)
+        if self._scripts is not None:
+            self._scripts.close()
 
 
 def _describe(metadata: Any) -> str:

@@ -109,13 +109,17 @@ def recorded_versions(database: str, table: str) -> tuple[str, ...] | None:
     return sqlite_versions(database, table)
 
 
-def sqlite_versions(database: str, table: str) -> tuple[str, ...] | None:
-    """The rows of a SQLite file's version table, sorted, the file opened read-only; None when it
-    has no such table; sqlite3.Error when the file cannot be read."""
-    with closing(sqlite3.connect(f"{Path(database).as_uri()}?mode=ro", uri=True)) as connection:
+def sqlite_versions(database: str, table: str, timeout: float = 5.0,
+                    in_order: bool = True) -> tuple[str, ...] | None:
+    """The rows of a SQLite file's version table (sorted, or as stored when not `in_order`), the
+    file opened read-only; None when it has no such table; sqlite3.Error when the file cannot be
+    read (or, with `timeout` 0, while a writer holds it)."""
+    uri = f"{Path(database).as_uri()}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True, timeout=timeout)) as connection:
         found = connection.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
         if found is None:
             return None
         quoted = table.replace('"', '""')
-        return tuple(sorted(row[0] for row in connection.execute(f'SELECT version_num FROM "{quoted}"')))
+        rows = [row[0] for row in connection.execute(f'SELECT version_num FROM "{quoted}"')]
+        return tuple(sorted(rows) if in_order else rows)

@@ -40,7 +40,7 @@ def status(now: runtime.State) -> Status:
         pending=tuple(r.revision for r in pending),
         up_to_date=not pending and set(now.current) == set(heads),
         url=now.target.masked_url,
-        pending_revisions=with_risk(now.connection, pending, [now.info(r) for r in pending]),
+        pending_revisions=_with_risk(now, pending, now.infos(pending)),
         notes=now.script.notes(),
     )
 
@@ -49,14 +49,16 @@ def history(now: runtime.State, rev_range: str | None = None) -> History:
     """Every revision of RANGE (default all), newest first, with applied / current / head flags."""
     base, _, head = (rev_range or "base:heads").partition(":")
     revisions = runtime.walk(now.script, base or "base", head or "heads")
-    infos = with_risk(now.connection, [r for r in revisions if r.revision not in now.applied],
-                      [now.info(r) for r in revisions])
+    # the whole history, and the database has applied as many of its revisions: every one
+    everything = rev_range is None and len(now.applied) == len(revisions)
+    pending = [] if everything else [r for r in revisions if r.revision not in now.applied]
+    infos = _with_risk(now, pending, now.infos(revisions))
     return History(infos, now.target.masked_url, notes=now.script.notes())
 
 
 def listing(now: runtime.State, title: str, found: Sequence[Script]) -> RevisionList:
     """Some revisions, flagged, under a title."""
-    return RevisionList([now.info(r) for r in found], now.target.masked_url, title=title)
+    return RevisionList(now.infos(found), now.target.masked_url, title=title)
 
 
 def diff(manager: AlembicManager, rev: str, to: str | None) -> Diff:
@@ -212,8 +214,14 @@ def lint_revisions(script: ScriptDirectory, current: Sequence[str],
     return [step.revision for step in steps]
 
 
-def with_risk(connection: Connection, pending: Sequence[Script],
+def _with_risk(now: runtime.State, pending: Sequence[Script],
                infos: list[RevisionInfo]) -> list[RevisionInfo]:
+    """with_risk on this state's connection, opened only when something is pending."""
+    return with_risk(now.connection, pending, infos) if pending else infos
+
+
+def with_risk(connection: Connection, pending: Sequence[Script],
+              infos: list[RevisionInfo]) -> list[RevisionInfo]:
     """Mark each pending revision among `infos` with its highest lint severity."""
     if pending:
         from . import safety

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from html import escape
+from operator import attrgetter
 from typing import Any
 
 from .graph import LANE_WIDTH, ROW_HEIGHT, Node, graph_nodes
@@ -237,11 +240,22 @@ def status_text(status: Any) -> str:
     return "\n".join(lines)
 
 
-# A long history is drawn as pandas draws a long frame (display.max_rows 60): its newest rows, its
-# oldest, and the database's own revision; the rest stays one call away in to_frame().
-HISTORY_MAX_ROWS = 60
-HISTORY_NEWEST_ROWS = 50
-HISTORY_OLDEST_ROWS = 5
+# A long history is drawn as pandas draws a long frame: over display.max_rows (60) rows, the first
+# and last display.min_rows / 2 (5 and 5), here the newest and the oldest, and also the database's
+# own revision; the rest stays one call away in to_frame().
+PANDAS_DISPLAY_DEFAULTS = (60, 10)
+
+
+def display_rows() -> tuple[int | None, int | None]:
+    """pandas' display.max_rows and display.min_rows; its defaults while pandas is not imported (a
+    user who changed them has imported it; importing it only to read them would cost ~0.3 s)."""
+    pandas = sys.modules.get("pandas")
+    if pandas is None:
+        return PANDAS_DISPLAY_DEFAULTS
+    try:
+        return pandas.get_option("display.max_rows"), pandas.get_option("display.min_rows")
+    except Exception:  # a pandas without these options
+        return PANDAS_DISPLAY_DEFAULTS
 
 
 def history_html(history: Any) -> str:
@@ -250,23 +264,26 @@ def history_html(history: Any) -> str:
     if not history.revisions:
         return _wrap('<p class="muted">No revisions yet.</p>')
     total = len(history.revisions)
-    applied = sum(r.applied for r in history.revisions)
+    applied = sum(map(attrgetter("applied"), history.revisions))  # a long history: thousands
     title = f"<h4>History: {counted(total, 'revision')}, {applied} applied</h4>"
     rows, shown = _history_rows(history.revisions)
     note = "" if shown == total else (
         f'<p class="muted">Showing {shown} of {total:,} revisions: the newest, the oldest and the '
-        "database's. <code>.to_frame()</code> of this result (e.g. <code>%migrate history -o h</code>, "
-        "then <code>h.to_frame()</code>) has every one; <code>-r A:B</code> lists a range.</p>")
+        "database's, as many as pandas' <code>display.max_rows</code> and <code>display.min_rows</code> "
+        "let a DataFrame show. <code>.to_frame()</code> of this result (e.g. <code>%migrate history -o "
+        "h</code>, then <code>h.to_frame()</code>) has every one; <code>-r A:B</code> lists a range.</p>")
     return _wrap(f'{title}<div class="scroll">{_table(_REVISION_HEADERS, rows)}</div>{note}')
 
 
 def _history_rows(revisions: Sequence[Any]) -> tuple[list[tuple[str, list[str]]], int]:
     """The rows drawn and how many revisions they show; a row per run of revisions left out."""
-    if len(revisions) <= HISTORY_MAX_ROWS:
+    max_rows, min_rows = display_rows()
+    if not max_rows or len(revisions) <= max_rows:  # None or 0: no limit, as in pandas' HTML
         return _revision_rows(revisions), len(revisions)
+    side = max(1, (min(min_rows, max_rows) if min_rows else max_rows) // 2)
     last = len(revisions) - 1
-    kept = sorted({*range(HISTORY_NEWEST_ROWS), *range(last - HISTORY_OLDEST_ROWS + 1, last + 1),
-                   *(index for index, info in enumerate(revisions) if info.current)})
+    current = itertools.compress(itertools.count(), map(attrgetter("current"), revisions))
+    kept = sorted({*range(side), *range(last - side + 1, last + 1), *current})
     rows: list[tuple[str, list[str]]] = []
     previous = -1
     for index in kept:

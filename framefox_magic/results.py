@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from functools import cached_property
@@ -58,6 +59,16 @@ class RevisionInfo(_Result):
     sql: SqlScript | None = None
     note: str = ""
     risk: str | None = None  # the highest lint severity of a pending revision (info, warn, danger)
+
+    @classmethod
+    def listed(cls, headers: Iterable[tuple[Any, ...]], applied: Set[str],
+               current: Sequence[str]) -> list[RevisionInfo]:
+        """Revisions as a listing shows them, flagged; each header is (revision, parents, message,
+        created, path, branch_labels, depends_on, head, children). Positional: a long history
+        builds thousands, and keywords were half of that time."""
+        return [cls(revision, parents, message, created, path, labels, depends_on, revision in applied,
+                    revision in current, head, children)
+                for revision, parents, message, created, path, labels, depends_on, head, children in headers]
 
     @property
     def is_merge(self) -> bool:

@@ -11,9 +11,10 @@ import threading
 import weakref
 from argparse import Namespace
 from collections.abc import Callable, Iterator, Sequence, Set
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,11 +48,22 @@ class State:
     script: ScriptDirectory
     current: tuple[str, ...]
     applied: frozenset[str]
-    connection: Connection
+    opened: Callable[[], Connection]  # the connection, opened when first asked for
+
+    @cached_property
+    def connection(self) -> Connection:
+        """A connection to the target (listing a SQLite file's history needs none)."""
+        return self.opened()
 
     def info(self, found: Script) -> RevisionInfo:
         """A revision with its applied / current flags in this state."""
-        return revision_info(found, self.applied, self.current)
+        return self.infos([found])[0]
+
+    def infos(self, found: Sequence[Script]) -> list[RevisionInfo]:
+        """Revisions with their applied / current flags in this state (a long history: thousands)."""
+        kept = getattr(self.script, "listed_headers", None)  # a map of ours keeps them
+        headers = kept(found, _listed_header) if kept else map(_listed_header, found)
+        return RevisionInfo.listed(headers, self.applied, self.current)
 
 
 @contextmanager
@@ -64,10 +76,42 @@ def locked(manager: AlembicManager) -> Iterator[tuple[settings.Target, Connectio
 @contextmanager
 def state(manager: AlembicManager, reading: bool = True) -> Iterator[State]:
     """One command's target, script directory, current heads and applied revisions."""
-    with call(manager) as target, connect(manager, target, reading=reading) as connection:
+    with call(manager) as target, ExitStack() as kept:
+        current = sqlite_heads(manager, target) if reading else None
+        opened: list[Connection] = []
+
+        def connection() -> Connection:
+            if not opened:
+                opened.append(kept.enter_context(connect(manager, target, reading=reading)))
+            return opened[0]
+
+        if current is None:
+            current = current_heads(manager, target, connection())
         script = script_directory(manager, target)
-        current = current_heads(manager, target, connection)
         yield State(target, script, current, applied_revisions(script, current), connection)
+
+
+def sqlite_heads(manager: AlembicManager, target: settings.Target) -> tuple[str, ...] | None:
+    """A plain SQLite file's version table read with sqlite3, read-only, as current_heads reads it
+    (the same file and table, rows as stored), without SQLAlchemy's engine and dialect (their
+    import and first connection were most of a first `history` beyond alembic's own imports).
+    None, and the engine's path answers, when the file is missing (that path creates it), a
+    writer holds it (that path waits for it), the table has a schema, or anything fails."""
+    if settings.plain_sqlite_url(target.url, target.project_root) != target.url:
+        return None
+    table, schema = version_table(manager, target)
+    database = target.url.split(":///", 1)[1]
+    if schema is not None or not os.path.isfile(database):
+        return None
+    import sqlite3
+
+    from .quickstatus import sqlite_versions
+
+    try:
+        found = sqlite_versions(database, table, timeout=0, in_order=False)
+    except sqlite3.Error:
+        return None
+    return () if found is None else found
 
 
 @contextmanager
@@ -245,7 +289,7 @@ def connect(manager: AlembicManager, target: settings.Target, reading: bool = Fa
 def _kept_engine(manager: AlembicManager, url: str, pooled: bool) -> Any:
     """The engine for this URL, made on first use; the URL changing disposes the old ones."""
     if manager._engines_url != (url, timeouts(manager)):  # a new URL or new timeouts: new engines
-        manager.dispose()
+        dispose_engines(manager._engines)  # the revision map and its watch stay: same folders
         manager._engines_url = (url, timeouts(manager))
     engine = manager._engines.get(pooled)
     if engine is None:
@@ -295,38 +339,29 @@ def one_revision(script: ScriptDirectory, rev: str) -> Script:
 
 def revision_info(found: Script, applied: Set[str], current: Sequence[str]) -> RevisionInfo:
     """A revision's header with its applied / current flags."""
-    return RevisionInfo(
-        **_header_fields(found),
-        applied=found.revision in applied,
-        current=found.revision in current,
-    )
+    return RevisionInfo.listed([_listed_header(found)], applied, current)[0]
 
 
 _ALEMBIC_LOCK = threading.RLock()
 
 
-_HEADERS: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+_HEADERS: weakref.WeakKeyDictionary[Any, tuple[Any, ...]] = weakref.WeakKeyDictionary()
 _CREATE_DATE = re.compile(r"^Create Date:\s*(.+?)\s*$", re.MULTILINE)
 
 
-def _header_fields(found: Script) -> dict[str, Any]:
-    """What a revision says about itself and its place in the map; read once per loaded map."""
-    fields = _HEADERS.get(found)
-    if fields is None:
+def _listed_header(found: Script) -> tuple[Any, ...]:
+    """What a revision says about itself and its place in the map, as RevisionInfo.listed takes it;
+    read once per loaded map."""
+    header = _HEADERS.get(found)
+    if header is None:
         from alembic import util
 
-        fields = _HEADERS[found] = {
-            "revision": found.revision,
-            "parents": tuple(found._all_down_revisions),
-            "message": found.doc or "",
-            "created": _created(found),
-            "path": str(found.path),
-            "branch_labels": tuple(sorted(found.branch_labels)),
-            "depends_on": tuple(util.to_tuple(found.dependencies, default=())),
-            "head": found.is_head,
-            "children": tuple(sorted(found.nextrev)),
-        }
-    return fields
+        header = _HEADERS[found] = (
+            found.revision, tuple(found._all_down_revisions), found.doc or "", _created(found),
+            str(found.path), tuple(sorted(found.branch_labels)),
+            tuple(util.to_tuple(found.dependencies, default=())), found.is_head, tuple(sorted(found.nextrev)),
+        )
+    return header
 
 
 def pending_explained(waiting: Sequence[RevisionInfo], can_rehearse: bool) -> str:

@@ -11,19 +11,44 @@ from alembic import util
 from alembic.config import Config
 from alembic.script import Script
 
+from . import watching
 from .alembic_adapter import HeaderScriptDirectory, lazy_script
 
 # kept importable from here
-from .headers import FileKey, Header, _cached_header, _read_header_with_ast, _scan, read_header  # noqa: F401
+from .headers import (  # noqa: F401
+    FileKey,
+    Header,
+    _cached_header,
+    _read_header_with_ast,
+    _scan,
+    forget_headers,
+    read_header,
+)
+from .watching import FolderWatch
 
 
 class CachedScriptDirectory(HeaderScriptDirectory):
     """A ScriptDirectory that lists revisions from their headers instead of running every file."""
 
     _ordered: list[Script] | None = None
+    _ordered_headers: list[Any] | None = None
+    _headers: dict[str, Any] | None = None
     _ancestors: dict[tuple[str, ...], frozenset[str]] | None = None
     _skipped: list[str] | None = None
     changed_in_place = False  # alembic added a written revision to this map: build it again next time
+
+    def listed_headers(self, found: list[Script], header: Callable[[Script], Any]) -> list[Any]:
+        """header(r) of each revision found, kept with this map: the whole history (walk order) as
+        one list, others by revision."""
+        if found is self._ordered:
+            if self._ordered_headers is None:
+                self._ordered_headers = [header(r) for r in found]
+            return self._ordered_headers
+        if self._headers is None:
+            self._headers = {}
+        kept = self._headers
+        return [kept[r.revision] if r.revision in kept else kept.setdefault(r.revision, header(r))
+                for r in found]
 
     def generate_revision(self, *args: Any, **kwargs: Any) -> Script | None:
         """alembic's, remembering that the map now holds a file that may yet be taken away again."""
@@ -76,6 +101,12 @@ class CachedScriptDirectory(HeaderScriptDirectory):
         recursive = bool(self.recursive_version_locations)
         return tuple(key for location in self.version_folders() for key in _scan(location, recursive))
 
+    def watch(self) -> FolderWatch | None:
+        """A kernel watch on the version folders, where it reports every change (else None)."""
+        if self.sourceless:  # compiled revisions live in __pycache__, which is not watched
+            return None
+        return watching.watch(self.version_folders(), bool(self.recursive_version_locations))
+
     def load_scripts(self) -> Iterator[Script]:
         """Each revision built from its header; a file is imported here only if its header is not literal."""
         self._skipped = []
@@ -121,22 +152,50 @@ def _script_from(path: Path, header: Header) -> Script:
 
 
 class ScriptCache:
-    """Keeps one CachedScriptDirectory per target; rebuilds its map only when files changed."""
+    """Keeps one CachedScriptDirectory per target; rebuilds its map only when files changed: known
+    from the kernel's change notification where it is exact (watching.py), else from a folder scan."""
 
     def __init__(self) -> None:
         self._key: tuple[Any, ...] | None = None
         self._signature: tuple[FileKey, ...] | None = None
         self._script: CachedScriptDirectory | None = None
+        self._watch: FolderWatch | None = None
 
     def get(self, config: Callable[[], Config], key: tuple[Any, ...]) -> CachedScriptDirectory:
         """The script directory for this target, its revision map still valid."""
-        script = self._script
-        if (script is not None and self._key == key and not script.changed_in_place
-                and script.signature() == self._signature):
-            return script
+        if self._script is not None and self._still_valid(key):
+            return self._script
         script = _from_config(config())
-        self._key, self._script, self._signature = key, script, script.signature()
+        self._forget_changed()
+        self._watch = script.watch()  # before the scans below and the one that builds the map
+        self._key, self._script = key, script
+        self._signature = script.signature() if self._watch is None else None
         return script
+
+    @property
+    def watching(self) -> bool:
+        """Whether the kernel reports changes to the folders (else each call scans them)."""
+        return self._watch is not None
+
+    def _still_valid(self, key: tuple[Any, ...]) -> bool:
+        if self._key != key or self._script is None or self._script.changed_in_place:
+            return False
+        if self._watch is not None:
+            return self._watch.unchanged()
+        return self._script.signature() == self._signature
+
+    def close(self) -> None:
+        """Stop watching the folders (the next call scans them)."""
+        if self._watch is not None:
+            self._watch.close()
+        self._watch = self._script = None
+
+    def _forget_changed(self) -> None:
+        """Headers of the files the last watch saw change are read again, even if their size and
+        time stamp are the same; then that watch is closed."""
+        if self._watch is not None:
+            forget_headers(self._watch.changed(), self._watch.folders())
+            self._watch.close()
 
 
 def _from_config(config: Config) -> CachedScriptDirectory:

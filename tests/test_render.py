@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from html.parser import HTMLParser
 
@@ -293,14 +294,38 @@ def test_a_long_history_shows_the_newest_the_oldest_and_the_current_and_says_whe
     html = history._repr_html_()
     rows = _rows(html)
     shown = [row[1] for row in rows if row[1]]
-    assert shown[:50] == [f"r{index}" for index in range(4999, 4949, -1)]  # the newest, as pandas shows
-    assert shown[50:] == ["r1200", "r4", "r3", "r2", "r1", "r0"]  # the database's revision and the oldest
+    # as pandas draws a long frame (display.min_rows 10): the first 5, the last 5; and the database's
+    assert shown == ["r4999", "r4998", "r4997", "r4996", "r4995", "r1200", "r4", "r3", "r2", "r1", "r0"]
     gaps = [row[0] for row in rows if not row[1]]
-    assert gaps == ["… 3,749 revisions not shown …", "… 1,195 revisions not shown …"]
+    assert gaps == ["… 3,794 revisions not shown …", "… 1,195 revisions not shown …"]
     text = parse(html).all_text
-    assert "Showing 56 of 5,000 revisions" in text and "to_frame()" in text
+    assert "Showing 11 of 5,000 revisions" in text and "to_frame()" in text
+    assert "display.max_rows" in text and "display.min_rows" in text
     assert len(history.to_frame()) == 5000  # the rest is one call away
     assert "r2500" in repr(history)  # the plain text lists every revision
+
+
+def test_a_long_history_follows_pandas_display_options() -> None:
+    import pandas as pd
+
+    history = History(linear(200, 100), "sqlite:///app.db")
+    with pd.option_context("display.max_rows", None):
+        assert len(_rows(history._repr_html_())) == 200 and "Showing" not in history._repr_html_()
+    with pd.option_context("display.max_rows", 300):
+        assert len(_rows(history._repr_html_())) == 200
+    with pd.option_context("display.min_rows", 20):
+        shown = [row[1] for row in _rows(history._repr_html_()) if row[1]]
+        newest, oldest = [f"r{i}" for i in range(199, 189, -1)], [f"r{i}" for i in range(9, -1, -1)]
+        assert shown == [*newest, "r100", *oldest]
+    with pd.option_context("display.max_rows", 8, "display.min_rows", 20):  # min_rows above max_rows
+        shown = [row[1] for row in _rows(history._repr_html_()) if row[1]]
+        assert shown == ["r199", "r198", "r197", "r196", "r100", "r3", "r2", "r1", "r0"]
+    frame = history.to_frame()
+    assert len(frame) == 200
+    with pd.option_context("display.max_rows", 60, "display.min_rows", 10):  # the frame shows the same
+        in_frame = re.findall(r"<td>(r\d+)</td>", frame._repr_html_())
+        ours = [row[1] for row in _rows(history._repr_html_()) if row[1]]
+        assert in_frame == [revision for revision in ours if revision != "r100"]
 
 
 def test_a_history_of_60_revisions_is_shown_whole() -> None:
