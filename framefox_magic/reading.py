@@ -52,7 +52,7 @@ def history(now: runtime.State, rev_range: str | None = None) -> History:
     # the whole history, and the database has applied as many of its revisions: every one
     everything = rev_range is None and len(now.applied) == len(revisions)
     pending = [] if everything else [r for r in revisions if r.revision not in now.applied]
-    infos = _with_risk(now, pending, now.infos(revisions))
+    infos = _with_risk(now, pending, now.listed(revisions))
     return History(infos, now.target.masked_url, notes=now.script.notes())
 
 
@@ -215,13 +215,13 @@ def lint_revisions(script: ScriptDirectory, current: Sequence[str],
 
 
 def _with_risk(now: runtime.State, pending: Sequence[Script],
-               infos: list[RevisionInfo]) -> list[RevisionInfo]:
+               infos: Sequence[RevisionInfo]) -> Sequence[RevisionInfo]:
     """with_risk on this state's connection, opened only when something is pending."""
     return with_risk(now.connection, pending, infos) if pending else infos
 
 
 def with_risk(connection: Connection, pending: Sequence[Script],
-              infos: list[RevisionInfo]) -> list[RevisionInfo]:
+              infos: Sequence[RevisionInfo]) -> Sequence[RevisionInfo]:
     """Mark each pending revision among `infos` with its highest lint severity."""
     if pending:
         from . import safety

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from html import escape
-from operator import attrgetter
 from typing import Any
 
 from .graph import LANE_WIDTH, ROW_HEIGHT, Node, graph_nodes
@@ -263,8 +261,10 @@ def history_html(history: Any) -> str:
     the newest, the oldest and the current ones, saying where the others are)."""
     if not history.revisions:
         return _wrap('<p class="muted">No revisions yet.</p>')
+    from .results import applied_count
+
     total = len(history.revisions)
-    applied = sum(map(attrgetter("applied"), history.revisions))  # a long history: thousands
+    applied = applied_count(history.revisions)  # a long history: thousands, built only when used
     title = f"<h4>History: {counted(total, 'revision')}, {applied} applied</h4>"
     rows, shown = _history_rows(history.revisions)
     note = "" if shown == total else (
@@ -282,8 +282,9 @@ def _history_rows(revisions: Sequence[Any]) -> tuple[list[tuple[str, list[str]]]
         return _revision_rows(revisions), len(revisions)
     side = max(1, (min(min_rows, max_rows) if min_rows else max_rows) // 2)
     last = len(revisions) - 1
-    current = itertools.compress(itertools.count(), map(attrgetter("current"), revisions))
-    kept = sorted({*range(side), *range(last - side + 1, last + 1), *current})
+    from .results import current_positions
+
+    kept = sorted({*range(side), *range(last - side + 1, last + 1), *current_positions(revisions)})
     rows: list[tuple[str, list[str]]] = []
     previous = -1
     for index in kept:

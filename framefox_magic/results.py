@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence, Set
+from collections.abc import Iterable, Iterator, Sequence, Set
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from functools import cached_property
+from itertools import compress, count
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from . import render
@@ -87,6 +89,68 @@ class RevisionInfo(_Result):
     def to_frame(self) -> pd.DataFrame:
         """This revision's operations (one row each)."""
         return (self.diff or Diff()).to_frame()
+
+
+class ListedRevisions(Sequence):
+    """A listing's revisions, each built on first use from the headers kept with the revision map:
+    a long history is thousands of revisions and its HTML draws a dozen. Reads like a list."""
+
+    def __init__(self, headers: Sequence[tuple[Any, ...]], applied: Set[str], current: Sequence[str]) -> None:
+        self._headers, self._applied, self._current = headers, applied, current
+        self._one: dict[int, RevisionInfo] = {}  # built one by one, before all were
+        self._all: list[RevisionInfo] | None = None
+
+    def __len__(self) -> int:
+        return len(self._headers)
+
+    def __getitem__(self, index: Any) -> Any:
+        if self._all is not None or isinstance(index, slice):
+            return self._everything()[index]
+        position = range(len(self._headers))[index]  # IndexError as a list gives it
+        if position not in self._one:
+            self._one[position] = RevisionInfo.listed([self._headers[position]], self._applied,
+                                                      self._current)[0]
+        return self._one[position]
+
+    def __iter__(self) -> Iterator[RevisionInfo]:
+        return iter(self._everything())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return repr(self._everything())
+
+    def _everything(self) -> list[RevisionInfo]:
+        if self._all is None:
+            built = RevisionInfo.listed(self._headers, self._applied, self._current)
+            for position, info in self._one.items():  # the same objects as handed out before
+                built[position] = info
+            self._all = built
+        return self._all
+
+    def applied_count(self) -> int:
+        """How many are applied, without building them."""
+        return sum(map(self._applied.__contains__, map(itemgetter(0), self._headers)))
+
+    def current_positions(self) -> list[int]:
+        """Where the database's own revisions are, without building them."""
+        current = set(self._current)
+        return list(compress(count(), map(current.__contains__, map(itemgetter(0), self._headers))))
+
+
+def applied_count(revisions: Sequence[RevisionInfo]) -> int:
+    """How many of these revisions are applied."""
+    if isinstance(revisions, ListedRevisions):
+        return revisions.applied_count()
+    return sum(map(attrgetter("applied"), revisions))
+
+
+def current_positions(revisions: Sequence[RevisionInfo]) -> list[int]:
+    """The positions of the database's own revisions among these."""
+    if isinstance(revisions, ListedRevisions):
+        return revisions.current_positions()
+    return list(compress(count(), map(attrgetter("current"), revisions)))
 
 
 @dataclass(repr=False)

@@ -28,9 +28,7 @@ from .errors import (
     with_suggestion,
 )
 from .render import counted
-from .results import (
-    RevisionInfo,
-)
+from .results import ListedRevisions, RevisionInfo
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -61,9 +59,13 @@ class State:
 
     def infos(self, found: Sequence[Script]) -> list[RevisionInfo]:
         """Revisions with their applied / current flags in this state (a long history: thousands)."""
+        return list(self.listed(found))
+
+    def listed(self, found: Sequence[Script]) -> ListedRevisions:
+        """The same, each built when first used."""
         kept = getattr(self.script, "listed_headers", None)  # a map of ours keeps them
-        headers = kept(found, _listed_header) if kept else map(_listed_header, found)
-        return RevisionInfo.listed(headers, self.applied, self.current)
+        headers = kept(found, _listed_header) if kept else list(map(_listed_header, found))
+        return ListedRevisions(headers, self.applied, self.current)
 
 
 @contextmanager

@@ -83,3 +83,26 @@ def test_status_and_graph_of_a_long_history(long_project: tuple[Path, list[str]]
     for shown in (ids[-1], ids[REVISIONS // 2], ids[0]):
         assert f'data-revision="{shown}"' in drawn
     assert "revisions in a straight line" in drawn
+
+
+def test_a_long_history_at_head_reads_like_a_list_of_its_revisions(
+    long_project: tuple[Path, list[str]],
+) -> None:
+    root, ids = long_project
+    manager = AlembicManager(url=f"sqlite:///{root / 'at_head.sqlite'}", project_root=root,
+                             metadata=sa.MetaData())
+    manager.stamp("heads")
+    history = manager.history()
+    html = history._repr_html_()
+    assert f"History: {REVISIONS} revisions, {REVISIONS} applied" in html
+    assert "Showing 10 of 5,000 revisions" in html  # the newest 5 (the current among them), the oldest 5
+    newest = history[0]
+    assert (newest.revision, newest.current, newest.applied) == (ids[-1], True, True)
+    assert history[0] is newest and history[-1].revision == ids[0]
+    assert [r.revision for r in history[1:3]] == [ids[-2], ids[-3]]
+    with pytest.raises(IndexError):
+        history[REVISIONS]
+    everything = list(history)
+    assert everything[0] is newest and len(everything) == REVISIONS
+    assert history.revisions == everything and all(r.applied for r in everything)
+    assert history.to_frame()["revision"].tolist() == list(reversed(ids))
