@@ -146,10 +146,13 @@ def _sqlite_files(pattern: str, base_url: str, project_root: Path) -> list[Targe
             for path in sorted(root.glob(pattern)) if path.is_file()]
 
 
-def with_version_table(targets: list[Target], where: tuple[str, str | None]) -> list[Target]:
-    """The targets with the project's version table (env.py's literal, else the settings)."""
+def with_version_table(targets: list[Target], where: tuple[str, str | None],
+                       timeouts: Timeouts | None = None) -> list[Target]:
+    """The targets with the project's version table (env.py's literal, else the settings) and the
+    session's timeouts (made anew, not `replace`d: a thousand files)."""
     table, schema = where
-    return [replace(target, version_table=table, version_table_schema=schema) for target in targets]
+    timeouts = timeouts or Timeouts()
+    return [Target(t.url, t.schema, table, schema, t.shown, timeouts) for t in targets]
 
 
 # ---------------------------------------------------------------- reading one target
@@ -691,9 +694,8 @@ class Fanout:
         self.keep_going = keep_going
         with translated(manager.url):
             project = manager.target()
-        targets = with_version_table(expand(spec, project.url, project.project_root),
-                                     runtime.version_table(manager, project))
-        self.targets = [replace(target, timeouts=runtime.timeouts(manager)) for target in targets]
+        self.targets = with_version_table(expand(spec, project.url, project.project_root),
+                                          runtime.version_table(manager, project), runtime.timeouts(manager))
         self._last_read: list[FanoutRow] = []
 
     def __len__(self) -> int:
