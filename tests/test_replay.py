@@ -32,10 +32,10 @@ LATER = (
 HEAD = "r5"
 
 
-def project(root: Path, url: str, own_env: bool) -> AlembicManager:
+def project(root: Path, url: str, own_env: bool, later: tuple = LATER) -> AlembicManager:
     """The test history (r1..r5); `own_env`: an env.py that is not init's (alembic per target)."""
     manager = make_project(root, url)
-    for rev_id, message, upgrade, downgrade in LATER:
+    for rev_id, message, upgrade, downgrade in later:
         manager.revision(message, autogenerate=False, rev_id=rev_id, upgrade_body=upgrade,
                          downgrade_body=downgrade)
     if own_env:
@@ -186,14 +186,7 @@ def test_a_revision_making_a_value_per_run_gives_each_target_its_own(tmp_path: P
 
 def renderable_project(root: Path, url: str, own_env: bool) -> AlembicManager:
     """r1..r4: every revision renders offline, so PostgreSQL tenants get whole scripts."""
-    manager = make_project(root, url)
-    rev_id, message, upgrade, downgrade = LATER[0]
-    manager.revision(message, autogenerate=False, rev_id=rev_id, upgrade_body=upgrade,
-                     downgrade_body=downgrade)
-    if own_env:
-        env_py = root / "migrations" / "env.py"
-        env_py.write_text(env_py.read_text() + "\n# the project's own changes\n")
-    return manager
+    return project(root, url, own_env, later=LATER[:1])
 
 
 @pytest.fixture
