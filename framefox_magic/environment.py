@@ -298,15 +298,22 @@ def read_versions(connection: Any, table: str, schema: str | None) -> tuple[str,
 def _sqlite_versions(connection: Any, table: str) -> tuple[str, ...] | None:
     """On SQLite, the rows with one query on the driver's own connection (a warm `status` spent
     most of its SQL time in SQLAlchemy's table check and statement execution); None when the
-    table is missing or anything fails, so the general path answers (and reports) instead."""
+    table is missing, so the general path answers. A file another process keeps locked is
+    reported now: the general path would wait the busy timeout a second time."""
     import sqlite3
+
+    from sqlalchemy.exc import OperationalError
 
     if connection.dialect.name != "sqlite" or connection.dialect.driver != "pysqlite":
         return None
     driver = connection.connection.dbapi_connection
-    quoted = table.replace('"', '""')
+    statement = f'SELECT version_num FROM "{table.replace(chr(34), chr(34) * 2)}"'
     try:
-        return tuple(row[0] for row in driver.execute(f'SELECT version_num FROM "{quoted}"').fetchall())
+        return tuple(row[0] for row in driver.execute(statement).fetchall())
+    except sqlite3.OperationalError as error:
+        if getattr(error, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            raise OperationalError(statement, None, error) from error
+        return None
     except sqlite3.Error:
         return None
 

@@ -17,6 +17,7 @@ import pytest
 from conftest import create_table, write_revision
 
 from framefox_magic import AlembicManager
+from framefox_magic.errors import VersionTableUnreadable
 
 sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
 
@@ -79,3 +80,20 @@ def test_listing_a_sqlite_history_needs_no_sqlalchemy_engine(two_heads: AlembicM
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
 
     assert result.stdout.split() == ["['b2',", "'c3']", "False"]
+
+
+@sqlite_only
+def test_a_writer_that_stays_is_reported_after_one_lock_timeout_not_two(two_heads: AlembicManager,
+                                                                       db_url: str) -> None:
+    two_heads.lock_timeout = 2.0
+    writer = sqlite3.connect(db_url.split(":///", 1)[1], isolation_level=None)
+    writer.execute("BEGIN EXCLUSIVE")
+    began = time.monotonic()
+    try:
+        with pytest.raises(VersionTableUnreadable, match="locked by another process"):
+            two_heads.status()
+        waited = time.monotonic() - began
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert waited < 3.5  # the busy timeout once (2 s), not once for the rows and again for the table
