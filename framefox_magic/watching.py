@@ -9,6 +9,7 @@ import os
 import struct
 import sys
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ _EVENTS = (0x2 | 0x4 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x800)  # mod
 # close_write, moved from/to, create, delete, delete_self, move_self; the kernel adds unmount,
 # queue overflow and watch removed (ignored) by itself.
 _ONLYDIR = 0x01000000
+_IS_FOLDER = 0x40000000
+_QUEUE_OVERFLOW = 0x4000
 _NONBLOCK_CLOEXEC = os.O_NONBLOCK | os.O_CLOEXEC
 _HEADER = struct.Struct("iIII")  # wd, mask, cookie, length of the name that follows
 _libc: Any = None
@@ -54,23 +57,36 @@ class FolderWatch:
         if os.getpid() != self._pid:  # a forked child: the queue is the parent's to read
             return False
         if not self._pending:
-            with contextlib.suppress(BlockingIOError):
-                self._pending = os.read(self._fd, 65536)
+            data = self._read_available()
+            if any(self._matters(wd, mask, name) for wd, mask, name in _events(data)):
+                self._pending = data  # kept whole for changed()
         if self._pending:
             return False
         return all(_identity(path) == identity for path, identity in self._roots)
+
+    def _matters(self, wd: int, mask: int, name: bytes) -> bool:
+        """Whether an event can change what a scan lists: a revision file, a subfolder, a folder
+        itself, a lost event. Python writing bytecode (`__pycache__`) or any other file does not."""
+        if wd < 0 or wd not in self._folders or not name or mask & _QUEUE_OVERFLOW:
+            return True
+        if mask & _IS_FOLDER:
+            return name != b"__pycache__"
+        return is_revision_file(os.fsdecode(name))
+
+    def _read_available(self) -> bytes:
+        data = b""
+        with contextlib.suppress(BlockingIOError):  # nothing more to read
+            while chunk := os.read(self._fd, 65536):
+                data += chunk
+        return data
 
     def changed(self) -> list[str] | None:
         """The paths events named since the watch began (None: the kernel's queue overflowed, or
         this is a forked child, which leaves the queue to its parent)."""
         if os.getpid() != self._pid:
             return None
-        data, paths = self._drain(), []
-        offset = 0
-        while offset + _HEADER.size <= len(data):
-            wd, _mask, _cookie, length = _HEADER.unpack_from(data, offset)
-            name = data[offset + _HEADER.size: offset + _HEADER.size + length].rstrip(b"\0")
-            offset += _HEADER.size + length
+        paths = []
+        for wd, _mask, name in _events(self._drain()):
             if wd < 0 or wd not in self._folders:  # wd -1: the queue overflowed
                 return None
             folder = self._folders[wd]
@@ -101,6 +117,15 @@ class FolderWatch:
         if wd < 0:
             raise OSError(_ctypes().get_errno(), "inotify_add_watch")
         self._folders[wd] = folder
+
+
+def _events(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """(watch descriptor, mask, name) of each event in what the descriptor gave."""
+    offset = 0
+    while offset + _HEADER.size <= len(data):
+        wd, mask, _cookie, length = _HEADER.unpack_from(data, offset)
+        yield wd, mask, data[offset + _HEADER.size: offset + _HEADER.size + length].rstrip(b"\0")
+        offset += _HEADER.size + length
 
 
 def watch(folders: list[Path], recursive: bool) -> FolderWatch | None:

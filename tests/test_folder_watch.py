@@ -211,3 +211,19 @@ def test_managers_that_go_away_or_are_disposed_leave_no_descriptor_open(project:
     assert manager._scripts.watching == WATCHABLE
     manager.dispose()
     assert open_descriptors() == before and not manager._scripts.watching
+
+
+@sqlite_only
+def test_bytecode_and_other_files_beside_the_revisions_do_not_make_the_folder_read_again(
+        made: Project) -> None:
+    made.write("a1_hero.py", "a1", None, "create hero", labels='tuple(["heroes"])')  # imported to read
+    assert messages(made) == ["create hero"] and made.imports() == ["a1"]
+
+    (made.versions / "__pycache__").mkdir(exist_ok=True)  # what importing a revision leaves
+    (made.versions / "__pycache__" / "a1_hero.cpython-311.pyc").write_bytes(b"")
+    (made.versions / "NOTES.txt").write_text("ask before squashing\n")
+    (made.versions / ".#a1_hero.py").write_text("")  # an editor's lock file
+
+    assert messages(made) == ["create hero"] and made.imports() == ["a1"]
+    made.write("a1_hero.py", "a1", None, "create the hero table", labels='tuple(["heroes"])')
+    assert messages(made) == ["create the hero table"] and made.imports() == ["a1", "a1"]
