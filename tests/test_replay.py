@@ -249,8 +249,9 @@ def test_a_run_leaves_no_lock_and_no_connection_behind(tmp_path: Path) -> None:
         manager.for_targets(targets.spec("a"), jobs=3, keep_going=True).upgrade()
         engine = sa.create_engine(targets.home)
         with engine.connect() as connection:
-            locks = connection.execute(sa.text(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")).scalar()
+            locks = connection.execute(sa.text(  # pg_locks is the server's: this database's only
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())")).scalar()
             sessions = connection.execute(sa.text(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                 "AND pid <> pg_backend_pid()")).scalar()
