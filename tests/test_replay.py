@@ -6,6 +6,7 @@ env.py is not init's runs that way), on PostgreSQL tenant schemas, MariaDB datab
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -314,10 +315,21 @@ def test_ctrl_c_inside_a_revision_rolls_that_revision_back_and_keeps_the_ones_be
         manager.revision("slow", autogenerate=False, rev_id="r5", upgrade_body=(
             "op.create_table('slow', sa.Column('id', sa.Integer, primary_key=True))\n"
             "op.execute('SELECT pg_sleep(3)')"), downgrade_body="op.drop_table('slow')")
-        timer = threading.Timer(1.0, _thread.interrupt_main)  # what Ctrl-C does in a kernel
-        timer.start()
+        def interrupt_inside_r5() -> None:  # what Ctrl-C does in a kernel, once r5 is running
+            engine = sa.create_engine(targets.home)
+            with engine.connect() as watcher:
+                while not watcher.execute(sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                        "AND query LIKE '%pg_sleep(3)%'")).scalar():
+                    watcher.rollback()
+                    time.sleep(0.05)
+            engine.dispose()
+            _thread.interrupt_main()
+
+        watcher = threading.Thread(target=interrupt_inside_r5)
+        watcher.start()
         result = manager.for_targets(targets.spec("a"), jobs=1, keep_going=True).upgrade()
-        timer.join()
+        watcher.join()
         assert result.interrupted
         first = result.rows[0]
         assert (first.state, first.after) == ("interrupted", ("r4",))
