@@ -260,15 +260,22 @@ def test_a_run_leaves_no_lock_and_no_connection_behind(tmp_path: Path) -> None:
         assert (locks, sessions) == (0, 0)
 
 
+def tenants_and_another_session(tmp_path: Path, stack: ExitStack) -> tuple[Targets, AlembicManager,
+                                                                          sa.Connection]:
+    """Tenants a_0..a_2, the whole-script project, and another session on their database."""
+    targets = Targets("postgresql", tmp_path, stack)
+    manager = renderable_project(tmp_path / "project", targets.home, own_env=False)
+    engine = sa.create_engine(targets.home, poolclass=sa.pool.NullPool)  # closing it ends the session
+    stack.callback(engine.dispose)
+    return targets, manager, stack.enter_context(engine.connect())
+
+
 def test_a_tenant_another_process_is_migrating_waits_then_fails_alone(tmp_path: Path) -> None:
     from framefox_magic.fanout import Target, lock_key
 
     with ExitStack() as stack:
-        targets = Targets("postgresql", tmp_path, stack)
-        manager = renderable_project(tmp_path / "project", targets.home, own_env=False)
+        targets, manager, holder = tenants_and_another_session(tmp_path, stack)
         manager.lock_timeout = 0.3
-        engine = sa.create_engine(targets.home)
-        holder = stack.enter_context(engine.connect())
         holder.execute(sa.text("SELECT pg_advisory_lock(:key)"),
                        {"key": lock_key(Target(targets.home, "a_2"))})
         result = manager.for_targets(targets.spec("a"), jobs=1, keep_going=True).upgrade()
@@ -276,7 +283,6 @@ def test_a_tenant_another_process_is_migrating_waits_then_fails_alone(tmp_path: 
         assert "Another process is migrating this target" in result.rows[2].error
         assert versions_in(targets.home, "a_2") == []
         holder.close()
-        engine.dispose()
         resumed = manager.for_targets(targets.spec("a"), jobs=1, keep_going=True).upgrade()
         assert [row.after for row in resumed] == [("r4",), ("r1",), ("r4",)]
 
@@ -372,11 +378,8 @@ def test_a_tenant_whose_table_another_session_locks_fails_after_the_ddl_lock_tim
     import threading
 
     with ExitStack() as stack:
-        targets = Targets("postgresql", tmp_path, stack)
-        manager = renderable_project(tmp_path / "project", targets.home, own_env=False)
+        targets, manager, holder = tenants_and_another_session(tmp_path, stack)
         manager.ddl_lock_timeout = 0.5
-        engine = sa.create_engine(targets.home)
-        holder = stack.enter_context(engine.connect())
         holder.execute(sa.text("LOCK TABLE a_2.customer IN ACCESS EXCLUSIVE MODE"))  # a long report
         release = threading.Timer(15, holder.rollback)  # without the timeout, r2 would wait for it
         release.start()
@@ -387,4 +390,3 @@ def test_a_tenant_whose_table_another_session_locks_fails_after_the_ddl_lock_tim
         assert "lock timeout" in result.rows[2].error
         assert result.rows[2].after == ("r1",)
         assert versions_in(targets.home, "a_2") == ["r1"]
-        engine.dispose()
