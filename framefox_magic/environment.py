@@ -307,7 +307,8 @@ def _sqlite_versions(connection: Any, table: str) -> tuple[str, ...] | None:
     if connection.dialect.name != "sqlite" or connection.dialect.driver != "pysqlite":
         return None
     driver = connection.connection.dbapi_connection
-    statement = f'SELECT version_num FROM "{table.replace(chr(34), chr(34) * 2)}"'
+    quoted = table.replace('"', '""')
+    statement = f'SELECT version_num FROM "{quoted}"'
     try:
         return tuple(row[0] for row in driver.execute(statement).fetchall())
     except sqlite3.OperationalError as error:

@@ -435,6 +435,18 @@ def lock_key(target: Target) -> int:
     return zlib.crc32(name.encode())
 
 
+def until_locked(connection: Connection, take: Any, timeout: float) -> Any:
+    """Run TAKE (its first column: whether the lock was taken) until it is, waiting up to TIMEOUT
+    while another process holds it; its row."""
+    deadline = time.monotonic() + timeout
+    while not (row := connection.execute(take).one())[0]:
+        connection.rollback()
+        if time.monotonic() > deadline:
+            raise MigrationError(f"Another process is migrating this target (waited {timeout:g} s).")
+        time.sleep(0.05)
+    return row
+
+
 @contextmanager
 def target_lock(connection: Connection, target: Target, timeout: float,
                 search_path: str | None = None) -> Iterator[None]:
@@ -457,12 +469,7 @@ def target_lock(connection: Connection, target: Target, timeout: float,
     else:
         yield
         return
-    deadline = time.monotonic() + timeout
-    while not connection.execute(take).scalar():
-        connection.rollback()
-        if time.monotonic() > deadline:
-            raise MigrationError(f"Another process is migrating this target (waited {timeout:g} s).")
-        time.sleep(0.05)
+    until_locked(connection, take, timeout)
     if search_path:  # kept for the session: a setting made in a transaction lasts if it commits
         connection.commit()
     else:  # migrations start their own transactions; the lock stays with the session

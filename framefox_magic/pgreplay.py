@@ -14,7 +14,6 @@ per-target MigrationContext.
 from __future__ import annotations
 
 import threading
-import time
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -161,21 +160,14 @@ def _lock(connection: Connection, target: Target, timeout: float) -> bool:
     while another process holds the lock); whether its version table exists."""
     from sqlalchemy import text
 
-    from .fanout import lock_key
+    from .fanout import lock_key, until_locked
 
     path = ", set_config('search_path', :path, false)" if target.schema else ""
     take = text(f"SELECT pg_try_advisory_lock(:key), to_regclass(:table) IS NOT NULL{path}")
     take = take.bindparams(key=lock_key(target), table=_table(target))
     if target.schema:  # what init's env.py sets for a tenant: its schema first, then public
         take = take.bindparams(path=_identifier(target.schema) + ", public")
-    deadline = time.monotonic() + timeout
-    while True:
-        locked, exists, *_ = connection.execute(take).one()
-        if locked:
-            return bool(exists)
-        if time.monotonic() > deadline:
-            raise MigrationError(f"Another process is migrating this target (waited {timeout:g} s).")
-        time.sleep(0.05)
+    return bool(until_locked(connection, take, timeout)[1])
 
 
 def _read(connection: Connection, target: Target) -> Revisions:

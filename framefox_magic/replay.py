@@ -189,9 +189,10 @@ def migrate_row(replayer: Replayer, target: Target) -> FanoutRow:
     run = _Run()
     try:
         replayed = pgreplay.migrate(replayer, target, run)
-        if replayed is None:
+        if replayed is None:  # not a PostgreSQL target, or its run does not render whole
             run = _Run()
-        before, after = replayed or _migrate(replayer, target, run)
+            replayed = _migrate(replayer, target, run)
+        before, after = replayed
     except MigrationError as error:
         try:
             after = current_of(target)

@@ -55,7 +55,7 @@ class State:
 
     def info(self, found: Script) -> RevisionInfo:
         """A revision with its applied / current flags in this state."""
-        return self.infos([found])[0]
+        return revision_info(found, self.applied, self.current)
 
     def infos(self, found: Sequence[Script]) -> list[RevisionInfo]:
         """Revisions with their applied / current flags in this state (a long history: thousands)."""

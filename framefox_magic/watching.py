@@ -103,14 +103,9 @@ class FolderWatch:
 
     def _drain(self) -> bytes:
         data, self._pending = self._pending, b""
-        while True:
-            try:
-                chunk = os.read(self._fd, 65536)
-            except (BlockingIOError, OSError):
-                return data
-            if not chunk:
-                return data
-            data += chunk
+        with contextlib.suppress(OSError):
+            data += self._read_available()
+        return data
 
     def _add(self, folder: str) -> None:
         wd = _libc.inotify_add_watch(self._fd, os.fsencode(folder), _EVENTS | _ONLYDIR)
