@@ -243,14 +243,68 @@ def autogenerating(rows: list[Row], backend: str, url: str, tables: int, repeat:
 
         compare(rows, f"diff, first call, {tables} tables, {backend}", first_diff, theirs,
                 "alembic compare_metadata", repeat=repeat)
+        def theirs_new_engine() -> Any:  # as alembic's env.py does on every command: a new engine
+            fresh = sa.create_engine(url, poolclass=sa.pool.NullPool)
+            try:
+                with fresh.connect() as connection:
+                    context = MigrationContext.configure(connection, opts={"compare_type": True})
+                    return compare_metadata(context, metadata)
+            finally:
+                fresh.dispose()
+
+        compare(rows, f"diff, first call, {tables} tables, {backend}", first_diff, theirs_new_engine,
+                "compare_metadata, new engine", repeat=repeat)
+        compare(rows, f"diff, first call, over its floor, {tables} tables, {backend}", first_diff,
+                paused(theirs), "compare_metadata, collector paused", repeat=repeat)
         compare(rows, f"diff, repeated, {tables} tables, {backend}", manager.diff, theirs,
                 "alembic compare_metadata", repeat=repeat)
         compare(rows, f"check, repeated, {tables} tables, {backend}", manager.check, theirs,
                 "alembic compare_metadata", repeat=repeat)
         compare(rows, f"revision (no change), repeated, {tables} tables, {backend}",
                 lambda: manager.revision("nothing"), theirs, "alembic compare_metadata", repeat=repeat)
+        floor = comparison_floor(engine, metadata)
+        compare(rows, f"floor: alembic's comparison alone, {tables} tables, {backend}", floor, theirs,
+                "alembic compare_metadata", repeat=repeat)
+        compare(rows, f"diff, repeated, over that floor, {tables} tables, {backend}", manager.diff, floor,
+                "the floor row above", repeat=repeat)
     metadata.drop_all(engine)
     engine.dispose()
+
+
+def paused(run: Callable[[], Any]) -> Callable[[], Any]:
+    """`run` with the garbage collector paused as ours is during a comparison (and collected after):
+    a first comparison has to reflect and compare as alembic does, so this is its floor."""
+    from framefox_magic import runtime
+
+    def floor() -> Any:
+        with runtime.collection_paused():
+            return run()
+
+    return floor
+
+
+def comparison_floor(engine: sa.Engine, metadata: sa.MetaData) -> Callable[[], Any]:
+    """What a repeated comparison cannot go below while alembic compares: alembic's own comparison
+    of a schema whose reflection it is handed (a fresh copy, as ours is), with the collector paused
+    as ours is; no reflection, no freshness check of it, no env.py, no manager."""
+    from unittest import mock
+
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from framefox_magic import reflection, runtime
+
+    kept = reflection.ReflectionCache()
+
+    def floor() -> Any:
+        with engine.connect() as connection, \
+                mock.patch.object(reflection, "catalog_fingerprint", return_value="given"):
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            reflection.reuse_in(context, kept)
+            with runtime.collection_paused():
+                return compare_metadata(context, metadata)
+
+    return floor
 
 
 @contextlib.contextmanager
