@@ -487,6 +487,15 @@ def at_goal(script: Any, current: Sequence[str], goal: str) -> bool:
     return set(current) == {found.revision for found in wanted if found is not None}
 
 
+def _nothing_to_do(script: Any, row: FanoutRow, goal: str, downgrade: bool) -> bool:
+    """Whether a target read fine and is where the goal takes it; going down `-N` from base, too."""
+    from .migrating import down_from_base
+
+    if not row.ok:
+        return False
+    return at_goal(script, row.after or (), goal) or (downgrade and down_from_base(script, goal, row.after))
+
+
 def migrate_row(manager: AlembicManager, project: settings.Target, target: Target, goal: str,
                 downgrade: bool) -> FanoutRow:
     """Upgrade or downgrade one target to the goal; the row tells what its version table says."""
@@ -502,7 +511,8 @@ def migrate_row(manager: AlembicManager, project: settings.Target, target: Targe
             after = None
         return FanoutRow(target.label, seen.get("before"), after, time.perf_counter() - began, False,
                          str(error), "failed")
-    state = ("downgraded" if downgrade else "upgraded") if ran else "already at goal"
+    moved = ran or after != before  # an env.py of its own may not hand alembic our step observer
+    state = ("downgraded" if downgrade else "upgraded") if moved else "already at goal"
     return FanoutRow(target.label, before, after, time.perf_counter() - began, True, "", state)
 
 
@@ -801,7 +811,7 @@ class Fanout:
         script = self._script(goal)
         verb = "downgrade" if downgrade else "upgrade"
         before = {t: r for t, r in zip(self.targets, self._read_all(), strict=True)}
-        todo = [t for t in self.targets if not (before[t].ok and at_goal(script, before[t].after, goal))]
+        todo = [t for t in self.targets if not _nothing_to_do(script, before[t], goal, downgrade)]
         with translated(self.manager.url):
             project = self.manager.target()
         timeout = self.manager.lock_timeout

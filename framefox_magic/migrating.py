@@ -176,8 +176,76 @@ def _migrated(verb: str, done: Sequence[RevisionInfo], now: Sequence[str]) -> st
 def revisions_to_run(script: ScriptDirectory, destination: Any, heads: Any, downgrade: bool) -> Any:
     """The revisions from HEADS to DESTINATION in the order they run: the one up-or-down choice."""
     if downgrade:
+        if down_from_base(script, destination, heads):
+            return ()
+        _check_reach(script, destination, heads)
         return script._downgrade_revs(destination, heads)
     return script._upgrade_revs(destination, heads)
+
+
+# alembic's relative target (1.20.1, script/revision.py, _relative_destination), going down: [BRANCH@][REV]-N
+_RELATIVE_DOWN = re.compile(r"(?:(?P<branch>.+?)@)?(?P<symbol>\w+)?-(?P<steps>\d+)")
+
+
+def _relative_down(destination: Any) -> re.Match[str] | None:
+    """DESTINATION's parts when it goes N >= 1 revisions down, from the database or from a revision."""
+    found = _RELATIVE_DOWN.fullmatch(destination) if isinstance(destination, str) else None
+    return found if found is not None and int(found["steps"]) > 0 else None
+
+
+def down_from_base(script: ScriptDirectory, destination: Any, heads: Any) -> bool:
+    """Whether DESTINATION counts down from where the database is (`-N`, `BRANCH@-N`) and the
+    database is at base: nothing to run, as for `downgrade base` (alembic would refuse the walk)."""
+    from alembic import util
+
+    found = _relative_down(destination)
+    if found is None or found["symbol"] or util.to_tuple(heads, default=()):
+        return False
+    try:  # a branch that does not exist stays alembic's error
+        return not found["branch"] or bool(script.get_revisions(found["branch"]))
+    except Exception:
+        return False
+
+
+def _check_reach(script: ScriptDirectory, destination: Any, heads: Any) -> None:
+    """A relative downgrade that would go below base is refused, saying how far down it can go;
+    anything less plain (a branch, several heads, a merge on the way) is left to alembic."""
+    from alembic import util
+
+    found = _relative_down(destination)
+    current = tuple(set(util.to_tuple(heads, default=())))
+    if found is None or found["branch"] or (not found["symbol"] and len(current) != 1):
+        return
+    steps, start = int(found["steps"]), found["symbol"] or current[0]
+    height = _height(script, start, steps)
+    if height is None or height >= steps:
+        return
+    above = f"{counted(height, 'revision')} above base"
+    if found["symbol"]:
+        raise MigrationError(f"{destination} is below base: {start} is {above}.")
+    raise MigrationError(
+        f"Cannot downgrade {counted(steps, 'revision')}: the database is at {start}, {above} "
+        f"(`downgrade -{height}` or `downgrade base` takes it there)."
+    )
+
+
+def _height(script: ScriptDirectory, revision: str, most: int) -> int | None:
+    """How many revisions REVISION is above base, counted up to MOST; None when alembic's walk
+    down would not be one line (an unknown revision, a merge)."""
+    from alembic import util
+
+    try:
+        found = script.get_revision(revision)
+    except Exception:  # unknown or ambiguous: alembic's own error says which
+        return None
+    height = 0
+    while found is not None and height < most:
+        below = util.to_tuple(found.down_revision, default=())
+        if len(below) > 1:
+            return None
+        height += 1
+        found = script.get_revision(below[0]) if below else None
+    return height or None
 
 
 def step_function(script: ScriptDirectory, destination: Any, downgrade: bool) -> Callable[[Any, Any], Any]:

@@ -192,7 +192,8 @@ def test_moving_further_than_the_history_goes_says_so(manager):
         manager.downgrade("-3")
 
     assert str(caught.value) == (
-        "Relative revision -3 didn't produce 3 migrations: there are not that many revisions to move."
+        "Cannot downgrade 3 revisions: the database is at r2, 2 revisions above base "
+        "(`downgrade -2` or `downgrade base` takes it there)."
     )
     assert manager.status().current == ("r2",)
 

@@ -269,6 +269,93 @@ def test_a_file_naming_an_unset_variable_is_refused(tmp_path: Path) -> None:
         manager.for_targets(f"sqlite:{tmp_path}/nothing/*.db")
 
 
+# ---------------------------------------------------------------- downgrade -N where some are at base
+
+
+def below_base(at: str, can: int, asked: int) -> str:
+    """What a target that cannot go down ASKED revisions says."""
+    return (f"Cannot downgrade {asked} revisions: the database is at {at}, {can} revision"
+            f"{'' if can == 1 else 's'} above base (`downgrade -{can}` or `downgrade base` takes it there).")
+
+
+def test_downgrade_minus_one_over_sqlite_files_leaves_those_at_base_unchanged(sqlite_files: list[Path],
+                                                                            tmp_path: Path) -> None:
+    manager = make_project(tmp_path / "project", f"sqlite:///{tmp_path / 'main.db'}")
+    manager.for_targets(f"sqlite:{tmp_path}/devices/device_[0-4].db").upgrade()
+
+    result = manager.for_targets(f"sqlite:{tmp_path}/devices/*.db", jobs=3).downgrade("-1")
+
+    assert result.ok and result.counts == {"downgraded": 5, "already at goal": 5}
+    assert summary(result) == [("downgraded", (HEAD,), ("r2",), True)] * 5 + [
+        ("already at goal", (), (), True)] * 5
+    assert [versions_in(f"sqlite:///{file}") for file in sqlite_files] == [["r2"]] * 5 + [[]] * 5
+    assert tables_in(f"sqlite:///{sqlite_files[7]}") == {"customer"}
+    backups = {path.name.split("-")[0] for path in (tmp_path / "devices" / ".backups").iterdir()}
+    assert backups == {f"device_{n}" for n in range(5)}  # nothing copied for the files left as they were
+
+
+def test_downgrade_further_than_base_over_sqlite_files_fails_only_where_it_cannot(sqlite_files: list[Path],
+                                                                               tmp_path: Path) -> None:
+    manager = make_project(tmp_path / "project", f"sqlite:///{tmp_path / 'main.db'}")
+    manager.for_targets(f"sqlite:{tmp_path}/devices/device_[0-1].db").upgrade()
+    manager.for_targets(f"sqlite:{tmp_path}/devices/device_2.db").upgrade("r1")
+
+    spec = f"sqlite:{tmp_path}/devices/device_[0-3].db"
+    result = manager.for_targets(spec, keep_going=True).downgrade("-2")
+
+    rows = {Path(row.target).name: row for row in result}
+    assert [rows[f"device_{n}.db"].state for n in range(4)] == ["downgraded", "downgraded", "failed",
+                                                               "already at goal"]
+    assert rows["device_2.db"].error == below_base("r1", 1, 2)
+    assert [versions_in(f"sqlite:///{file}") for file in sqlite_files[:4]] == [["r1"], ["r1"], ["r1"], []]
+    assert not result.ok and result.failures_first()[0] is rows["device_2.db"]
+
+
+@pytest.mark.parametrize("env", ["init's", "existing"])
+def test_downgrade_minus_one_over_tenants_leaves_those_at_base_unchanged(pg_url: str, tmp_path: Path,
+                                                                         env: str) -> None:
+    add_tenant_schemas(pg_url, [f"shop_{n}" for n in range(4)], without_email="none")
+    manager = make_project(tmp_path / "project", pg_url)
+    for name in ("shop_0", "shop_1"):
+        manager.for_targets(f"schemas:{name}").upgrade()
+    manager.for_targets("schemas:shop_2").upgrade("r1")
+    if env == "existing":  # alembic runs it for each target, in worker processes
+        (tmp_path / "project" / "migrations" / "env.py").write_text(EXISTING_ENV)
+
+    result = manager.for_targets("schemas:shop_%", jobs=2).downgrade("-1")
+
+    assert summary(result) == [("downgraded", (HEAD,), ("r2",), True)] * 2 + [
+        ("downgraded", ("r1",), (), True), ("already at goal", (), (), True)]
+    assert result.ok
+    assert [versions_in(pg_url, f"shop_{n}") for n in range(4)] == [["r2"], ["r2"], [], []]
+    assert tables_in(pg_url, "shop_0") == {"alembic_version", "customer", "item"}
+    assert tables_in(pg_url, "shop_3") == {"customer"}
+
+    again = manager.for_targets("schemas:shop_%", jobs=2, keep_going=True).downgrade("-3")
+    assert [(row.state, row.after, row.error) for row in again] == [
+        ("failed", ("r2",), below_base("r2", 2, 3))] * 2 + [("already at goal", (), "")] * 2
+    assert [versions_in(pg_url, f"shop_{n}") for n in range(4)] == [["r2"], ["r2"], [], []]
+
+
+def test_downgrade_minus_one_over_mariadb_databases_leaves_those_at_base_unchanged(
+        mariadb_urls: list[str], tmp_path: Path) -> None:
+    (tmp_path / "targets.txt").write_text("\n".join(mariadb_urls[:4]) + "\n")
+    manager = make_project(tmp_path / "project", f"sqlite:///{tmp_path / 'main.db'}")
+    (tmp_path / "first.txt").write_text(mariadb_urls[0] + "\n")
+    (tmp_path / "second.txt").write_text(mariadb_urls[1] + "\n")
+    manager.for_targets(f"file:{tmp_path}/first.txt").upgrade()
+    manager.for_targets(f"file:{tmp_path}/second.txt").upgrade("r1")
+
+    result = manager.for_targets(f"file:{tmp_path}/targets.txt", jobs=2, keep_going=True).downgrade("-2")
+
+    assert [(row.state, row.after, row.error) for row in result] == [
+        ("downgraded", ("r1",), ""), ("failed", ("r1",), below_base("r1", 1, 2)),
+        ("already at goal", (), ""), ("already at goal", (), "")]
+    assert [versions_in(url) for url in mariadb_urls[:4]] == [["r1"], ["r1"], [], []]
+    assert tables_in(mariadb_urls[0]) == {"alembic_version", "customer", "item"}
+    assert tables_in(mariadb_urls[2]) == {"customer"}
+
+
 # ---------------------------------------------------------------- the magic
 
 
@@ -283,6 +370,23 @@ def test_magic_downgrade_over_targets_needs_yes_and_says_how_many(shell, sqlite_
     result = shell.run_line_magic("migrate", f"downgrade base --targets {spec} --yes")
     assert result.counts == {"downgraded": 10}
     assert versions_in(f"sqlite:///{sqlite_files[0]}") == []
+
+
+def test_magic_downgrade_minus_one_over_targets_some_at_base_needs_yes_and_fails_none(
+        shell, sqlite_files: list[Path], tmp_path: Path) -> None:
+    make_project(Path.cwd(), f"sqlite:///{tmp_path / 'main.db'}")
+    spec = f"sqlite:{tmp_path}/devices/*.db"
+    shell.run_line_magic("migrate", f"upgrade --targets sqlite:{tmp_path}/devices/device_[0-2].db")
+    with pytest.raises(UsageError, match=r"would change 10 targets: add --yes"):
+        shell.run_line_magic("migrate", f"downgrade -1 --targets {spec}")
+    assert versions_in(f"sqlite:///{sqlite_files[0]}") == [HEAD]
+
+    result = shell.run_line_magic("migrate", f"downgrade -1 --targets {spec} --yes")
+
+    assert result.ok and result.counts == {"downgraded": 3, "already at goal": 7}
+    html = result._repr_html_()
+    assert "failed" not in html and "didn" not in html
+    assert [versions_in(f"sqlite:///{file}") for file in sqlite_files] == [["r2"]] * 3 + [[]] * 7
 
 
 def test_magic_status_over_targets_shows_failures_first(shell, sqlite_files: list[Path],

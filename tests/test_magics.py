@@ -356,6 +356,29 @@ def test_destructive_commands_need_yes(
     assert snapshot(project, db_url) == before
 
 
+def test_downgrade_minus_one_at_base_needs_yes_then_says_nothing_to_downgrade(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str], project: Path, db_url: str
+) -> None:
+    init(shell, db_url)
+    run(shell, HERO_CELL)  # written, never applied: the database is at base
+    before = snapshot(project, db_url)
+    assert "--yes" in fails(shell, capsys, "%migrate downgrade -1")
+
+    capsys.readouterr()
+    outcome = run(shell, "%migrate downgrade -1 --yes")
+
+    said = "Nothing to downgrade: the database is at base (no revision)."
+    assert isinstance(outcome, Outcome) and outcome.summary == said
+    assert said in repr(outcome) and said in outcome._repr_html_()
+    assert "error" not in "".join(capsys.readouterr()).lower()
+    files, rows, tables, _ = snapshot(project, db_url)
+    assert (files, rows, tables - {"alembic_version"}) == (before[0], [], before[2] - {"alembic_version"})
+    assert not (project.parent / ".backups").exists()  # where a SQLite test.db would be backed up
+    after_minus_one = snapshot(project, db_url)  # as `downgrade base` leaves it (an empty version table)
+    assert run(shell, "%migrate downgrade base --yes").summary == said
+    assert snapshot(project, db_url) == after_minus_one
+
+
 def test_delete_applied_revision_needs_force(
     shell: InteractiveShell, capsys: pytest.CaptureFixture[str], project: Path, db_url: str
 ) -> None:

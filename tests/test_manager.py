@@ -524,14 +524,46 @@ def test_upgrade_past_the_last_revision_is_an_error(manager, db_url):
     assert version_rows(db_url) == ["r1"]
 
 
-def test_downgrade_below_base_is_a_short_error(manager, db_url):
-    chain(manager, 1)
+AT_BASE = "Nothing to downgrade: the database is at base (no revision)."
+
+
+@pytest.mark.parametrize("goal", ["-1", "-3"])
+def test_downgrade_minus_n_at_base_has_nothing_to_downgrade_as_base_has(manager, db_url, goal):
+    chain(manager, 1)  # written, never applied
+
+    outcome = manager.downgrade(goal)
+
+    assert outcome.summary == AT_BASE == manager.downgrade("base").summary
+    assert outcome.steps == [] and outcome.backup is None
+    assert manager.plan(goal, downgrade=True).steps == []
+    assert version_rows(db_url) == []
+    assert "t1" not in table_names(db_url)
+
+
+def test_downgrade_further_than_base_says_how_far_the_database_can_go(manager, db_url):
+    chain(manager, 3)
+    manager.upgrade("r1")
 
     with pytest.raises(MigrationError) as caught:
-        manager.downgrade("-1")
+        manager.downgrade("-3")
 
-    assert "\n" not in str(caught.value)
-    assert version_rows(db_url) == []
+    assert str(caught.value) == (
+        "Cannot downgrade 3 revisions: the database is at r1, 1 revision above base "
+        "(`downgrade -1` or `downgrade base` takes it there)."
+    )
+    assert version_rows(db_url) == ["r1"]
+    assert "t1" in table_names(db_url)
+
+
+def test_downgrade_to_below_base_counted_from_a_revision_says_how_far_it_is(manager, db_url):
+    chain(manager, 3)
+    manager.upgrade()
+
+    with pytest.raises(MigrationError) as caught:
+        manager.downgrade("r2-3")
+
+    assert str(caught.value) == "r2-3 is below base: r2 is 2 revisions above base."
+    assert version_rows(db_url) == ["r3"]
 
 
 def test_upgrade_with_a_range_is_refused(manager, db_url):
