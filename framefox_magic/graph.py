@@ -4,6 +4,7 @@ runs folded; pure layout, no markup (render.py draws it)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 ROW_HEIGHT = 22
@@ -20,10 +21,15 @@ class Node:
         self.row = self.col = 0
 
 
-def _plain(info: Any) -> bool:
-    """A revision in a straight run: one parent, one child, nothing to point out."""
-    return (len(info.parents) == 1 and len(info.children) == 1 and not info.current
-            and not info.head and not info.branch_labels)
+def _straight(places: Sequence[tuple[Any, ...]]) -> list[bool]:
+    """For each (revision, parents, children, current, head, branch_labels): whether it sits in a
+    straight run (one parent, one child, nothing to point out)."""
+    return [len(parents) == 1 and len(children) == 1 and not (current or head or labels)
+            for _, parents, children, current, head, labels in places]
+
+
+# what the layout reads of a revision; a listing that can outline its revisions gives the same
+_PLACE = attrgetter("revision", "parents", "children", "current", "head", "branch_labels")
 
 
 def graph_nodes(revisions: Sequence[Any]) -> list[Node]:
@@ -38,32 +44,33 @@ def _node(info: Any) -> Node:
 
 
 def _fold(revisions: Sequence[Any]) -> list[Node]:
-    """A node per revision drawn, and one per straight run folded (nodes are made only for what is
-    drawn: a long history is mostly folded runs)."""
+    """A node per revision drawn, and one per straight run folded; a listing that can outline its
+    revisions is walked without building them, and only the drawn ones are built."""
+    outline = getattr(revisions, "outline", None)
+    places = outline() if outline else list(map(_PLACE, revisions))
     out: list[Node] = []
-    run: list[Any] = []
+    run: list[int] = []  # positions of a straight run, newest first
 
     def flush() -> None:
         if len(run) <= 2 * FOLD_KEEP + 2:
-            out.extend(map(_node, run))
+            out.extend(_node(revisions[position]) for position in run)
         else:
             kept_top, middle, kept_bottom = run[:FOLD_KEEP], run[FOLD_KEEP:-FOLD_KEEP], run[-FOLD_KEEP:]
-            fold = Node(f"fold:{middle[0].revision}", [kept_bottom[0].revision], folded=len(middle))
-            top = list(map(_node, kept_top))
+            fold = Node(f"fold:{places[middle[0]][0]}", [places[kept_bottom[0]][0]], folded=len(middle))
+            top = [_node(revisions[position]) for position in kept_top]
             top[-1].parents = [fold.key]
-            out.extend([*top, fold, *map(_node, kept_bottom)])
+            out.extend([*top, fold, *(_node(revisions[position]) for position in kept_bottom)])
         run.clear()
 
-    for info in revisions:
-        plain = _plain(info)
-        if plain and (not run or tuple(run[-1].parents) == (info.revision,)):
-            run.append(info)
+    for position, plain in enumerate(_straight(places)):
+        if plain and (not run or tuple(places[run[-1]][1]) == (places[position][0],)):
+            run.append(position)
             continue
         flush()
         if plain:
-            run.append(info)
+            run.append(position)
         else:
-            out.append(_node(info))
+            out.append(_node(revisions[position]))
     flush()
     return out
 

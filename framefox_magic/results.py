@@ -129,6 +129,13 @@ class ListedRevisions(Sequence):
             self._all = built
         return self._all
 
+    def outline(self) -> list[tuple[str, tuple[str, ...], tuple[str, ...], bool, bool, tuple[str, ...]]]:
+        """Each revision's (revision, parents, children, current, head, branch_labels), without
+        building the revisions: a graph walks them all and draws few."""
+        current = set(self._current)
+        return [(revision, parents, children, revision in current, head, labels)
+                for revision, parents, _, _, _, labels, _, head, children in self._headers]
+
     def applied_count(self) -> int:
         """How many are applied, without building them."""
         return sum(map(self._applied.__contains__, map(itemgetter(0), self._headers)))

@@ -14,6 +14,7 @@ from framefox_magic.results import (
     DiffRow,
     Graph,
     History,
+    ListedRevisions,
     Outcome,
     Plan,
     RevisionInfo,
@@ -281,6 +282,36 @@ def test_graph_of_500_revisions_folds_straight_runs_and_scrolls() -> None:
     assert {"r499", "r250", "r0"} <= set(nodes)  # the head, the current one and the base stay
     assert "revisions in a straight line" in page.all_text
     assert any(tag == "div" and attrs.get("class") == "scroll" for tag, attrs in page.tags)
+
+
+def branched_headers(count: int) -> list[tuple]:
+    """Listing headers, newest first: a main line with a side branch opened and merged back every 60
+    revisions, and a branch label; each (revision, parents, message, created, path, branch_labels,
+    depends_on, head, children)."""
+    made: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
+    for index in range(count):
+        parents = (f"m{index - 1}",) if index else ()
+        if index % 60 == 3 and index > 3:
+            parents = (f"m{index - 1}", f"s{index - 3}")
+        made.append((f"m{index}", parents, ("stable",) if index == 100 else ()))
+        if index % 60 == 0 and index:
+            made.append((f"s{index}", (f"m{index}",), ()))
+    children: dict[str, list[str]] = {}
+    for revision, parents, _ in made:
+        for parent in parents:
+            children.setdefault(parent, []).append(revision)
+    return [(revision, parents, "step", None, "", labels, (), not children.get(revision),
+             tuple(children.get(revision, ()))) for revision, parents, labels in reversed(made)]
+
+
+def test_a_graph_drawn_without_building_its_listing_equals_the_graph_of_the_whole_list() -> None:
+    headers = branched_headers(400)
+    applied = {revision for revision, *_ in headers[250:]}
+    drawn = Graph(ListedRevisions(headers, applied, ("m150",)))._repr_html_()
+    assert drawn == Graph(list(ListedRevisions(headers, applied, ("m150",))))._repr_html_()
+    nodes = _svg_nodes(drawn)
+    assert {"m399", "m150", "m100", "m60", "s60", "m63", "m0"} <= set(nodes) and len(nodes) < 100
+    assert "current" in nodes["m150"]["class"]
 
 
 def test_progress_bar_escapes_and_counts() -> None:
