@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import replay, runtime, settings
+from . import environment, replay, runtime, settings
 from .dialects import Timeouts
 from .errors import ConfigurationError, MigrationError, MigrationFailed, translated
 from .results import FanoutLint, FanoutRehearsal, FanoutResult, FanoutRow, RehearsalRow
@@ -321,7 +321,7 @@ def _rehearsal_runner(manager: AlembicManager, place: settings.Target, script: A
     (the template commits the search path it sets); a throwaway database gets it as a migration does."""
     from functools import partial
 
-    from . import environment, safety
+    from . import safety
 
     options = {"version_table_schema": schema} if schema else {}
 
@@ -330,10 +330,12 @@ def _rehearsal_runner(manager: AlembicManager, place: settings.Target, script: A
         copy = where.url != place.url
         if copy:  # the tenant first in the search path of any connection env.py makes
             where = replace(where, url=tenant_url(where.url, schema))
-        config = runtime.make_config(manager, where, connection, on_version_apply=applied, **options)
+        config = runtime.make_config(manager, where, connection, **options)
         if copy:  # on the real database's rolled-back transaction, the template would commit
             config.attributes["tenant_schema"] = schema
-        runtime.run_env(manager, config, script, work, destination_rev=destination)
+        # each step seen through alembic's on_version_apply, added to whatever env.py configures
+        observer = environment.Observer(on_step=lambda step, heads: applied(None, step, heads, None))
+        runtime.run_env(manager, config, script, work, observer, destination_rev=destination)
 
     own_env = environment.is_own_template(place.migrations_dir / "env.py")
     return safety.Runner(run, partial(_throwaway_connection, schema=schema), own_env)
@@ -543,9 +545,8 @@ def _run_alembic(manager: AlembicManager, project: settings.Target, connection: 
     script = runtime.script_directory(manager, project)
     planned: list[Any] = []
     done: list[Any] = []
-
-    def applied(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
-        done.append(step)
+    # each step seen through alembic's on_version_apply, added to whatever env.py configures
+    observer = environment.Observer(on_step=lambda step, heads: done.append(step))
 
     def steps(rev: Any, context: Any) -> Any:
         seen["before"] = tuple(sorted(rev))
@@ -553,12 +554,12 @@ def _run_alembic(manager: AlembicManager, project: settings.Target, connection: 
             planned.extend(revisions_to_run(script, goal, rev, downgrade))
         return planned
 
-    config = runtime.make_config(manager, project, connection, on_version_apply=applied)
+    config = runtime.make_config(manager, project, connection)
     config.attributes["tenant_schema"] = target.schema
     if target.schema:  # a tenant's version table is in its own schema
         config.attributes["configure_options"]["version_table_schema"] = target.schema
     try:
-        runtime.run_env(manager, config, script, steps, destination_rev=goal)
+        runtime.run_env(manager, config, script, steps, observer, destination_rev=goal)
     except Exception as error:
         if len(done) < len(planned):
             raise _failed(planned[len(done)].revision, error) from error

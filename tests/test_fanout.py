@@ -444,8 +444,13 @@ config = context.config
 def run(connection):
     tenant = (config.attributes.get("tenant_schema")
               or context.get_x_argument(as_dictionary=True).get("tenant"))
-    context.configure(connection=connection.execution_options(schema_translate_map={None: tenant}),
-                      version_table_schema=tenant, transaction_per_migration=True)
+    if tenant:
+        quoted = connection.dialect.identifier_preparer.quote(tenant)
+        connection.exec_driver_sql(f"SET search_path TO {quoted}, public")
+        connection.commit()
+        connection = connection.execution_options(schema_translate_map={None: tenant})
+    context.configure(connection=connection, version_table_schema=tenant,
+                      transaction_per_migration=True)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -461,7 +466,7 @@ else:
 '''
 
 
-def test_an_existing_env_py_with_the_two_documented_lines_migrates_tenants(pg_url: str,
+def test_an_existing_env_py_with_the_documented_lines_migrates_tenants(pg_url: str,
                                                                           tmp_path: Path) -> None:
     engine = sa.create_engine(pg_url)
     with engine.begin() as connection:
@@ -477,6 +482,31 @@ def test_an_existing_env_py_with_the_two_documented_lines_migrates_tenants(pg_ur
     assert tables_in(pg_url, "shop_b") == {"alembic_version", "customer", "item", "note"}
     status = manager.status()  # the default schema, through the same env.py (no tenant, no -x)
     assert status.current == () and len(status.pending) == 3
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_an_existing_env_py_with_the_documented_lines_migrates_tenants_with_any_jobs(
+        pg_url: str, tmp_path: Path, jobs: int) -> None:
+    add_tenant_schemas(pg_url, ["shop_a", "shop_b"], without_email="none")  # nothing in public
+    manager = make_project(tmp_path / "project", pg_url)
+    (tmp_path / "project" / "migrations" / "env.py").write_text(EXISTING_ENV)
+    result = manager.for_targets("schemas:shop_%", jobs=jobs).upgrade()
+    assert [(row.target, row.state, row.after, row.error) for row in result] == [
+        ("shop_a", "upgraded", (HEAD,), ""), ("shop_b", "upgraded", (HEAD,), "")]
+    assert [versions_in(pg_url, schema) for schema in ("shop_a", "shop_b")] == [[HEAD], [HEAD]]
+    assert tables_in(pg_url, "shop_a") == {"alembic_version", "customer", "item", "note"}
+    assert tables_in(pg_url, "public") == set()
+
+
+def test_an_existing_env_py_names_the_revision_that_failed_on_a_tenant(pg_url: str, tmp_path: Path) -> None:
+    add_tenant_schemas(pg_url, ["shop_a", "shop_b"], without_email="shop_b")  # r2 fails on shop_b
+    manager = make_project(tmp_path / "project", pg_url)
+    (tmp_path / "project" / "migrations" / "env.py").write_text(EXISTING_ENV)
+    result = manager.for_targets("schemas:shop_%", jobs=1, keep_going=True).upgrade()
+    failed = result.failures_first()[0]
+    assert (failed.target, failed.state, failed.after) == ("shop_b", "failed", ("r1",))
+    assert failed.error.startswith("Revision r2 (customer email required) failed:")
+    assert [versions_in(pg_url, schema) for schema in ("shop_a", "shop_b")] == [[HEAD], ["r1"]]
 
 
 def test_the_many_target_options_complete_and_show_in_help() -> None:
@@ -639,8 +669,11 @@ def test_rehearse_over_tenants_with_an_existing_env_py_uses_a_shadow_schema(pg_u
     manager = make_project(tmp_path / "project", pg_url)
     (tmp_path / "project" / "migrations" / "env.py").write_text(EXISTING_ENV)
     result = manager.for_targets("schemas:shop_%", jobs=2).rehearse("r1")
-    # steps are not counted: this env.py does not pass on the callback that reports each revision
+    # each revision's step is seen whatever this env.py passes to context.configure
     assert [(row.state, row.down_leaves_no_trace) for row in result] == [("rehearsed", True)] * 2
+    assert [[(step.revision, step.direction, step.ok) for step in result.of(target).steps]
+            for target in ("shop_a", "shop_b")] == [[("r1", "upgrade", True), ("r1", "downgrade", True),
+                                                      ("r1", "upgrade", True)]] * 2
     assert "shadow database" in result.rows[0].mode
     assert tables_in(pg_url, "shop_a") == set() and tables_in(pg_url, "public") == set()
 
