@@ -43,23 +43,40 @@ def _node(info: Any) -> Node:
     return Node(info.revision, info.parents, info)
 
 
+# The last long listing's rows (positions, and folds), kept while its headers (the same list, kept
+# with the revision map) and the database's revisions are the same: a warm graph builds only what
+# it draws.
+_kept: tuple[Any, tuple[str, ...], list[Any]] | None = None
+
+
 def _fold(revisions: Sequence[Any]) -> list[Node]:
     """A node per revision drawn, and one per straight run folded; a listing that can outline its
     revisions is walked without building them, and only the drawn ones are built."""
+    global _kept
+    layout_key = getattr(revisions, "layout_key", None)
+    key = layout_key() if layout_key else None
+    if key is not None and _kept is not None and _kept[0] is key[0] and _kept[1] == key[1]:
+        return _nodes(revisions, _kept[2])
+    rows = _folded_rows(revisions)
+    if key is not None:
+        _kept = (*key, rows)
+    return _nodes(revisions, rows)
+
+
+def _folded_rows(revisions: Sequence[Any]) -> list[Any]:
+    """Each row drawn: a revision's position, or a fold as (its first revision, the revision below
+    it, how many it stands for)."""
     outline = getattr(revisions, "outline", None)
     places = outline() if outline else list(map(_PLACE, revisions))
-    out: list[Node] = []
+    rows: list[Any] = []
     run: list[int] = []  # positions of a straight run, newest first
 
     def flush() -> None:
         if len(run) <= 2 * FOLD_KEEP + 2:
-            out.extend(_node(revisions[position]) for position in run)
+            rows.extend(run)
         else:
-            kept_top, middle, kept_bottom = run[:FOLD_KEEP], run[FOLD_KEEP:-FOLD_KEEP], run[-FOLD_KEEP:]
-            fold = Node(f"fold:{places[middle[0]][0]}", [places[kept_bottom[0]][0]], folded=len(middle))
-            top = [_node(revisions[position]) for position in kept_top]
-            top[-1].parents = [fold.key]
-            out.extend([*top, fold, *(_node(revisions[position]) for position in kept_bottom)])
+            folded = (places[run[FOLD_KEEP]][0], places[run[-FOLD_KEEP]][0], len(run) - 2 * FOLD_KEEP)
+            rows.extend([*run[:FOLD_KEEP], folded, *run[-FOLD_KEEP:]])
         run.clear()
 
     for position, plain in enumerate(_straight(places)):
@@ -70,8 +87,22 @@ def _fold(revisions: Sequence[Any]) -> list[Node]:
         if plain:
             run.append(position)
         else:
-            out.append(_node(revisions[position]))
+            rows.append(position)
     flush()
+    return rows
+
+
+def _nodes(revisions: Sequence[Any], rows: list[Any]) -> list[Node]:
+    """The rows as nodes: the revisions drawn built, each fold pointed at by the revision above it."""
+    out: list[Node] = []
+    for row in rows:
+        if isinstance(row, int):
+            out.append(_node(revisions[row]))
+            continue
+        first, below, count = row
+        fold = Node(f"fold:{first}", [below], folded=count)
+        out[-1].parents = [fold.key]
+        out.append(fold)
     return out
 
 

@@ -136,6 +136,11 @@ class ListedRevisions(Sequence):
         return [(revision, parents, children, revision in current, head, labels)
                 for revision, parents, _, _, _, labels, _, head, children in self._headers]
 
+    def layout_key(self) -> tuple[Any, tuple[str, ...]]:
+        """What a graph's layout of these revisions depends on: the headers (the same list while the
+        revision map is unchanged) and the database's revisions."""
+        return self._headers, tuple(self._current)
+
     def applied_count(self) -> int:
         """How many are applied, without building them."""
         return sum(map(self._applied.__contains__, map(itemgetter(0), self._headers)))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,58 @@ def need_server(backend: str) -> None:
     pytest.skip(problem)
 
 
+class ServerDatabases:
+    """New databases on one server, each made one test ahead and dropped after its test, in a thread
+    of their own: every test still gets a database no test used, without waiting for the server's
+    CREATE DATABASE and DROP DATABASE (file work that was most of a server test's set-up)."""
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        self.admin_url = sa.make_url(SERVER_URLS[backend])
+        self.admin = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT", pool_size=1)
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{backend}-databases")
+        self.next: Future[str] | None = None
+
+    def take(self) -> str:
+        """The URL of a new, empty database; the next one is made meanwhile."""
+        name = self.next.result() if self.next else self._create()
+        self.next = self.worker.submit(self._create)
+        return self.admin_url.set(database=name).render_as_string(hide_password=False)
+
+    def give_back(self, url: str) -> None:
+        """Drop the database, after whatever the test left connected to it."""
+        self.worker.submit(self._drop, sa.make_url(url).database)
+
+    def close(self) -> None:
+        """Drop what is left (the database made ahead included) and wait for it."""
+        if self.next is not None:
+            self.worker.submit(self._drop, self.next.result())
+        self.worker.shutdown(wait=True)
+        self.admin.dispose()
+
+    def _create(self) -> str:
+        name = f"ffm_{uuid.uuid4().hex[:12]}"
+        with self.admin.connect() as connection:
+            connection.execute(sa.text(f"CREATE DATABASE {name}"))
+        return name
+
+    def _drop(self, name: str) -> None:
+        drop = f"DROP DATABASE {name}" + (" WITH (FORCE)" if self.backend == "postgresql" else "")
+        with self.admin.connect() as connection:
+            connection.execute(sa.text(drop))
+
+
+_SERVER_DATABASES: dict[str, ServerDatabases] = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _server_databases() -> Iterator[None]:
+    """Whatever databases the session made are dropped before it ends."""
+    yield
+    for databases in _SERVER_DATABASES.values():
+        databases.close()
+
+
 @contextmanager
 def fresh_database(backend: str, tmp_path: Path) -> Iterator[str]:
     """A new, empty database on the backend; dropped afterwards. Yields its URL."""
@@ -59,18 +112,14 @@ def fresh_database(backend: str, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'test.db'}"
         return
     need_server(backend)
-    admin_url = sa.make_url(SERVER_URLS[backend])
-    name = f"ffm_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    if backend not in _SERVER_DATABASES:
+        _SERVER_DATABASES[backend] = ServerDatabases(backend)
+    databases = _SERVER_DATABASES[backend]
+    url = databases.take()
     try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
-        drop = f"DROP DATABASE {name}" + (" WITH (FORCE)" if backend == "postgresql" else "")
-        with admin.connect() as connection:
-            connection.execute(sa.text(drop))
-        admin.dispose()
+        databases.give_back(url)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -312,6 +312,10 @@ def test_a_graph_drawn_without_building_its_listing_equals_the_graph_of_the_whol
     nodes = _svg_nodes(drawn)
     assert {"m399", "m150", "m100", "m60", "s60", "m63", "m0"} <= set(nodes) and len(nodes) < 100
     assert "current" in nodes["m150"]["class"]
+    # drawn again: the same; once the database moves, the layout follows it
+    assert Graph(ListedRevisions(headers, applied, ("m150",)))._repr_html_() == drawn
+    moved = _svg_nodes(Graph(ListedRevisions(headers, applied | {"m300"}, ("m300",)))._repr_html_())
+    assert "current" in moved["m300"]["class"] and "m150" not in moved
 
 
 def test_progress_bar_escapes_and_counts() -> None:
