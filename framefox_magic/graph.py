@@ -3,6 +3,7 @@ runs folded; pure layout, no markup (render.py draws it)."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from operator import attrgetter
 from typing import Any
@@ -43,24 +44,28 @@ def _node(info: Any) -> Node:
     return Node(info.revision, info.parents, info)
 
 
-# The last long listing's rows (positions, and folds), kept while its headers (the same list, kept
-# with the revision map) and the database's revisions are the same: a warm graph builds only what
-# it draws.
-_kept: tuple[Any, tuple[str, ...], list[Any]] | None = None
+# The rows (positions, and folds) of the last few long listings, each kept while its headers (the
+# same list object, kept with its revision map; held here so that its id stays its own) and the
+# database's revisions are the same: a warm graph builds only what it draws.
+_KEPT_LAYOUTS = 4
+_kept: OrderedDict[tuple[int, tuple[str, ...]], tuple[Any, list[Any]]] = OrderedDict()
 
 
 def _fold(revisions: Sequence[Any]) -> list[Node]:
     """A node per revision drawn, and one per straight run folded; a listing that can outline its
     revisions is walked without building them, and only the drawn ones are built."""
-    global _kept
     layout_key = getattr(revisions, "layout_key", None)
-    key = layout_key() if layout_key else None
-    if key is not None and _kept is not None and _kept[0] is key[0] and _kept[1] == key[1]:
-        return _nodes(revisions, _kept[2])
-    rows = _folded_rows(revisions)
-    if key is not None:
-        _kept = (*key, rows)
-    return _nodes(revisions, rows)
+    if layout_key is None:
+        return _nodes(revisions, _folded_rows(revisions))
+    headers, current = layout_key()
+    key = (id(headers), current)
+    kept = _kept.get(key)
+    if kept is None or kept[0] is not headers:
+        kept = _kept[key] = (headers, _folded_rows(revisions))
+        while len(_kept) > _KEPT_LAYOUTS:
+            _kept.popitem(last=False)
+    _kept.move_to_end(key)
+    return _nodes(revisions, kept[1])
 
 
 def _folded_rows(revisions: Sequence[Any]) -> list[Any]:
