@@ -359,13 +359,20 @@ def test_downgrade_minus_one_over_mariadb_databases_leaves_those_at_base_unchang
 # ---------------------------------------------------------------- the magic
 
 
-def test_magic_downgrade_over_targets_needs_yes_and_says_how_many(shell, sqlite_files: list[Path],
-                                                                  tmp_path: Path) -> None:
+def devices_downgraded_without_yes(shell, tmp_path: Path, upgraded: str, goal: str) -> str:
+    """The project in the current folder, the devices matching `upgraded` at head; `downgrade GOAL`
+    over every device without --yes is refused. The spec of every device."""
     make_project(Path.cwd(), f"sqlite:///{tmp_path / 'main.db'}")
     spec = f"sqlite:{tmp_path}/devices/*.db"
-    shell.run_line_magic("migrate", f"upgrade --targets {spec} -j 2")
+    shell.run_line_magic("migrate", f"upgrade --targets sqlite:{tmp_path}/devices/{upgraded} -j 2")
     with pytest.raises(UsageError, match=r"would change 10 targets: add --yes"):
-        shell.run_line_magic("migrate", f"downgrade base --targets {spec}")
+        shell.run_line_magic("migrate", f"downgrade {goal} --targets {spec}")
+    return spec
+
+
+def test_magic_downgrade_over_targets_needs_yes_and_says_how_many(shell, sqlite_files: list[Path],
+                                                                  tmp_path: Path) -> None:
+    spec = devices_downgraded_without_yes(shell, tmp_path, "*.db", "base")
     assert versions_in(f"sqlite:///{sqlite_files[0]}") == [HEAD]
     result = shell.run_line_magic("migrate", f"downgrade base --targets {spec} --yes")
     assert result.counts == {"downgraded": 10}
@@ -374,11 +381,7 @@ def test_magic_downgrade_over_targets_needs_yes_and_says_how_many(shell, sqlite_
 
 def test_magic_downgrade_minus_one_over_targets_some_at_base_needs_yes_and_fails_none(
         shell, sqlite_files: list[Path], tmp_path: Path) -> None:
-    make_project(Path.cwd(), f"sqlite:///{tmp_path / 'main.db'}")
-    spec = f"sqlite:{tmp_path}/devices/*.db"
-    shell.run_line_magic("migrate", f"upgrade --targets sqlite:{tmp_path}/devices/device_[0-2].db")
-    with pytest.raises(UsageError, match=r"would change 10 targets: add --yes"):
-        shell.run_line_magic("migrate", f"downgrade -1 --targets {spec}")
+    spec = devices_downgraded_without_yes(shell, tmp_path, "device_[0-2].db", "-1")
     assert versions_in(f"sqlite:///{sqlite_files[0]}") == [HEAD]
 
     result = shell.run_line_magic("migrate", f"downgrade -1 --targets {spec} --yes")
