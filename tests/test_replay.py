@@ -323,24 +323,38 @@ def test_ctrl_c_inside_a_revision_rolls_that_revision_back_and_keeps_the_ones_be
         manager.revision("slow", autogenerate=False, rev_id="r5", upgrade_body=(
             "op.create_table('slow', sa.Column('id', sa.Integer, primary_key=True))\n"
             "op.execute('SELECT pg_sleep(3)')"), downgrade_body="op.drop_table('slow')")
+        seen: list[str] = []
+
         def interrupt_inside_r5() -> None:  # what Ctrl-C does in a kernel, once r5 is running
             engine = sa.create_engine(targets.home)
-            with engine.connect() as watcher:
-                while not watcher.execute(sa.text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-                        "AND query LIKE '%pg_sleep(3)%'")).scalar():
-                    watcher.rollback()
-                    time.sleep(0.05)
-            engine.dispose()
-            # a kernel's interrupt is a real SIGINT: the main thread's wait on the server is cut short
-            signal.pthread_kill(main_thread, signal.SIGINT)
+            try:
+                while not seen and not finished.is_set():
+                    try:
+                        with engine.connect() as watcher:
+                            seen.extend(watcher.execute(sa.text(
+                                "SELECT state FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                                "AND datname = current_database() AND state = 'active' "
+                                "AND query LIKE '%pg_sleep(3)%'")).scalars())
+                    except sa.exc.OperationalError as error:  # a busy server: ask again
+                        seen_errors.append(str(error).splitlines()[0])
+                    time.sleep(0.02)
+            finally:
+                engine.dispose()
+            if seen:  # a kernel's interrupt is a real SIGINT: the main thread's wait is cut short
+                signal.pthread_kill(main_thread, signal.SIGINT)
 
+        seen_errors: list[str] = []
+        finished = threading.Event()
         gc.collect()  # no finalizer of an earlier test's objects runs (and swallows the interrupt) later
         watcher = threading.Thread(target=interrupt_inside_r5)
         watcher.start()
-        result = manager.for_targets(targets.spec("a"), jobs=1, keep_going=True).upgrade()
-        watcher.join()
-        assert result.interrupted
+        try:
+            result = manager.for_targets(targets.spec("a"), jobs=1, keep_going=True).upgrade()
+        finally:
+            finished.set()
+            watcher.join()
+        assert seen == ["active"], seen_errors
+        assert result.interrupted, (result, seen_errors)
         first = result.rows[0]
         assert (first.state, first.after) == ("interrupted", ("r4",))
         assert first.error == "interrupted part-way: the revisions that committed are kept"
