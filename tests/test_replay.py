@@ -310,55 +310,49 @@ def test_an_interrupted_script_run_leaves_tenants_at_revisions_they_record(tmp_p
         assert [row.after for row in resumed] == [("r4",), ("r1",), ("r4",), ("r4",), ("r4",)]
 
 
+INTERRUPTED_RUN = """
+import json
+from framefox_magic import AlembicManager
+manager = AlembicManager(url={url!r}, migrations_dir={migrations!r}, project_root={root!r})
+result = manager.for_targets({spec!r}, jobs=1, keep_going=True).upgrade()
+print(json.dumps([result.interrupted, [[r.state, list(r.after), r.error] for r in result.rows]]))
+"""
+
+
 def test_ctrl_c_inside_a_revision_rolls_that_revision_back_and_keeps_the_ones_before(
         tmp_path: Path) -> None:
-    import gc
+    import json
     import signal
-    import threading
+    import subprocess
+    import sys
 
-    main_thread = threading.get_ident()
     with ExitStack() as stack:
         targets = Targets("postgresql", tmp_path, stack)
-        manager = renderable_project(tmp_path / "project", targets.home, own_env=False)
+        root = tmp_path / "project"
+        manager = renderable_project(root, targets.home, own_env=False)
         manager.revision("slow", autogenerate=False, rev_id="r5", upgrade_body=(
             "op.create_table('slow', sa.Column('id', sa.Integer, primary_key=True))\n"
             "op.execute('SELECT pg_sleep(3)')"), downgrade_body="op.drop_table('slow')")
-        seen: list[str] = []
-
-        def interrupt_inside_r5() -> None:  # what Ctrl-C does in a kernel, once r5 is running
-            engine = sa.create_engine(targets.home)
-            try:
-                while not seen and not finished.is_set():
-                    try:
-                        with engine.connect() as watcher:
-                            seen.extend(watcher.execute(sa.text(
-                                "SELECT state FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-                                "AND datname = current_database() AND state = 'active' "
-                                "AND query LIKE '%pg_sleep(3)%'")).scalars())
-                    except sa.exc.OperationalError as error:  # a busy server: ask again
-                        seen_errors.append(str(error).splitlines()[0])
-                    time.sleep(0.02)
-            finally:
-                engine.dispose()
-            if seen:  # a kernel's interrupt is a real SIGINT: the main thread's wait is cut short
-                signal.pthread_kill(main_thread, signal.SIGINT)
-
-        seen_errors: list[str] = []
-        finished = threading.Event()
-        gc.collect()  # no finalizer of an earlier test's objects runs (and swallows the interrupt) later
-        watcher = threading.Thread(target=interrupt_inside_r5)
-        watcher.start()
-        try:
-            result = manager.for_targets(targets.spec("a"), jobs=1, keep_going=True).upgrade()
-        finally:
-            finished.set()
-            watcher.join()
-        assert seen == ["active"], seen_errors
-        assert result.interrupted, (result, seen_errors)
-        first = result.rows[0]
-        assert (first.state, first.after) == ("interrupted", ("r4",))
-        assert first.error == "interrupted part-way: the revisions that committed are kept"
-        assert [row.state for row in result.rows[1:]] == ["not run", "not run"]
+        # a kernel of its own, its main thread running the upgrade; a kernel's interrupt is a SIGINT
+        kernel = subprocess.Popen([sys.executable, "-c", INTERRUPTED_RUN.format(
+            url=targets.home, migrations=str(root / "migrations"), root=str(root), spec=targets.spec("a"))],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        engine = sa.create_engine(targets.home)
+        stack.callback(engine.dispose)
+        with engine.connect() as watcher:
+            while kernel.poll() is None and not watcher.execute(sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state = 'active' AND query LIKE '%pg_sleep(3)%' "
+                    "AND pid <> pg_backend_pid()")).scalar():
+                watcher.rollback()
+                time.sleep(0.02)
+        kernel.send_signal(signal.SIGINT)
+        out, err = kernel.communicate(timeout=60)
+        interrupted, rows = json.loads(out.strip().splitlines()[-1])
+        assert interrupted, (rows, err)
+        part_way = "interrupted part-way: the revisions that committed are kept"
+        assert rows[0] == ["interrupted", ["r4"], part_way]
+        assert [row[0] for row in rows[1:]] == ["not run", "not run"]
         versions, tables, _ = targets.state("a")[0]
         assert versions == ["r4"] and "slow" not in tables and "note" in tables
 
