@@ -311,7 +311,9 @@ def test_an_interrupted_script_run_leaves_tenants_at_revisions_they_record(tmp_p
 
 
 INTERRUPTED_RUN = """
-import json
+import json, signal
+# a kernel handles SIGINT; a process started in the background (a CI job) inherits it ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from framefox_magic import AlembicManager
 manager = AlembicManager(url={url!r}, migrations_dir={migrations!r}, project_root={root!r})
 result = manager.for_targets({spec!r}, jobs=1, keep_going=True).upgrade()
