@@ -513,7 +513,7 @@ def migrate_row(manager: AlembicManager, project: settings.Target, target: Targe
             after = None
         return FanoutRow(target.label, seen.get("before"), after, time.perf_counter() - began, False,
                          str(error), "failed")
-    moved = ran or after != before  # an env.py of its own may not hand alembic our step observer
+    moved = ran or after != before  # the steps alembic reported, or the version table read back
     state = ("downgraded" if downgrade else "upgraded") if moved else "already at goal"
     return FanoutRow(target.label, before, after, time.perf_counter() - began, True, "", state)
 
