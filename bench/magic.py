@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -251,12 +252,58 @@ print(elapsed)
 """
 
 
+# the manager's own path, as every first reading took before the quick one (and as any project that
+# is not a SQLite chain at its head takes): alembic and SQLAlchemy imported in the timed call
+WITHOUT_QUICK = """
+from framefox_magic.manager import AlembicManager
+AlembicManager._first_reading = lambda self, read: None
+"""
+
+# what the quick reading moves to the next command: alembic's import, paid by the second one
+THEN_STATUS = """
+status = shell.run_line_magic("migrate", "status")
+assert status.up_to_date
+"""
+
+ALEMBIC_THEN_CURRENT = """
+import sqlalchemy
+from alembic.runtime.migration import MigrationContext
+with sqlalchemy.create_engine({url!r}).connect() as connection:
+    current = MigrationContext.configure(connection).get_current_heads()
+assert len(current) == 1
+"""
+
+
+TIMER_STOPS = "elapsed = time.perf_counter() - start"
+
+
+def _then(code: str, more: str) -> str:
+    """CODE with MORE run inside its timed part (before the time is taken)."""
+    return code.replace(TIMER_STOPS, more + TIMER_STOPS)
+
+
+def _without_quick(code: str) -> str:
+    """CODE with the manager's first reading done on its own path (alembic imported)."""
+    shell = "shell = InteractiveShell.instance()"
+    return code.replace(shell, WITHOUT_QUICK + shell)
+
+
 def cold_history(root: Path, url: str, size: int, repeat: int) -> None:
-    """First `%migrate history` in a fresh process vs alembic's ScriptDirectory walk there."""
-    ours, theirs = in_turn(lambda: process_seconds(COLD_OURS.format(url=url, size=size), root),
-                           lambda: process_seconds(COLD_ALEMBIC.format(size=size), root), repeat)
-    report(f"%migrate history cold (fresh kernel), {size} revisions", "alembic ScriptDirectory walk",
-           ours, theirs, "<= 1.0")
+    """First `%migrate history` in a fresh process vs alembic's ScriptDirectory walk there; the same
+    on the manager's own path; and the first two commands (history, then status) against the walk
+    and `current`, since the quick reading's saving is alembic's import, which the next command pays."""
+    ours, theirs = COLD_OURS.format(url=url, size=size), COLD_ALEMBIC.format(size=size)
+    rows = [
+        ("%migrate history cold (fresh kernel)", "alembic ScriptDirectory walk", ours, theirs, "<= 1.0"),
+        ("%migrate history cold, the manager's own path (no quick reading)", "alembic ScriptDirectory walk",
+         _without_quick(ours), theirs, "(context)"),
+        ("%migrate history, then %migrate status (fresh kernel)", "alembic walk, then current",
+         _then(ours, THEN_STATUS), _then(theirs, ALEMBIC_THEN_CURRENT.format(url=url)), "(context)"),
+    ]
+    for label, baseline, our_code, their_code, goal in rows:
+        timed = in_turn(partial(process_seconds, our_code, root), partial(process_seconds, their_code, root),
+                        repeat)
+        report(f"{label}, {size} revisions", baseline, *timed, goal)
 
 
 def warm_history(projects: dict[int, tuple[Path, str]], small: int, large: int, repeat: int) -> None:

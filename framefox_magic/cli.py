@@ -71,12 +71,14 @@ def _failed_targets(result: Any) -> bool:
 
 
 def _quick(args: Any) -> Any:
-    """`status` of a SQLite project at head, read with the standard library (no alembic import)."""
-    if args.command != "status" or args.targets:
-        return None
-    from .quickstatus import quick_status
+    """`status` or `history` of a SQLite project at head, read with the standard library (no alembic
+    import)."""
+    if args.command not in ("status", "history") or vars(args).get("targets") or vars(args).get("rev_range"):
+        return None  # over targets, or part of the history
+    from . import quickread
 
-    return quick_status(args.url, args.migrations_dir)
+    read = quickread.quick_status if args.command == "status" else quickread.quick_history
+    return read(args.url, args.migrations_dir)
 
 
 def _execute(args: Any) -> Any:

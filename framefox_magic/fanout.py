@@ -199,7 +199,7 @@ def _read_sqlite(target: Target) -> FanoutRow:
     """A SQLite file's revisions read with the stdlib driver, opened read-only."""
     import sqlite3
 
-    from .quickstatus import sqlite_versions
+    from .quickread import sqlite_versions
 
     began = time.perf_counter()
     path = target.url.split("///", 1)[-1]

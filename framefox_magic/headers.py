@@ -1,6 +1,6 @@
 """Revision files read with the standard library only: the folder scan and each file's header
 (identifiers and docstring, without running the file). Nothing here imports alembic or SQLAlchemy,
-so the command line's quick `status` (quickstatus.py) can use it."""
+so the quick readings (quickread.py) can use it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import ast
 import os
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,26 @@ class Header:
 
 
 _headers: dict[tuple[str, FileKey], Header | None] = {}
+_CREATE_DATE = re.compile(r"^Create Date:\s*(.+?)\s*$", re.MULTILINE)
+
+
+def message(doc: str | None) -> str:
+    """A revision's message as alembic's `Script.doc` gives it: the docstring's first paragraph."""
+    return re.split("\n\n", (doc or "").strip())[0]
+
+
+def created(doc: str | None, path: str | os.PathLike[str]) -> datetime | None:
+    """When a revision was written: its docstring's Create Date, else its file's modification time."""
+    match = _CREATE_DATE.search(doc or "")
+    if match:
+        try:
+            return datetime.fromisoformat(match.group(1))
+        except ValueError:
+            pass
+    try:
+        return datetime.fromtimestamp(os.stat(path).st_mtime)
+    except OSError:
+        return None
 
 
 _ASSIGNMENT = re.compile(

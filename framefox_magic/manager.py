@@ -6,12 +6,13 @@ reading, migrating, authoring, housekeeping."""
 from __future__ import annotations
 
 import os
+import sys
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import authoring, dialects, housekeeping, migrating, reading, runtime, settings
+from . import authoring, dialects, housekeeping, migrating, quickread, reading, runtime, settings
 from .errors import ChangesDetected, translated
 
 # kept importable from here: other modules and notebooks use these names
@@ -76,6 +77,7 @@ class AlembicManager:
         self._engines_url: tuple[str, Any] | None = None
         weakref.finalize(self, runtime.dispose_engines, self._engines)
         self._reflection = ReflectionCache()
+        self._read_before = False
 
     @property
     def url(self) -> str | None:
@@ -164,13 +166,27 @@ class AlembicManager:
 
     def status(self) -> Status:
         """Current revision(s), heads, pending revisions and whether the database is up to date."""
+        if (quick := self._first_reading(quickread.quick_status)) is not None:
+            return quick
         with runtime.state(self) as now:
             return reading.status(now)
 
     def history(self, rev_range: str | None = None) -> History:
         """Every revision, newest first, with applied / current / head flags."""
+        if rev_range is None and (quick := self._first_reading(quickread.quick_history)) is not None:
+            return quick
         with runtime.state(self) as now:
             return reading.history(now, rev_range)
+
+    def _first_reading(self, read: Callable[..., Any]) -> Any:
+        """This manager's first status or history in a process that has not imported alembic, read
+        with the standard library when the project is plain enough (else None): a new kernel or
+        command line shows it without alembic's import. Later readings use the manager's caches."""
+        if self._read_before or "alembic" in sys.modules:
+            return None
+        self._read_before = True
+        return read(self.url, self.migrations_dir, self.project_root, self.version_table,
+                    self.version_table_schema)
 
     def current(self) -> RevisionList:
         """The revision(s) the database is at."""

@@ -13,7 +13,6 @@ from argparse import Namespace
 from collections.abc import Callable, Iterator, Sequence, Set
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from .errors import (
     translated,
     with_suggestion,
 )
+from .headers import created
 from .render import counted
 from .results import ListedRevisions, RevisionInfo
 
@@ -107,7 +107,7 @@ def sqlite_heads(manager: AlembicManager, target: settings.Target) -> tuple[str,
         return None
     import sqlite3
 
-    from .quickstatus import sqlite_versions
+    from .quickread import sqlite_versions
 
     try:
         found = sqlite_versions(database, table, timeout=0, in_order=False)
@@ -348,7 +348,6 @@ _ALEMBIC_LOCK = threading.RLock()
 
 
 _HEADERS: weakref.WeakKeyDictionary[Any, tuple[Any, ...]] = weakref.WeakKeyDictionary()
-_CREATE_DATE = re.compile(r"^Create Date:\s*(.+?)\s*$", re.MULTILINE)
 
 
 def _listed_header(found: Script) -> tuple[Any, ...]:
@@ -359,8 +358,8 @@ def _listed_header(found: Script) -> tuple[Any, ...]:
         from alembic import util
 
         header = _HEADERS[found] = (
-            found.revision, tuple(found._all_down_revisions), found.doc or "", _created(found),
-            str(found.path), tuple(sorted(found.branch_labels)),
+            found.revision, tuple(found._all_down_revisions), found.doc or "",
+            created(found.longdoc, found.path), str(found.path), tuple(sorted(found.branch_labels)),
             tuple(util.to_tuple(found.dependencies, default=())), found.is_head, tuple(sorted(found.nextrev)),
         )
     return header
@@ -402,19 +401,6 @@ def revision_args() -> dict[str, Any]:
         "message": None, "autogenerate": True, "sql": False, "head": "head", "splice": False,
         "branch_label": None, "version_path": None, "rev_id": None, "depends_on": None,
     }
-
-
-def _created(found: Script) -> datetime | None:
-    match = _CREATE_DATE.search(found.longdoc or "")
-    if match:
-        try:
-            return datetime.fromisoformat(match.group(1))
-        except ValueError:
-            pass
-    try:
-        return datetime.fromtimestamp(Path(found.path).stat().st_mtime)
-    except OSError:
-        return None
 
 
 def heads_text(heads: Sequence[str]) -> str:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from conftest import CLI, write_revision
 
 from framefox_magic import AlembicManager
-from framefox_magic.quickstatus import quick_status
+from framefox_magic.quickread import quick_status
 
 
 def project_with(project: Path, *ids: str) -> AlembicManager:

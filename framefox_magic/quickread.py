@@ -1,9 +1,10 @@
-"""`status` of a SQLite project read with the standard library alone: the revision headers and one
-SELECT with sqlite3, so that `framefox-migrate status` starts without importing alembic or SQLAlchemy
-(their imports were most of the process's time). It answers only when the database is at the one
-head and the history is a plain chain or tree of literal headers; for anything more (pending
-revisions and their risks, several heads, labels, dependencies, other databases, version folders
-set in the configuration, errors) it answers None and the manager answers instead."""
+"""`status` and `history` of a SQLite project read with the standard library alone: the revision
+headers and one SELECT with sqlite3, so that `framefox-migrate status|history` and a kernel's first
+`%migrate status|history` answer without importing alembic or SQLAlchemy (their imports were most of
+that time). It answers only when the database is at the one head and the history is a plain chain
+or tree (a chain, for `history`) of literal headers; for anything more (pending revisions and their
+risks, several heads, merges, labels, dependencies, other databases, version folders set in the
+configuration, errors) it answers None and the manager answers instead."""
 
 from __future__ import annotations
 
@@ -12,34 +13,79 @@ import sqlite3
 from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import environment, settings
-from .headers import Header, _cached_header, _scan
+from .headers import Header, _cached_header, _scan, created, message
 
 if TYPE_CHECKING:
+    from .results import History, Status
+
+PathLike = str | os.PathLike[str]
+AtHead = tuple[settings.Target, list[tuple[Path, Header]], str]  # the target, its files, the one head
+
+
+def quick_status(url: str | None = None, migrations_dir: PathLike | None = None,
+                 project_root: PathLike = ".", version_table: str | None = None,
+                 version_table_schema: str | None = None) -> Status | None:
+    """The up-to-date Status the manager would give, read with sqlite3; None when it needs the manager."""
+    found = _at_the_one_head(url, migrations_dir, project_root, version_table, version_table_schema)
+    if found is None:
+        return None
     from .results import Status
 
+    target, _, head = found
+    return Status(current=(head,), heads=(head,), pending=(), up_to_date=True, url=target.masked_url)
 
-def quick_status(url: str | None = None, migrations_dir: str | os.PathLike[str] | None = None,
-                 project_root: str | os.PathLike[str] = ".") -> Status | None:
-    """The up-to-date Status the manager would give, read with sqlite3; None when it needs the manager."""
+
+def quick_history(url: str | None = None, migrations_dir: PathLike | None = None,
+                  project_root: PathLike = ".", version_table: str | None = None,
+                  version_table_schema: str | None = None) -> History | None:
+    """The History the manager would give of a chain applied to its head, read with sqlite3; None
+    when it needs the manager."""
+    found = _at_the_one_head(url, migrations_dir, project_root, version_table, version_table_schema)
+    if found is None or (chain := _newest_first(*found[1:])) is None:
+        return None
+    from .results import History, ListedRevisions
+
+    target, _, head = found
+    listed = ListedRevisions(chain, frozenset(row[0] for row in chain), (head,))
+    return History(listed, target.masked_url, notes=[])
+
+
+def _at_the_one_head(url: str | None, migrations_dir: PathLike | None, project_root: PathLike,
+                     table: str | None, schema: str | None) -> AtHead | None:
+    """The target, its revision files and their one head, when a plain project's database is at it."""
     try:
         target = settings.resolve(url, migrations_dir, project_root)
         if not _plain_project(target):
             return None
-        head = only_head(_headers(target.versions_dir))
-        table, schema = environment.version_table(target)
+        files = _headers(target.versions_dir)
+        head = only_head(None if files is None else [header for _, header in files])
+        table, schema = environment.version_table(target, table, schema)
         if head is None or schema is not None:
             return None
         current = recorded_versions(target.url.split(":///", 1)[1], table)
     except Exception:  # whatever went wrong, the manager's own path reports it properly
         return None
-    if current != (head,):
-        return None
-    from .results import Status
+    return (target, files, head) if current == (head,) else None  # type: ignore[return-value]
 
-    return Status(current=current, heads=(head,), pending=(), up_to_date=True, url=target.masked_url)
+
+def _newest_first(files: list[tuple[Path, Header]], head: str) -> list[tuple[Any, ...]] | None:
+    """Each revision of a chain from HEAD down, as RevisionInfo.listed takes it; None for a tree."""
+    below = {header.revision: (path, header) for path, header in files}
+    rows: list[tuple[Any, ...]] = []
+    child: tuple[str, ...] = ()
+    revision: str | None = head
+    while revision is not None:
+        path, header = below[revision]
+        parents = _as_tuple(header.down_revision) or ()  # only_head has checked each is a tuple
+        if len(parents) > 1:
+            return None
+        rows.append((revision, parents, message(header.doc), created(header.doc, path), str(path), (), (),
+                     not child, child))
+        child, revision = (revision,), (parents[0] if parents else None)
+    return rows if len(rows) == len(below) else None
 
 
 def _plain_project(target: settings.Target) -> bool:
@@ -52,10 +98,10 @@ def _plain_project(target: settings.Target) -> bool:
     return not {"version_locations", "recursive_version_locations"} & set(ini)
 
 
-def _headers(folder: Path) -> list[Header] | None:
-    """Every revision file's header; None when one is not literal (the manager imports those)."""
-    headers = [_cached_header(folder / key[0], key) for key in _scan(folder)]
-    return None if any(header is None for header in headers) else headers  # type: ignore[return-value]
+def _headers(folder: Path) -> list[tuple[Path, Header]] | None:
+    """Every revision file and its header; None when one is not literal (the manager imports those)."""
+    files = [(folder / key[0], _cached_header(folder / key[0], key)) for key in _scan(folder)]
+    return None if any(header is None for _, header in files) else files  # type: ignore[return-value]
 
 
 def _as_tuple(value: object) -> tuple[str, ...] | None:
