@@ -622,14 +622,18 @@ def _worker_context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
-def not_run(before: tuple[str, ...] | None, row: FanoutRow, reason: str) -> FanoutRow:
-    """A target that did not finish (stopped by a failure or an interrupt), as read again now:
-    one interrupted mid-way is at the last revision that committed."""
+def not_run(before: tuple[str, ...] | None, row: FanoutRow, reason: str,
+            ran_for: float | None = None) -> FanoutRow:
+    """A target that did not finish (stopped by a failure or an interrupt), as read again now: one
+    interrupted in its run (RAN_FOR seconds) is at the last revision that committed, if any."""
     moved = row.ok and row.after != before
     if moved:  # stopped inside its run: what committed stays, the revision it was in does not
         reason = "interrupted part-way: the revisions that committed are kept"
-    return FanoutRow(row.target, before, row.after, 0.0, False, row.error or reason,
-                     "interrupted" if moved else "not run")
+    elif ran_for is not None and row.ok:
+        reason = "interrupted before any of its revisions committed"
+    interrupted = moved or (ran_for is not None and row.ok)
+    return FanoutRow(row.target, before, row.after, ran_for or 0.0, False, row.error or reason,
+                     "interrupted" if interrupted else "not run")
 
 
 class Runner:
@@ -641,6 +645,8 @@ class Runner:
         self.on_target = on_target
         self.rows: dict[int, FanoutRow] = {}
         self.stopped = ""
+        self.began: dict[int, float] = {}  # when each target was handed out
+        self.ran_for: dict[int, float] = {}  # the seconds of each target interrupted in its run
 
     def _record(self, index: int, row: FanoutRow, total: int) -> None:
         self.rows[index] = row
@@ -669,6 +675,8 @@ class Runner:
                     self._in_pool(targets, jobs, lambda target: pooled(pool, target))
         except KeyboardInterrupt:
             self.stopped = "not started: interrupted"
+            self.ran_for = {index: time.perf_counter() - began for index, began in self.began.items()
+                            if index not in self.rows}
         except BrokenProcessPool:  # a worker was killed (e.g. out of memory): the rest is read back
             self.stopped = "not finished: a worker process ended unexpectedly; run again to resume"
         return [self.rows.get(i) for i in range(len(targets))]  # type: ignore[misc]
@@ -677,6 +685,7 @@ class Runner:
         for index, target in enumerate(targets):
             if self.stopped:
                 return
+            self.began[index] = time.perf_counter()
             self._record(index, work(target), len(targets))
 
     def _in_pool(self, targets: Sequence[Target], jobs: int, submit: Callable[[Target], Any]) -> None:
@@ -688,6 +697,7 @@ class Runner:
             while queue or running:
                 while queue and len(running) < jobs and not self.stopped:
                     index, target = queue.pop()
+                    self.began[index] = time.perf_counter()
                     running[submit(target)] = index
                 if not running:
                     return
@@ -733,12 +743,15 @@ class Fanout:
         self._last_read = read_all(self.targets)
         return self._last_read
 
-    def _read_again(self, targets: list[Target], reason: str) -> dict[Target, FanoutRow]:
-        """Rows for targets that did not finish, their revisions read back from each database."""
+    def _read_again(self, targets: list[Target], reason: str,
+                    ran_for: dict[Target, float]) -> dict[Target, FanoutRow]:
+        """Rows for targets that did not finish, their revisions read back from each database;
+        RAN_FOR: the seconds of those interrupted in their run."""
         if not targets:
             return {}
         before = {t: r.after for t, r in zip(self.targets, self._last_read, strict=True)}
-        rows = [not_run(before[t], row, reason) for t, row in zip(targets, read_all(targets), strict=True)]
+        rows = [not_run(before[t], row, reason, ran_for.get(t))
+                for t, row in zip(targets, read_all(targets), strict=True)]
         return dict(zip(targets, rows, strict=True))
 
     def status(self, on_target: TargetCallback | None = None) -> FanoutResult:
@@ -832,7 +845,8 @@ class Fanout:
                                                  downgrade),
             )
         ran = dict(zip(todo, rows, strict=True))
-        left = self._read_again([t for t in todo if ran[t] is None], runner.stopped)
+        left = self._read_again([t for t in todo if ran[t] is None], runner.stopped,
+                                {todo[index]: seconds for index, seconds in runner.ran_for.items()})
         result = [ran[t] or left[t] if t in ran else replace(before[t], state="already at goal")
                   for t in self.targets]
         return FanoutResult(verb, self.spec, result, interrupted="interrupted" in runner.stopped)

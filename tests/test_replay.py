@@ -317,12 +317,13 @@ signal.signal(signal.SIGINT, signal.default_int_handler)
 from framefox_magic import AlembicManager
 manager = AlembicManager(url={url!r}, migrations_dir={migrations!r}, project_root={root!r})
 result = manager.for_targets({spec!r}, jobs=1, keep_going=True).upgrade()
-print(json.dumps([result.interrupted, [[r.state, list(r.after), r.error] for r in result.rows]]))
+print(json.dumps([result.interrupted, [[r.state, list(r.after), r.error, r.seconds] for r in result.rows]]))
 """
 
 
+@pytest.mark.parametrize("first_revision_of_the_run", [False, True])
 def test_ctrl_c_inside_a_revision_rolls_that_revision_back_and_keeps_the_ones_before(
-        tmp_path: Path) -> None:
+        tmp_path: Path, first_revision_of_the_run: bool) -> None:
     import json
     import signal
     import subprocess
@@ -332,10 +333,13 @@ def test_ctrl_c_inside_a_revision_rolls_that_revision_back_and_keeps_the_ones_be
         targets = Targets("postgresql", tmp_path, stack)
         root = tmp_path / "project"
         manager = renderable_project(root, targets.home, own_env=False)
+        if first_revision_of_the_run:
+            manager.for_targets(targets.spec("a"), jobs=1).upgrade()
         manager.revision("slow", autogenerate=False, rev_id="r5", upgrade_body=(
             "op.create_table('slow', sa.Column('id', sa.Integer, primary_key=True))\n"
             "op.execute('SELECT pg_sleep(3)')"), downgrade_body="op.drop_table('slow')")
         # a kernel of its own, its main thread running the upgrade; a kernel's interrupt is a SIGINT
+        started = time.perf_counter()
         kernel = subprocess.Popen([sys.executable, "-c", INTERRUPTED_RUN.format(
             url=targets.home, migrations=str(root / "migrations"), root=str(root), spec=targets.spec("a"))],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -352,9 +356,13 @@ def test_ctrl_c_inside_a_revision_rolls_that_revision_back_and_keeps_the_ones_be
         out, err = kernel.communicate(timeout=60)
         interrupted, rows = json.loads(out.strip().splitlines()[-1])
         assert interrupted, (rows, err)
-        part_way = "interrupted part-way: the revisions that committed are kept"
-        assert rows[0] == ["interrupted", ["r4"], part_way]
+        why = ("interrupted before any of its revisions committed" if first_revision_of_the_run
+               else "interrupted part-way: the revisions that committed are kept")
+        assert rows[0][:3] == ["interrupted", ["r4"], why]
+        # it ran until the interrupt: at least the revisions before the slow one, not 0.00
+        assert 0.01 < rows[0][3] < time.perf_counter() - started
         assert [row[0] for row in rows[1:]] == ["not run", "not run"]
+        assert [row[3] for row in rows[1:]] == [0.0, 0.0]
         versions, tables, _ = targets.state("a")[0]
         assert versions == ["r4"] and "slow" not in tables and "note" in tables
 
