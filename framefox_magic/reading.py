@@ -33,7 +33,10 @@ if TYPE_CHECKING:
 def status(now: runtime.State) -> Status:
     """Current revision(s), heads, pending revisions and whether the database is up to date."""
     heads = tuple(now.script.get_heads())
-    pending = [r for r in reversed(runtime.walk(now.script)) if r.revision not in now.applied]
+    # every revision leads up to a head, so a database at every head has applied them all
+    at_heads = set(now.current) == set(heads)
+    pending = [] if at_heads else [
+        r for r in reversed(runtime.walk(now.script)) if r.revision not in now.applied]
     return Status(
         current=now.current,
         heads=heads,
