@@ -116,8 +116,10 @@ def _rehearsal_runner(manager: AlembicManager, target: settings.Target, script: 
 
     def run(where: settings.Target, connection: Connection, work: Callable[[Any, Any], Any],
             destination: Any, applied: Callable[..., None]) -> None:
-        config = runtime.make_config(manager, where, connection, on_version_apply=applied)
-        runtime.run_env(manager, config, script, work, destination_rev=destination)
+        config = runtime.make_config(manager, where, connection)
+        # each step seen through alembic's on_version_apply, added to whatever env.py configures
+        observer = environment.Observer(on_step=lambda step, heads: applied(None, step, heads, None))
+        runtime.run_env(manager, config, script, work, observer, destination_rev=destination)
 
     own_env = environment.is_own_template(target.migrations_dir / "env.py")
     return Runner(run, partial(runtime.connect, manager), own_env)

@@ -8,7 +8,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, closing, contextmanager
+from contextlib import AbstractContextManager, ExitStack, closing, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,10 +89,8 @@ def _rehearse(runner: Runner, target: Target, connection: Connection, plan: Rehe
             mode = f"one transaction on {where}, rolled back (real data; holds its locks while it runs)"
             _as_default_schema(connection, schema, local=True)
             return _rehearse_on(runner, target, connection, plan, mode, commit=False, schema=schema)
-    with _shadow_database(target, connection) as shadow, runner.connect(shadow) as throwaway:
-        _as_default_schema(throwaway, schema, local=False, create=True)
-        _build_from_history(runner, shadow, throwaway, plan)
-        mode = "shadow database built from the history"
+    with ExitStack() as stack:
+        shadow, throwaway, mode = _prepared_shadow(stack, runner, target, connection, plan, schema)
         if dialect in ("mysql", "mariadb"):
             copied = _copy_rows(connection, throwaway)
             mode += f" ({counted(copied, 'row')} copied in)"
@@ -255,7 +253,7 @@ def _build_from_history(runner: Runner, target: Target, connection: Connection, 
 
     work = step_function(plan.script, destination, downgrade=False)
     try:
-        runner.run(target, connection, work, destination, lambda **kw: None)
+        runner.run(target, connection, work, destination, lambda *step, **kw: None)
     except Exception as error:
         raise MigrationError(
             f"Could not build the throwaway database from the history up to {destination}: "
@@ -263,17 +261,119 @@ def _build_from_history(runner: Runner, target: Target, connection: Connection, 
         ) from None
 
 
-def _tables_outside_history(source: Connection, shadow: Connection) -> None:
-    """Tables of the real database the history does not create (revisions may still alter them):
-    made in the shadow like the real ones (columns and indexes; MariaDB/MySQL copy no foreign keys)."""
+# ---------------------------------------------------------------- tables made outside the migrations
+# An existing database often has tables made before its project used migrations (by hand, by
+# another tool): no revision creates them, yet revisions change them. A shadow database built from
+# the history gets them copied in (structure only) after it is built; when an applied revision
+# changes one, the history cannot build it, and the shadow is a copy of the real tables instead.
+
+def _prepared_shadow(stack: ExitStack, runner: Runner, target: Target, connection: Connection,
+                     plan: RehearsalPlan, schema: str | None) -> tuple[Target, Connection, str]:
+    """A shadow database at the real one's revision (dropped when STACK closes), a connection to
+    it, and how it was made."""
+    attempt = ExitStack()
+    try:
+        shadow, throwaway = _new_shadow(attempt, runner, target, connection, schema)
+        _build_from_history(runner, shadow, throwaway, plan)
+    except MigrationError as failed:
+        with attempt:  # the half-built shadow is dropped
+            missing = _missing_tables(connection, throwaway, schema)
+        if not missing:
+            raise
+        return _copied_shadow(stack, runner, target, connection, plan, schema, str(failed))
+    except BaseException:
+        attempt.close()
+        raise
+    stack.enter_context(attempt)
+    outside = _copy_tables(connection, throwaway, _missing_tables(connection, throwaway, schema), schema)
+    mode = "shadow database built from the history"
+    if outside:
+        mode += f", {counted(outside, 'table')} made outside the migrations copied in"
+    return shadow, throwaway, mode
+
+
+def _copied_shadow(stack: ExitStack, runner: Runner, target: Target, connection: Connection,
+                   plan: RehearsalPlan, schema: str | None, failure: str) -> tuple[Target, Connection, str]:
+    """A shadow database holding a copy of the real tables' structure, stamped at the real one's
+    revision: for when the history cannot build one (FAILURE), as tables made outside it changed."""
+    shadow, throwaway = _new_shadow(stack, runner, target, connection, schema)
+    copied = _copy_tables(connection, throwaway, _missing_tables(connection, throwaway, schema), schema)
+    _stamp(runner, shadow, throwaway, plan)
+    reason = failure.split(": ", 1)[-1]
+    return shadow, throwaway, (f"shadow database with the database's {counted(copied, 'table')} "
+                               f"copied in (the history could not build it: {reason})")
+
+
+def _new_shadow(stack: ExitStack, runner: Runner, target: Target, connection: Connection,
+                schema: str | None) -> tuple[Target, Connection]:
+    """A new, empty shadow database (dropped when STACK closes) and a connection to it."""
+    shadow = stack.enter_context(_shadow_database(target, connection))
+    throwaway = stack.enter_context(runner.connect(shadow))
+    _as_default_schema(throwaway, schema, local=False, create=True)
+    return shadow, throwaway
+
+
+def _missing_tables(source: Connection, shadow: Connection, schema: str | None) -> list[str]:
+    """The real database's tables (of SCHEMA) that the shadow lacks, the version table aside."""
     from sqlalchemy import inspect
 
+    missing = set(inspect(source).get_table_names(schema=schema)) - set(
+        inspect(shadow).get_table_names(schema=schema)) - {VERSION_TABLE}
+    source.rollback()
+    shadow.commit()
+    return sorted(missing)
+
+
+def _copy_tables(source: Connection, shadow: Connection, names: Sequence[str], schema: str | None) -> int:
+    """The real tables NAMES made in the shadow (structure only); how many."""
+    if names and source.dialect.name in ("mysql", "mariadb"):
+        _create_like(source, shadow, names)
+    elif names:
+        _create_from_reflection(source, shadow, names, schema)
+    shadow.commit()
+    source.rollback()
+    return len(names)
+
+
+def _stamp(runner: Runner, target: Target, connection: Connection, plan: RehearsalPlan) -> None:
+    """Record the real database's revision in the shadow's version table, through env.py."""
+    if not plan.current:
+        return
+    start = (plan.start,)
+    runner.run(target, connection, lambda heads, context: plan.script._stamp_revs(start, heads), start,
+               lambda *step, **kw: None)
+
+
+def _create_like(source: Connection, shadow: Connection, names: Sequence[str]) -> None:
+    """The real tables NAMES made in the shadow like the real ones, on the same server (columns and
+    indexes; MariaDB/MySQL copy no foreign keys)."""
     prepare = source.dialect.identifier_preparer
     real = prepare.quote(source.engine.url.database)
-    missing = set(inspect(source).get_table_names()) - set(inspect(shadow).get_table_names())
-    for table in sorted(missing - {VERSION_TABLE}):
+    for table in names:
         quoted = prepare.quote(table)
         shadow.exec_driver_sql(f"CREATE TABLE {quoted} LIKE {real}.{quoted}")
+
+
+def _create_from_reflection(source: Connection, shadow: Connection, names: Sequence[str],
+                            schema: str | None) -> None:
+    """The real tables NAMES made in the shadow (another database) from their reflection: columns,
+    keys, indexes, checks and the foreign keys among them. A serial column becomes a serial of the
+    shadow's own (the real one's sequence is not there)."""
+    from sqlalchemy import MetaData
+
+    copied = MetaData()
+    copied.reflect(source, schema=schema, only=list(names), resolve_fks=False)
+    for table in copied.tables.values():
+        for column in table.columns:
+            default = column.server_default
+            if default is not None and str(getattr(default, "arg", "")).startswith("nextval("):
+                column.server_default = None
+        for constraint in list(table.foreign_key_constraints):
+            if constraint.elements[0].target_fullname.split(".")[-2] not in names:
+                table.constraints.discard(constraint)
+                for element in constraint.elements:
+                    element.parent.foreign_keys.discard(element)
+    copied.create_all(shadow)
 
 
 def _copy_rows(source: Connection, shadow: Connection) -> int:
@@ -283,7 +383,6 @@ def _copy_rows(source: Connection, shadow: Connection) -> int:
     prepare = source.dialect.identifier_preparer
     real = prepare.quote(source.engine.url.database)
     shadow.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
-    _tables_outside_history(source, shadow)
     shadow_columns = {t: {c["name"] for c in inspect(shadow).get_columns(t)}
                       for t in inspect(shadow).get_table_names() if t != VERSION_TABLE}
     copied = 0

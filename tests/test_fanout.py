@@ -681,6 +681,33 @@ def test_rehearse_over_tenants_with_an_existing_env_py_uses_a_shadow_schema(pg_u
     assert tables_in(pg_url, "shop_a") == set() and tables_in(pg_url, "public") == set()
 
 
+@pytest.mark.parametrize("applied", [None, "r2"])
+def test_rehearse_over_tenants_with_an_existing_env_py_whose_customer_table_predates_the_migrations(
+        pg_url: str, tmp_path: Path, applied: str | None) -> None:
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as connection:
+        for tenant in ("shop_a", "shop_b"):
+            connection.execute(sa.text(f"CREATE SCHEMA {tenant}"))
+            add_customers(connection, tenant)
+    engine.dispose()
+    manager = make_project(tmp_path / "project", pg_url)
+    (tmp_path / "project" / "migrations" / "env.py").write_text(EXISTING_ENV)
+    if applied:
+        manager.for_targets("schemas:shop_%", jobs=1).upgrade(applied)
+
+    result = manager.for_targets("schemas:shop_%", jobs=2).rehearse("head")
+
+    assert [row.state for row in result] == ["rehearsed", "rehearsed"], result
+    pending = ["r3"] if applied else ["r1", "r2", "r3"]
+    assert [step.revision for step in result.of("shop_a").steps if step.direction == "upgrade"] == pending * 2
+    copied = ("shadow database with the database's 2 tables copied in" if applied
+              else "shadow database built from the history, 1 table made outside the migrations copied in")
+    assert copied in result.rows[0].mode
+    assert versions_in(pg_url, "shop_a") == ([applied] if applied else [])
+    made = {"customer", "item"} if applied else {"customer"}
+    assert tables_in(pg_url, "shop_a") - {"alembic_version"} == made
+
+
 @pytest.mark.parametrize("jobs", ["0", "-3", "many"])
 def test_a_number_of_jobs_below_one_is_refused_before_anything_runs(shell, sqlite_files: list[Path],
                                                                      tmp_path: Path, jobs: str) -> None:

@@ -234,3 +234,83 @@ def test_the_magic_shows_the_rehearsal(shell: Any, db_url: str) -> None:
     assert isinstance(result, Rehearsal) and result.ok
     assert "Rehearsal to head: passed" in repr(result)
     assert version_rows(db_url) == []
+
+
+# ---------------------------------------------------------------- tables made outside the migrations
+
+HAND_MADE_HERO = "CREATE TABLE hero (id INTEGER PRIMARY KEY, name VARCHAR(50), age INTEGER)"
+HAND_MADE_TEAM = ("CREATE TABLE team (id INTEGER PRIMARY KEY, hero_id INTEGER REFERENCES hero (id), "
+                  "label VARCHAR(20) NOT NULL DEFAULT 'x')")
+PG_SERIAL_TEAM = ("CREATE TABLE team (id SERIAL PRIMARY KEY, hero_id INTEGER REFERENCES hero (id), "
+                  "label VARCHAR(20) NOT NULL DEFAULT 'x')")
+RAW_CREATE = 'op.execute("CREATE TABLE audit (id INTEGER PRIMARY KEY)")'
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"])
+@pytest.mark.parametrize("applied_change_them", [False, True])
+def test_a_database_whose_tables_predate_its_migrations_is_rehearsed_on_a_shadow_that_has_them(
+    project: Path, db_url: str, backend: str, applied_change_them: bool,
+) -> None:
+    """An existing database: hero and team were made by hand before the project used migrations; an
+    applied revision (raw SQL) made audit; the pending ones change hero and team (or an applied one
+    changed hero already, so that the history cannot build the shadow). The shadow database (an
+    env.py of the project's own on PostgreSQL, always on MariaDB) has them."""
+    from test_fanout import EXISTING_ENV, execute_all
+
+    execute_all(db_url, HAND_MADE_HERO, PG_SERIAL_TEAM if backend == "postgresql" else HAND_MADE_TEAM,
+                "INSERT INTO hero (id, name, age) VALUES (1, 'a', 3)")
+    manager = AlembicManager(url=db_url, project_root=project, metadata=sa.MetaData())
+    manager.init()
+    (project / "migrations" / "env.py").write_text(EXISTING_ENV)
+    manager.revision("audit", upgrade_body=RAW_CREATE, downgrade_body='op.drop_table("audit")')
+    if applied_change_them:
+        manager.revision("add power", upgrade_body=ADD_POWER, downgrade_body=DROP_POWER)
+    manager.upgrade()
+    if not applied_change_them:
+        manager.revision("add power", upgrade_body=ADD_POWER, downgrade_body=DROP_POWER)
+    manager.revision("team score", upgrade_body='op.add_column("team", sa.Column("score", sa.Integer))',
+                     downgrade_body='op.drop_column("team", "score")')
+    before = snapshot(db_url)
+
+    rehearsal = manager.rehearse()
+
+    assert rehearsal.ok, rehearsal
+    assert [(step.message, step.direction) for step in rehearsal.steps][-1:] == [("team score", "upgrade")], \
+        repr(rehearsal)
+    if applied_change_them:
+        assert "shadow database with the database's 3 tables copied in (the history could not build it: " \
+            in rehearsal.mode
+    else:
+        assert "shadow database built from the history, 2 tables made outside the migrations copied in" \
+            in rehearsal.mode
+    assert ("1 row copied in" in rehearsal.mode) == (backend == "mysql")
+    assert snapshot(db_url) == before and "score" not in column_names(db_url, "team")
+    assert shadow_databases(backend, sa.make_url(db_url).database) == []
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"])
+def test_a_rehearsal_with_an_existing_env_py_lists_each_step_and_names_the_one_that_failed(
+    project: Path, db_url: str, backend: str,
+) -> None:
+    from test_fanout import EXISTING_ENV
+
+    manager = AlembicManager(url=db_url, project_root=project, metadata=sa.MetaData())
+    manager.init()
+    (project / "migrations" / "env.py").write_text(EXISTING_ENV)
+    manager.revision("create hero", upgrade_body=CREATE_HERO, downgrade_body='op.drop_table("hero")')
+    manager.upgrade()
+    fill_heroes(db_url, 20)
+    power = manager.revision("add power", upgrade_body=ADD_POWER, downgrade_body=DROP_POWER).revision
+    strict = manager.revision("age required", upgrade_body=AGE_NOT_NULL, downgrade_body=AGE_NULL).revision
+
+    good = manager.rehearse(power)
+    failing = manager.rehearse()
+
+    assert [(s.revision, s.direction, s.ok) for s in good.steps] == [
+        (power, "upgrade", True), (power, "downgrade", True), (power, "upgrade", True)]
+    assert good.ok
+    if backend == "mysql":  # the rows are copied in: two heroes without an age
+        assert [(s.revision, s.ok) for s in failing.steps] == [(power, True), (strict, False)]
+        assert not failing.ok and f"FAILED at {strict}" in repr(failing)
+    else:  # schema only: nothing stops the change
+        assert [(s.revision, s.ok) for s in failing.steps][:2] == [(power, True), (strict, True)]
