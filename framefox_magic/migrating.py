@@ -182,6 +182,7 @@ def revisions_to_run(script: ScriptDirectory, destination: Any, heads: Any, down
             return ()
         _check_reach(script, destination, heads)
         return script._downgrade_revs(destination, heads)
+    _check_reach_up(script, destination, heads)
     return script._upgrade_revs(destination, heads)
 
 
@@ -229,6 +230,51 @@ def _check_reach(script: ScriptDirectory, destination: Any, heads: Any) -> None:
         f"Cannot downgrade {counted(steps, 'revision')}: the database is at {start}, {above} "
         f"(`downgrade -{height}` or `downgrade base` takes it there)."
     )
+
+
+_RELATIVE_UP = re.compile(r"\+(?P<steps>\d+)")
+
+
+def _check_reach_up(script: ScriptDirectory, destination: Any, heads: Any) -> None:
+    """`upgrade -N` is refused as going down, and `upgrade +N` beyond the head says how far up the
+    database can go; anything less plain (a branch, a revision, several heads, a fork) is alembic's."""
+    from alembic import util
+
+    if not isinstance(destination, str):
+        return
+    down = _relative_down(destination)
+    if down is not None and not (down["branch"] or down["symbol"]):
+        raise MigrationError(f"`upgrade {destination}` would go down: `downgrade {destination}` takes the "
+                             f"database down {counted(int(down['steps']), 'revision')}.")
+    up = _RELATIVE_UP.fullmatch(destination)
+    current = tuple(set(util.to_tuple(heads, default=())))
+    depth = _depth(script, current, int(up["steps"])) if up and len(current) == 1 else None
+    steps = int(up["steps"]) if up else 0
+    if depth is None or depth >= steps:
+        return
+    if depth == 0:
+        raise MigrationError(f"Cannot upgrade {counted(steps, 'revision')}: the database is at {current[0]}, "
+                             "the head.")
+    raise MigrationError(
+        f"Cannot upgrade {counted(steps, 'revision')}: the database is at {current[0]}, "
+        f"{counted(depth, 'revision')} below the head (`upgrade +{depth}` or `upgrade` takes it there)."
+    )
+
+
+def _depth(script: ScriptDirectory, current: tuple[str, ...], most: int) -> int | None:
+    """How many revisions lie above CURRENT (one revision) up to its head, counted up to MOST; None
+    when the way up is not one line (a fork, an unknown revision)."""
+    try:
+        found = script.get_revision(current[0])
+    except Exception:  # unknown or ambiguous: alembic's own error says which
+        return None
+    depth = 0
+    while found is not None and found.nextrev and depth < most:
+        if len(found.nextrev) > 1:
+            return None
+        depth += 1
+        found = script.get_revision(next(iter(found.nextrev)))
+    return depth
 
 
 def _height(script: ScriptDirectory, revision: str, most: int) -> int | None:

@@ -524,6 +524,37 @@ def test_upgrade_past_the_last_revision_is_an_error(manager, db_url):
     assert version_rows(db_url) == ["r1"]
 
 
+def test_upgrade_further_than_the_head_says_how_far_the_database_can_go(manager, db_url):
+    chain(manager, 3)
+    manager.upgrade("r2")
+
+    with pytest.raises(MigrationError) as caught:
+        manager.upgrade("+3")
+
+    assert str(caught.value) == (
+        "Cannot upgrade 3 revisions: the database is at r2, 1 revision below the head "
+        "(`upgrade +1` or `upgrade` takes it there)."
+    )
+    manager.upgrade()
+    with pytest.raises(MigrationError) as caught:
+        manager.upgrade("+1")
+    assert str(caught.value) == "Cannot upgrade 1 revision: the database is at r3, the head."
+    assert version_rows(db_url) == ["r3"]
+
+
+def test_upgrade_minus_n_says_that_downgrade_goes_down(manager, db_url):
+    chain(manager, 2)
+    manager.upgrade()
+
+    with pytest.raises(MigrationError) as caught:
+        manager.upgrade("-1")
+
+    assert str(caught.value) == (
+        "`upgrade -1` would go down: `downgrade -1` takes the database down 1 revision.")
+    assert version_rows(db_url) == ["r2"]
+    assert manager.upgrade("r2-1").summary == "Nothing to upgrade: the database is at r2."  # a revision below
+
+
 AT_BASE = "Nothing to downgrade: the database is at base (no revision)."
 
 
