@@ -519,27 +519,10 @@ def test_upgrade_past_the_last_revision_is_an_error(manager, db_url):
     chain(manager, 1)
     manager.upgrade()
 
-    with pytest.raises(MigrationError):
+    with pytest.raises(MigrationError) as caught:
         manager.upgrade("+1")
+    assert str(caught.value) == "Cannot upgrade 1 revision: the database is at r1, the head."
     assert version_rows(db_url) == ["r1"]
-
-
-def test_upgrade_further_than_the_head_says_how_far_the_database_can_go(manager, db_url):
-    chain(manager, 3)
-    manager.upgrade("r2")
-
-    with pytest.raises(MigrationError) as caught:
-        manager.upgrade("+3")
-
-    assert str(caught.value) == (
-        "Cannot upgrade 3 revisions: the database is at r2, 1 revision below the head "
-        "(`upgrade +1` or `upgrade` takes it there)."
-    )
-    manager.upgrade()
-    with pytest.raises(MigrationError) as caught:
-        manager.upgrade("+1")
-    assert str(caught.value) == "Cannot upgrade 1 revision: the database is at r3, the head."
-    assert version_rows(db_url) == ["r3"]
 
 
 def test_upgrade_minus_n_says_that_downgrade_goes_down(manager, db_url):
@@ -571,19 +554,24 @@ def test_downgrade_minus_n_at_base_has_nothing_to_downgrade_as_base_has(manager,
     assert "t1" not in table_names(db_url)
 
 
-def test_downgrade_further_than_base_says_how_far_the_database_can_go(manager, db_url):
+@pytest.mark.parametrize(("at", "move", "said"), [
+    ("r1", "-3", "Cannot downgrade 3 revisions: the database is at r1, 1 revision above base "
+                 "(`downgrade -1` or `downgrade base` takes it there)."),
+    ("r2", "+3", "Cannot upgrade 3 revisions: the database is at r2, 1 revision below the head "
+                 "(`upgrade +1` or `upgrade` takes it there)."),
+])
+def test_moving_further_than_the_history_goes_says_how_far_the_database_can_go(manager, db_url, at, move,
+                                                                              said):
     chain(manager, 3)
-    manager.upgrade("r1")
+    manager.upgrade(at)
+    move_by = manager.downgrade if move.startswith("-") else manager.upgrade
 
     with pytest.raises(MigrationError) as caught:
-        manager.downgrade("-3")
+        move_by(move)
 
-    assert str(caught.value) == (
-        "Cannot downgrade 3 revisions: the database is at r1, 1 revision above base "
-        "(`downgrade -1` or `downgrade base` takes it there)."
-    )
-    assert version_rows(db_url) == ["r1"]
-    assert "t1" in table_names(db_url)
+    assert str(caught.value) == said
+    assert version_rows(db_url) == [at]
+    assert "t1" in table_names(db_url) and "t3" not in table_names(db_url)
 
 
 def test_downgrade_to_below_base_counted_from_a_revision_says_how_far_it_is(manager, db_url):
