@@ -91,11 +91,10 @@ def _rehearse(runner: Runner, target: Target, connection: Connection, plan: Rehe
             return _rehearse_on(runner, target, connection, plan, mode, commit=False, schema=schema)
     with ExitStack() as stack:
         shadow, throwaway, mode = _prepared_shadow(stack, runner, target, connection, plan, schema)
-        if dialect in ("mysql", "mariadb"):
-            copied = _copy_rows(connection, throwaway)
-            mode += f" ({counted(copied, 'row')} copied in)"
-        else:
-            mode += " (schema only, no rows)"
+        copied = (_copy_rows(connection, throwaway) if dialect in ("mysql", "mariadb")
+                  else _copy_rows_through_here(connection, throwaway, schema))
+        mode += f" ({counted(copied, 'row')} copied in)" if isinstance(copied, int) else \
+            f" (schema only, no rows: {copied})"
         return _rehearse_on(runner, shadow, throwaway, plan, mode, commit=True, schema=schema)
 
 
@@ -397,6 +396,64 @@ def _copy_rows(source: Connection, shadow: Connection) -> int:
     shadow.commit()
     source.rollback()
     return copied
+
+
+def _copy_rows_through_here(source: Connection, shadow: Connection, schema: str | None) -> int | str:
+    """The real database's rows (of SCHEMA), in place of the shadow's, on PostgreSQL: another
+    database, so each table is streamed with COPY through this process, parents before children,
+    and each serial's sequence is moved past the rows. How many; or why none were (the shadow then
+    holds the schema alone)."""
+    from sqlalchemy import MetaData, inspect
+
+    if not hasattr(source.connection.driver_connection.cursor(), "copy"):
+        return "the psycopg2 driver cannot stream them; psycopg 3 can"
+    tables = MetaData()
+    tables.reflect(shadow, schema=schema)
+    real = set(inspect(source).get_table_names(schema=schema))
+    ordered = [t for t in tables.sorted_tables if t.name in real and t.name != VERSION_TABLE]
+    try:
+        copied = _copy_tables_rows(source, shadow, ordered, schema)
+    except Exception as error:  # e.g. a foreign key cycle, or a column the history typed differently
+        shadow.rollback()
+        source.rollback()
+        return f"they could not be copied ({database_message(error)})"
+    shadow.commit()
+    source.rollback()
+    return copied
+
+
+def _copy_tables_rows(source: Connection, shadow: Connection, tables: Sequence[Any],
+                      schema: str | None) -> int:
+    """Each table's rows streamed from the real database into the shadow's (emptied first)."""
+    from sqlalchemy import inspect
+
+    prepare = shadow.dialect.identifier_preparer
+    reading = source.connection.driver_connection.cursor()
+    writing = shadow.connection.driver_connection.cursor()
+    if tables:  # rows the history's data migrations wrote (and any that point at them)
+        writing.execute(f"TRUNCATE {', '.join(prepare.format_table(t) for t in tables)} CASCADE")
+    copied = 0
+    for table in tables:
+        present = {c["name"] for c in inspect(source).get_columns(table.name, schema=schema)}
+        columns = [c for c in table.columns if c.name in present and c.computed is None]
+        names = ", ".join(prepare.quote(c.name) for c in columns)
+        quoted = prepare.format_table(table)
+        with reading.copy(f"COPY (SELECT {names} FROM {quoted}) TO STDOUT") as rows, \
+                writing.copy(f"COPY {quoted} ({names}) FROM STDIN") as into:
+            for chunk in rows:
+                into.write(chunk)
+        copied += max(writing.rowcount, 0)
+        for column in filter(_is_serial, columns):  # its next value comes after the rows copied
+            value = prepare.quote(column.name)
+            writing.execute(f"SELECT setval(pg_get_serial_sequence(%s, %s), max({value})) FROM {quoted} "
+                            f"HAVING max({value}) IS NOT NULL", (quoted, column.name))
+    return copied
+
+
+def _is_serial(column: Any) -> bool:
+    """Whether the column's values come from a sequence (serial or identity)."""
+    default = getattr(column.server_default, "arg", None)
+    return (default is not None and str(default).startswith("nextval(")) or column.identity is not None
 
 
 # ---------------------------------------------------------------- schema comparison

@@ -708,6 +708,25 @@ def test_rehearse_over_tenants_with_an_existing_env_py_whose_customer_table_pred
     assert tables_in(pg_url, "shop_a") - {"alembic_version"} == made
 
 
+def test_rehearse_over_tenants_with_an_existing_env_py_fails_where_the_upgrade_would(pg_url: str,
+                                                                                      tmp_path: Path) -> None:
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as connection:
+        for tenant, email in (("shop_a", "a@b.c"), ("shop_b", None)):
+            connection.execute(sa.text(f"CREATE SCHEMA {tenant}"))
+            add_customers(connection, tenant, email)
+    engine.dispose()
+    manager = make_project(tmp_path / "project", pg_url)
+    (tmp_path / "project" / "migrations" / "env.py").write_text(EXISTING_ENV)
+
+    rehearsal = manager.for_targets("schemas:shop_%", jobs=2).rehearse("head")
+    upgrade = manager.for_targets("schemas:shop_%", jobs=2, keep_going=True).upgrade()
+
+    assert [(row.target, row.state) for row in rehearsal] == [("shop_a", "rehearsed"), ("shop_b", "failed")]
+    assert "(1 row copied in)" in rehearsal.rows[1].mode
+    assert [(row.target, row.ok) for row in upgrade] == [("shop_a", True), ("shop_b", False)]
+
+
 @pytest.mark.parametrize("jobs", ["0", "-3", "many"])
 def test_a_number_of_jobs_below_one_is_refused_before_anything_runs(shell, sqlite_files: list[Path],
                                                                      tmp_path: Path, jobs: str) -> None:
