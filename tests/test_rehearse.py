@@ -42,6 +42,20 @@ def heroes_manager(manager: AlembicManager, db_url: str) -> AlembicManager:
     return manager
 
 
+def own_env_heroes(project: Path, url: str, count: int) -> AlembicManager:
+    """A project with an env.py of its own (the README's tenant lines) whose database holds `hero`
+    with COUNT rows, some of them without an age."""
+    from test_fanout import EXISTING_ENV
+
+    manager = AlembicManager(url=url, project_root=project, metadata=sa.MetaData())
+    manager.init()
+    (project / "migrations" / "env.py").write_text(EXISTING_ENV)
+    manager.revision("create hero", upgrade_body=CREATE_HERO, downgrade_body='op.drop_table("hero")')
+    manager.upgrade()
+    fill_heroes(url, count)
+    return manager
+
+
 def fill_heroes(url: str, count: int) -> None:
     """Insert `count` heroes in one executemany; every tenth has no age."""
     engine = sa.create_engine(url)
@@ -292,14 +306,7 @@ def test_a_database_whose_tables_predate_its_migrations_is_rehearsed_on_a_shadow
 def test_a_rehearsal_with_an_existing_env_py_lists_each_step_and_names_the_one_that_failed(
     project: Path, db_url: str, backend: str,
 ) -> None:
-    from test_fanout import EXISTING_ENV
-
-    manager = AlembicManager(url=db_url, project_root=project, metadata=sa.MetaData())
-    manager.init()
-    (project / "migrations" / "env.py").write_text(EXISTING_ENV)
-    manager.revision("create hero", upgrade_body=CREATE_HERO, downgrade_body='op.drop_table("hero")')
-    manager.upgrade()
-    fill_heroes(db_url, 20)
+    manager = own_env_heroes(project, db_url, 20)
     power = manager.revision("add power", upgrade_body=ADD_POWER, downgrade_body=DROP_POWER).revision
     strict = manager.revision("age required", upgrade_body=AGE_NOT_NULL, downgrade_body=AGE_NULL).revision
 
@@ -318,15 +325,9 @@ def test_a_postgresql_shadow_with_the_rows_copied_in_numbers_new_rows_after_them
     project: Path, tmp_path: Path,
 ) -> None:
     from conftest import fresh_database
-    from test_fanout import EXISTING_ENV
 
     with fresh_database("postgresql", tmp_path) as url:
-        manager = AlembicManager(url=url, project_root=project, metadata=sa.MetaData())
-        manager.init()
-        (project / "migrations" / "env.py").write_text(EXISTING_ENV)
-        manager.revision("create hero", upgrade_body=CREATE_HERO, downgrade_body='op.drop_table("hero")')
-        manager.upgrade()
-        fill_heroes(url, 30)
+        manager = own_env_heroes(project, url, 30)
         manager.revision("a new hero", upgrade_body="op.execute(\"INSERT INTO hero (name) VALUES ('new')\")",
                          downgrade_body="op.execute(\"DELETE FROM hero WHERE name = 'new'\")")
 
@@ -349,15 +350,9 @@ def rows_of(url: str) -> int:
 def test_rows_that_do_not_fit_the_shadow_leave_it_with_the_schema_and_say_why(project: Path,
                                                                              tmp_path: Path) -> None:
     from conftest import execute, fresh_database
-    from test_fanout import EXISTING_ENV
 
     with fresh_database("postgresql", tmp_path) as url:
-        manager = AlembicManager(url=url, project_root=project, metadata=sa.MetaData())
-        manager.init()
-        (project / "migrations" / "env.py").write_text(EXISTING_ENV)
-        manager.revision("create hero", upgrade_body=CREATE_HERO, downgrade_body='op.drop_table("hero")')
-        manager.upgrade()
-        fill_heroes(url, 3)
+        manager = own_env_heroes(project, url, 3)
         # changed by hand since: the history says age is an integer
         execute(url, "ALTER TABLE hero ALTER COLUMN age TYPE TEXT", "UPDATE hero SET age = 'old'")
         manager.revision("add power", upgrade_body=ADD_POWER, downgrade_body=DROP_POWER)
