@@ -405,8 +405,8 @@ def _copy_rows_through_here(source: Connection, shadow: Connection, schema: str 
     holds the schema alone)."""
     from sqlalchemy import MetaData, inspect
 
-    if not hasattr(source.connection.driver_connection.cursor(), "copy"):
-        return "the psycopg2 driver cannot stream them; psycopg 3 can"
+    if source.dialect.driver != "psycopg":
+        return f"the {source.dialect.driver} driver cannot stream them; psycopg (3) can"
     tables = MetaData()
     tables.reflect(shadow, schema=schema)
     real = set(inspect(source).get_table_names(schema=schema))
@@ -425,28 +425,33 @@ def _copy_rows_through_here(source: Connection, shadow: Connection, schema: str 
 def _copy_tables_rows(source: Connection, shadow: Connection, tables: Sequence[Any],
                       schema: str | None) -> int:
     """Each table's rows streamed from the real database into the shadow's (emptied first)."""
+    prepare = shadow.dialect.identifier_preparer
+    with source.connection.driver_connection.cursor() as reading, \
+            shadow.connection.driver_connection.cursor() as writing:
+        if tables:  # rows the history's data migrations wrote (and any that point at them)
+            writing.execute(f"TRUNCATE {', '.join(prepare.format_table(t) for t in tables)} CASCADE")
+        return sum(_stream_rows(source, reading, writing, table, schema) for table in tables)
+
+
+def _stream_rows(source: Connection, reading: Any, writing: Any, table: Any, schema: str | None) -> int:
+    """One table's rows, COPY out of the real database into COPY in to the shadow; then its serial
+    and identity sequences moved past them. How many rows."""
     from sqlalchemy import inspect
 
-    prepare = shadow.dialect.identifier_preparer
-    reading = source.connection.driver_connection.cursor()
-    writing = shadow.connection.driver_connection.cursor()
-    if tables:  # rows the history's data migrations wrote (and any that point at them)
-        writing.execute(f"TRUNCATE {', '.join(prepare.format_table(t) for t in tables)} CASCADE")
-    copied = 0
-    for table in tables:
-        present = {c["name"] for c in inspect(source).get_columns(table.name, schema=schema)}
-        columns = [c for c in table.columns if c.name in present and c.computed is None]
-        names = ", ".join(prepare.quote(c.name) for c in columns)
-        quoted = prepare.format_table(table)
-        with reading.copy(f"COPY (SELECT {names} FROM {quoted}) TO STDOUT") as rows, \
-                writing.copy(f"COPY {quoted} ({names}) FROM STDIN") as into:
-            for chunk in rows:
-                into.write(chunk)
-        copied += max(writing.rowcount, 0)
-        for column in filter(_is_serial, columns):  # its next value comes after the rows copied
-            value = prepare.quote(column.name)
-            writing.execute(f"SELECT setval(pg_get_serial_sequence(%s, %s), max({value})) FROM {quoted} "
-                            f"HAVING max({value}) IS NOT NULL", (quoted, column.name))
+    prepare = source.dialect.identifier_preparer
+    present = {c["name"] for c in inspect(source).get_columns(table.name, schema=schema)}
+    columns = [c for c in table.columns if c.name in present and c.computed is None]
+    names = ", ".join(prepare.quote(c.name) for c in columns)
+    quoted = prepare.format_table(table)
+    with reading.copy(f"COPY (SELECT {names} FROM {quoted}) TO STDOUT") as rows, \
+            writing.copy(f"COPY {quoted} ({names}) FROM STDIN") as into:
+        for chunk in rows:
+            into.write(chunk)
+    copied = max(writing.rowcount, 0)
+    for column in filter(_is_serial, columns):  # its next value comes after the rows copied
+        value = prepare.quote(column.name)
+        writing.execute(f"SELECT setval(pg_get_serial_sequence(%s, %s), max({value})) FROM {quoted} "
+                        f"HAVING max({value}) IS NOT NULL", (quoted, column.name))
     return copied
 
 
