@@ -326,7 +326,7 @@ def _rehearsal_runner(manager: AlembicManager, place: settings.Target, script: A
     options = {"version_table_schema": schema} if schema else {}
 
     def run(where: settings.Target, connection: Connection, work: Callable[[Any, Any], Any],
-            destination: Any, applied: Callable[..., None]) -> None:
+            destination: Any, on_step: Callable[[Any, Any], None]) -> None:
         copy = where.url != place.url
         if copy:  # the tenant first in the search path of any connection env.py makes
             where = replace(where, url=tenant_url(where.url, schema))
@@ -334,8 +334,8 @@ def _rehearsal_runner(manager: AlembicManager, place: settings.Target, script: A
         if copy:  # on the real database's rolled-back transaction, the template would commit
             config.attributes["tenant_schema"] = schema
         # each step seen through alembic's on_version_apply, added to whatever env.py configures
-        observer = environment.Observer(on_step=lambda step, heads: applied(None, step, heads, None))
-        runtime.run_env(manager, config, script, work, observer, destination_rev=destination)
+        runtime.run_env(manager, config, script, work, environment.Observer(on_step=on_step),
+                        destination_rev=destination)
 
     own_env = environment.is_own_template(place.migrations_dir / "env.py")
     return safety.Runner(run, partial(_throwaway_connection, schema=schema), own_env)

@@ -115,11 +115,11 @@ def _rehearsal_runner(manager: AlembicManager, target: settings.Target, script: 
     from .safety import Runner
 
     def run(where: settings.Target, connection: Connection, work: Callable[[Any, Any], Any],
-            destination: Any, applied: Callable[..., None]) -> None:
+            destination: Any, on_step: Callable[[Any, Any], None]) -> None:
         config = runtime.make_config(manager, where, connection)
         # each step seen through alembic's on_version_apply, added to whatever env.py configures
-        observer = environment.Observer(on_step=lambda step, heads: applied(None, step, heads, None))
-        runtime.run_env(manager, config, script, work, observer, destination_rev=destination)
+        runtime.run_env(manager, config, script, work, environment.Observer(on_step=on_step),
+                        destination_rev=destination)
 
     own_env = environment.is_own_template(target.migrations_dir / "env.py")
     return Runner(run, partial(runtime.connect, manager), own_env)
@@ -248,10 +248,13 @@ def _check_reach_up(script: ScriptDirectory, destination: Any, heads: Any) -> No
                              f"database down {counted(int(down['steps']), 'revision')}.")
     up = _RELATIVE_UP.fullmatch(destination)
     current = tuple(set(util.to_tuple(heads, default=())))
-    depth = _depth(script, current, int(up["steps"])) if up and len(current) == 1 else None
-    steps = int(up["steps"]) if up else 0
-    if depth is None or depth >= steps:
+    if up is None or len(current) != 1:
         return
+    steps = int(up["steps"])
+    in_line = _in_a_line(script, current[0], steps + 1, lambda found: tuple(found.nextrev))
+    if in_line is None or in_line > steps:
+        return
+    depth = in_line - 1  # the revisions above the database's
     if depth == 0:
         raise MigrationError(f"Cannot upgrade {counted(steps, 'revision')}: the database is at {current[0]}, "
                              "the head.")
@@ -261,39 +264,31 @@ def _check_reach_up(script: ScriptDirectory, destination: Any, heads: Any) -> No
     )
 
 
-def _depth(script: ScriptDirectory, current: tuple[str, ...], most: int) -> int | None:
-    """How many revisions lie above CURRENT (one revision) up to its head, counted up to MOST; None
-    when the way up is not one line (a fork, an unknown revision)."""
-    try:
-        found = script.get_revision(current[0])
-    except Exception:  # unknown or ambiguous: alembic's own error says which
-        return None
-    depth = 0
-    while found is not None and found.nextrev and depth < most:
-        if len(found.nextrev) > 1:
-            return None
-        depth += 1
-        found = script.get_revision(next(iter(found.nextrev)))
-    return depth
-
-
 def _height(script: ScriptDirectory, revision: str, most: int) -> int | None:
     """How many revisions REVISION is above base, counted up to MOST; None when alembic's walk
     down would not be one line (an unknown revision, a merge)."""
     from alembic import util
 
+    return _in_a_line(script, revision, most, lambda found: util.to_tuple(found.down_revision, default=()))
+
+
+def _in_a_line(script: ScriptDirectory, revision: str, most: int,
+               onward: Callable[[Any], tuple[str, ...]]) -> int | None:
+    """How many revisions follow one another from REVISION on (itself included), ONWARD giving each
+    one's next (its parents, or its children), counted up to MOST; None when the way forks or
+    REVISION is unknown."""
     try:
         found = script.get_revision(revision)
     except Exception:  # unknown or ambiguous: alembic's own error says which
         return None
-    height = 0
-    while found is not None and height < most:
-        below = util.to_tuple(found.down_revision, default=())
-        if len(below) > 1:
+    count = 0
+    while found is not None and count < most:
+        following = onward(found)
+        if len(following) > 1:
             return None
-        height += 1
-        found = script.get_revision(below[0]) if below else None
-    return height or None
+        count += 1
+        found = script.get_revision(following[0]) if following else None
+    return count or None
 
 
 def step_function(script: ScriptDirectory, destination: Any, downgrade: bool) -> Callable[[Any, Any], Any]:

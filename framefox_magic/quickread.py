@@ -72,7 +72,9 @@ def _at_the_one_head(url: str | None, migrations_dir: PathLike | None, project_r
 
 
 def _newest_first(files: list[tuple[Path, Header]], head: str) -> list[tuple[Any, ...]] | None:
-    """Each revision of a chain from HEAD down, as RevisionInfo.listed takes it; None for a tree."""
+    """Each revision of a chain from HEAD down, as RevisionInfo.listed takes it; None when one merges
+    (only_head has made sure that every revision leads down from HEAD, so without a merge the walk
+    down meets them all)."""
     below = {header.revision: (path, header) for path, header in files}
     rows: list[tuple[Any, ...]] = []
     child: tuple[str, ...] = ()
@@ -85,7 +87,7 @@ def _newest_first(files: list[tuple[Path, Header]], head: str) -> list[tuple[Any
         rows.append((revision, parents, message(header.doc), created(header.doc, path), str(path), (), (),
                      not child, child))
         child, revision = (revision,), (parents[0] if parents else None)
-    return rows if len(rows) == len(below) else None
+    return rows
 
 
 def _plain_project(target: settings.Target) -> bool:

@@ -29,7 +29,9 @@ VERSION_TABLE = "alembic_version"
 # revisions that cannot run inside one transaction (PostgreSQL): they need a shadow database
 _AUTOCOMMIT_MARKERS = ("autocommit_block", "CONCURRENTLY")
 
-RunEnv = Callable[["Target", "Connection", Callable[[Any, Any], Any], Any, Callable[..., None]], None]
+# env.py run on a connection: (target, connection, migration function, destination, on_step), where
+# on_step(step, heads) is called as each revision is applied (environment.Observer's on_step)
+RunEnv = Callable[["Target", "Connection", Callable[[Any, Any], Any], Any, Callable[[Any, Any], None]], None]
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,7 @@ def _run_phase(runner: Runner, target: Target, connection: Connection, script: S
         if VERSION_TABLE not in statement:
             clock["statements"] += 1
 
-    def applied(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+    def applied(step: Any, heads: Any) -> None:
         done.append(_step(revisions[len(done)], direction, clock))
 
     work = step_function(script, destination, downgrade=direction == "downgrade")
@@ -242,6 +244,10 @@ def _shadow_database(target: Target, connection: Connection) -> Iterator[Target]
         yield replace(target, url=shadow)
 
 
+def _unobserved(step: Any, heads: Any) -> None:
+    """No step is reported while the shadow is made."""
+
+
 def _build_from_history(runner: Runner, target: Target, connection: Connection, plan: RehearsalPlan) -> None:
     """Bring the empty shadow database to where the real one is, revision by revision."""
     if not plan.current:
@@ -252,7 +258,7 @@ def _build_from_history(runner: Runner, target: Target, connection: Connection, 
 
     work = step_function(plan.script, destination, downgrade=False)
     try:
-        runner.run(target, connection, work, destination, lambda *step, **kw: None)
+        runner.run(target, connection, work, destination, _unobserved)
     except Exception as error:
         raise MigrationError(
             f"Could not build the throwaway database from the history up to {destination}: "
@@ -270,20 +276,16 @@ def _prepared_shadow(stack: ExitStack, runner: Runner, target: Target, connectio
                      plan: RehearsalPlan, schema: str | None) -> tuple[Target, Connection, str]:
     """A shadow database at the real one's revision (dropped when STACK closes), a connection to
     it, and how it was made."""
-    attempt = ExitStack()
+    attempt = stack.enter_context(ExitStack())  # closed early when the history cannot build it
+    shadow, throwaway = _new_shadow(attempt, runner, target, connection, schema)
     try:
-        shadow, throwaway = _new_shadow(attempt, runner, target, connection, schema)
         _build_from_history(runner, shadow, throwaway, plan)
     except MigrationError as failed:
-        with attempt:  # the half-built shadow is dropped
-            missing = _missing_tables(connection, throwaway, schema)
+        missing = _missing_tables(connection, throwaway, schema)
+        attempt.close()  # the half-built shadow is dropped
         if not missing:
             raise
         return _copied_shadow(stack, runner, target, connection, plan, schema, str(failed))
-    except BaseException:
-        attempt.close()
-        raise
-    stack.enter_context(attempt)
     outside = _copy_tables(connection, throwaway, _missing_tables(connection, throwaway, schema), schema)
     mode = "shadow database built from the history"
     if outside:
@@ -340,7 +342,7 @@ def _stamp(runner: Runner, target: Target, connection: Connection, plan: Rehears
         return
     start = (plan.start,)
     runner.run(target, connection, lambda heads, context: plan.script._stamp_revs(start, heads), start,
-               lambda *step, **kw: None)
+               _unobserved)
 
 
 def _create_like(source: Connection, shadow: Connection, names: Sequence[str]) -> None:
